@@ -1,0 +1,66 @@
+"""Fast weights: gradient steps on explicit parameter tensors.
+
+The inner loop never assigns to variables. It runs the backbone functionally
+(`keras.Model.stateless_call`) on a list of parameter tensors and returns new
+tensors, so an enclosing `tf.GradientTape` sees the whole chain and the outer
+gradient flows through every inner update (second order). With
+``first_order=True`` the inner gradients are treated as constants, which is
+first-order MAML.
+"""
+
+import tensorflow as tf
+
+
+def functional_forward(model, params, non_trainable, x, training):
+    """Runs `model` on `x` with trainable weights `params` (no assignment)."""
+    outputs, _ = model.stateless_call(params, non_trainable, x, training=training)
+    return outputs
+
+
+def gradient_steps(loss_fn, params, steps, learning_rates, first_order=False, mask=None):
+    """Takes `steps` steps of gradient descent on fast weights.
+
+    Args:
+        loss_fn: a function of the parameter list returning a scalar loss.
+        params: list of parameter tensors (the starting point).
+        steps: number of steps, a Python int (the loop unrolls in a graph).
+        learning_rates: one entry per parameter: a float or a tensor that
+            broadcasts against the parameter (Meta-SGD's per-weight rates).
+        first_order: stop gradients through the inner gradients.
+        mask: optional list of bools; parameters marked False stay fixed
+            (ANIL adapts only the head).
+
+    Returns:
+        ``(params, losses)``: the adapted parameter list and the list of
+        ``steps`` support losses, each taken before its update.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> from fewshot.algorithms.inner_loop import gradient_steps
+    >>> w = [tf.constant(3.0)]
+    >>> new, losses = gradient_steps(lambda p: p[0] ** 2, w, 2, [0.25])
+    >>> float(new[0])
+    0.75
+
+    """
+    mask = [True] * len(params) if mask is None else list(mask)
+    params = list(params)
+    losses = []
+    for _ in range(steps):
+        adapted = [p for p, m in zip(params, mask) if m]
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(adapted)
+            loss = loss_fn(params)
+        grads = tape.gradient(
+            loss, adapted, unconnected_gradients=tf.UnconnectedGradients.ZERO
+        )
+        if first_order:
+            grads = [tf.stop_gradient(g) for g in grads]
+        grads = iter(grads)
+        params = [
+            p - tf.cast(lr, p.dtype) * next(grads) if m else p
+            for p, m, lr in zip(params, mask, learning_rates)
+        ]
+        losses.append(loss)
+    return params, losses

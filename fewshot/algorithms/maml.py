@@ -1,0 +1,286 @@
+"""Model-Agnostic Meta-Learning, first- and second-order, and ANIL."""
+
+import keras
+import tensorflow as tf
+
+from fewshot.algorithms.inner_loop import functional_forward, gradient_steps
+from fewshot.algorithms.meta_learner import MetaLearner
+from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
+
+
+@keras.saving.register_keras_serializable(package="fewshot")
+class MAML(MetaLearner):
+    """Model-Agnostic Meta-Learning (MAML) around any Keras backbone.
+
+    Learns an initialisation from which a few gradient steps on a task's
+    support set give a good model for that task. Each meta-update adapts a
+    copy of the weights to every task of the batch (the *inner loop*, on
+    explicit fast weights, never assigning to variables), scores the adapted
+    weights on the task's query set, and updates the initialisation with the
+    gradient of the mean query loss. That gradient flows back through the
+    inner updates (true second order, nested `tf.GradientTape`s) unless
+    ``first_order=True`` (FOMAML), which drops the second-derivative terms.
+    With ``adapt_layers`` only the named layers adapt in the inner loop
+    (ANIL adapts only the head); every layer is still meta-learned.
+
+    Batch normalisation during adaptation uses the statistics of the batch at
+    hand (transductive), as the numbers in the MAML paper assume: the
+    backbone runs with ``training=True`` in the inner loop and on the query
+    set, and its moving averages are not updated by meta-training.
+
+    Tasks in a batch run as one vectorised computation (`tf.vectorized_map`)
+    unless ``vectorize=False``, which unrolls a Python loop over the tasks
+    (the task count must then be static).
+
+    Args:
+        backbone: a built Keras model.
+        inner_lr: step size of the inner loop. Default 0.01.
+        inner_steps: gradient steps on the support set. Default 1.
+        first_order: ignore second-order terms (FOMAML). Default False.
+        adapt_layers: names of the backbone layers adapted in the inner loop;
+            ``None`` adapts all of them. Default None.
+        vectorize: run the tasks of a batch with `tf.vectorized_map`.
+        **kwargs: passed to `keras.Model`.
+
+    Example:
+
+    >>> import keras, fewshot
+    >>> backbone = fewshot.models.mlp(input_shape=(1,), hidden=(40, 40), outputs=1)
+    >>> maml = fewshot.MAML(backbone, inner_lr=0.01, inner_steps=1)
+    >>> maml.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    >>> stream = fewshot.episodes.Sinusoid().stream(meta_batch_size=4, batches_per_epoch=2)
+    >>> history = maml.fit(stream, epochs=1, verbose=0)
+    >>> task = fewshot.episodes.Sinusoid().sample(num_tasks=1, seed=1)
+    >>> adapted = maml.adapt(task["support_x"][0], task["support_y"][0])
+    >>> adapted.predict(task["query_x"][0], verbose=0).shape
+    (10, 1)
+
+    Reference:
+        Finn, Abbeel and Levine, "Model-Agnostic Meta-Learning for Fast
+        Adaptation of Deep Networks", ICML 2017. ANIL: Raghu et al., "Rapid
+        Learning or Feature Reuse?", ICLR 2020.
+    """
+
+    def __init__(
+        self,
+        backbone,
+        inner_lr=0.01,
+        inner_steps=1,
+        first_order=False,
+        adapt_layers=None,
+        vectorize=True,
+        **kwargs,
+    ):
+        super().__init__(backbone, **kwargs)
+        if isinstance(inner_lr, bool) or not isinstance(inner_lr, (int, float)) or not inner_lr > 0:
+            raise ValueError(
+                "Invalid value received for argument `inner_lr`. Expected a "
+                f"positive float. Received: inner_lr={inner_lr!r}"
+            )
+        if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 0:
+            raise ValueError(
+                "Invalid value received for argument `inner_steps`. Expected "
+                f"an integer >= 0. Received: inner_steps={inner_steps!r}"
+            )
+        self.inner_lr = float(inner_lr)
+        self.inner_steps = inner_steps
+        self.first_order = bool(first_order)
+        self.adapt_layers = None if adapt_layers is None else list(adapt_layers)
+        self.vectorize = bool(vectorize)
+        self._adapt_mask = self._build_mask(self.adapt_layers)
+        self._adapt_fns = {}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "inner_lr": self.inner_lr,
+                "inner_steps": self.inner_steps,
+                "first_order": self.first_order,
+                "adapt_layers": self.adapt_layers,
+                "vectorize": self.vectorize,
+            }
+        )
+        return config
+
+    # ---------------------------------------------------------- inner loop
+    def _build_mask(self, adapt_layers):
+        variables = self.backbone.trainable_variables
+        if adapt_layers is None:
+            return [True] * len(variables)
+        names = [layer.name for layer in _all_layers(self.backbone)]
+        chosen = set()
+        for name in adapt_layers:
+            if name not in names:
+                raise ValueError(
+                    "Invalid value received for argument `adapt_layers`: the "
+                    f"backbone has no layer named {name!r}. Its layers: "
+                    f"{names}. Received: adapt_layers={adapt_layers!r}"
+                )
+            layer = next(l for l in _all_layers(self.backbone) if l.name == name)
+            chosen.update(id(v) for v in layer.trainable_variables)
+        if not chosen:
+            raise ValueError(
+                "Invalid value received for argument `adapt_layers`: the named "
+                f"layers hold no trainable weights. Received: adapt_layers={adapt_layers!r}"
+            )
+        return [id(v) in chosen for v in variables]
+
+    def inner_learning_rates(self):
+        """One learning rate per backbone trainable variable."""
+        return [self.inner_lr] * len(self.backbone.trainable_variables)
+
+    def meta_parameters(self):
+        """The meta-learned initial weights, as tensors."""
+        return [tf.convert_to_tensor(v) for v in self.backbone.trainable_variables]
+
+    def _non_trainable(self):
+        return [tf.convert_to_tensor(v) for v in self.backbone.non_trainable_variables]
+
+    def _forward(self, params, x, training=True):
+        return functional_forward(self.backbone, params, self._non_trainable(), x, training)
+
+    def adapt_parameters(self, params, support_x, support_y, steps, first_order, learning_rates=None):
+        """Adapts fast weights `params` to one task's support set.
+
+        Returns:
+            ``(adapted_params, support_losses)``.
+        """
+        lrs = self.inner_learning_rates() if learning_rates is None else learning_rates
+
+        def support_loss(p):
+            return self.per_task_loss(support_y, self._forward(p, support_x))
+
+        return gradient_steps(
+            support_loss, params, steps, lrs, first_order=first_order, mask=self._adapt_mask
+        )
+
+    def _map_tasks(self, task_fn, episodes, params):
+        """Runs ``task_fn(task_episode, params)`` over the task axis."""
+        tensors = [episodes[k] for k in (SUPPORT_X, SUPPORT_Y, QUERY_X, QUERY_Y)]
+        if self.vectorize:
+            num_tasks = tf.shape(tensors[0])[0]
+            tiled = [
+                tf.broadcast_to(p, tf.concat([[num_tasks], tf.shape(p)], 0)) for p in params
+            ]
+
+            def body(args):
+                return task_fn(args[:4], list(args[4:]))
+
+            return tf.vectorized_map(body, tuple(tensors) + tuple(tiled))
+        num_tasks = tensors[0].shape[0]
+        if num_tasks is None:
+            raise ValueError(
+                "With `vectorize=False` the number of tasks per batch must be "
+                "static; batch the episode dataset with drop_remainder=True. "
+                f"Received: support_x.shape={tensors[0].shape}"
+            )
+        outputs = [task_fn([t[i] for t in tensors], params) for i in range(num_tasks)]
+        return tf.nest.map_structure(lambda *xs: tf.stack(xs), *outputs)
+
+    def query_predictions(self, episodes, training=False, steps=None):
+        steps = self.inner_steps if steps is None else steps
+        # Evaluation needs no gradient through the inner loop.
+        first_order = self.first_order or not training
+
+        def task_fn(task, params):
+            sx, sy, qx, _ = task
+            adapted, _ = self.adapt_parameters(params, sx, sy, steps, first_order)
+            return self._forward(adapted, qx)
+
+        return self._map_tasks(task_fn, episodes, self.meta_parameters())
+
+    def query_loss_curve(self, episodes, steps):
+        """Per-task query loss after 0, 1, ..., `steps` inner steps.
+
+        Args:
+            episodes: a batch of episodes (dict with a task axis).
+            steps: the largest number of inner steps, a Python int.
+
+        Returns:
+            A tensor ``[steps + 1, T]``: row ``s`` is each task's query loss
+            after ``s`` steps on its support set.
+        """
+
+        def task_fn(task, params):
+            sx, sy, qx, qy = task
+            losses = [self.per_task_loss(qy, self._forward(params, qx))]
+            for _ in range(steps):
+                params, _ = self.adapt_parameters(params, sx, sy, 1, True)
+                losses.append(self.per_task_loss(qy, self._forward(params, qx)))
+            return tf.stack(losses)
+
+        curve = self._map_tasks(task_fn, episodes, self.meta_parameters())
+        return tf.transpose(curve)
+
+    # ----------------------------------------------------------------- adapt
+    def adapt(self, support_x, support_y, steps=None, inner_lr=None):
+        """Returns a copy of the backbone adapted to one task.
+
+        The meta-weights are left untouched. The returned model is a plain
+        Keras model (compiled with the learner's loss when the learner is
+        compiled); its ``adaptation_loss`` attribute lists the support loss
+        before each step and after the last.
+
+        Args:
+            support_x: ``[S, ...]`` inputs of one task (no task axis).
+            support_y: ``[S, ...]`` targets.
+            steps: gradient steps; default the learner's `inner_steps`.
+            inner_lr: step size; default the learner's (or learned) rates.
+
+        Returns:
+            A `keras.Model` with the adapted weights.
+        """
+        self._require_compiled()
+        steps = self.inner_steps if steps is None else steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(
+                "Invalid value received for argument `steps`. Expected an "
+                f"integer >= 0. Received: steps={steps!r}"
+            )
+        if inner_lr is not None and (
+            isinstance(inner_lr, bool) or not isinstance(inner_lr, (int, float)) or not inner_lr > 0
+        ):
+            raise ValueError(
+                "Invalid value received for argument `inner_lr`. Expected a "
+                f"positive float. Received: inner_lr={inner_lr!r}"
+            )
+        sx, sy = self._check_support(support_x, support_y)
+        key = (steps, inner_lr)
+        if key not in self._adapt_fns:
+            lrs = None if inner_lr is None else [float(inner_lr)] * len(self._adapt_mask)
+
+            def run(sx, sy):
+                params, losses = self.adapt_parameters(
+                    self.meta_parameters(), sx, sy, steps, True, learning_rates=lrs
+                )
+                final = self.per_task_loss(sy, self._forward(params, sx))
+                return params, tf.stack(losses + [final])
+
+            self._adapt_fns[key] = tf.function(run, reduce_retracing=True)
+        params, losses = self._adapt_fns[key](sx, sy)
+        adapted = clone_backbone(self.backbone, params)
+        adapted.adaptation_loss = [float(v) for v in losses.numpy()]
+        if self.task_loss is not None:
+            adapted.compile(loss=self.task_loss)
+        return adapted
+
+
+def clone_backbone(backbone, trainable_values):
+    """A fresh copy of `backbone` with its trainable weights set to values."""
+    clone = keras.models.clone_model(backbone)
+    if not clone.built:
+        clone.build(backbone.input_shape)
+    clone.set_weights(backbone.get_weights())
+    for variable, value in zip(clone.trainable_variables, trainable_values):
+        variable.assign(value)
+    return clone
+
+
+def _all_layers(model):
+    """Every layer inside `model`, depth first."""
+    found = []
+    for layer in getattr(model, "layers", []):
+        found.append(layer)
+        found.extend(_all_layers(layer))
+    return found

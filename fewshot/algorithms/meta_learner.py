@@ -1,0 +1,292 @@
+"""The base class of every algorithm: a `keras.Model` whose step is a meta-update."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fewshot.callbacks import StopOnNaN
+from fewshot.episodes.episode import (
+    EPISODE_KEYS,
+    QUERY_X,
+    QUERY_Y,
+    SUPPORT_X,
+    SUPPORT_Y,
+    validate_episode,
+)
+from fewshot.episodes.stream import EpisodeStream
+
+_ACCURACY_NAMES = ("accuracy", "acc")
+
+
+class MetaLearner(keras.Model):
+    """A meta-learner: `fit` takes episode batches, `adapt` tunes to one task.
+
+    Subclasses implement `query_predictions` (the predictions for every task's
+    query set after adapting on its support set) and `adapt`. This class
+    supplies the Keras contract around them: `compile(optimizer, loss,
+    metrics)` where `loss` is the per-task loss, `fit`/`evaluate` on streams of
+    episode dicts, one meta-update per batch in `train_step`, query loss and
+    metrics after adaptation in `test_step`, and a guard that stops training
+    with a clear error when the loss becomes NaN.
+
+    A batch is a dict ``{support_x, support_y, query_x, query_y}`` with a
+    leading task axis, passed as ``x`` with no ``y``. Calling the model on
+    such a dict returns the adapted query predictions; calling it on a plain
+    tensor runs the backbone with the meta-learned weights.
+
+    Args:
+        backbone: a built Keras model mapping inputs to predictions.
+        **kwargs: passed to `keras.Model` (for example `name`).
+    """
+
+    def __init__(self, backbone, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(backbone, keras.layers.Layer):
+            raise ValueError(
+                "Invalid value received for argument `backbone`. Expected a "
+                f"Keras model or layer. Received: backbone={backbone!r}"
+            )
+        if not backbone.built:
+            raise ValueError(
+                "Invalid value received for argument `backbone`: it is not "
+                "built, so its weights do not exist yet. Give it an "
+                "`keras.Input` or call `backbone.build(input_shape)` first. "
+                f"Received: backbone={backbone.name!r} (unbuilt)"
+            )
+        self.backbone = backbone
+        self.task_loss = None
+        self.query_metrics = []
+        self.built = True
+
+    # ------------------------------------------------------------------ compile
+    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
+        """Configures meta-training.
+
+        Args:
+            optimizer: the outer-loop optimizer (name or instance).
+            loss: the per-task loss, used in the inner loop on the support
+                set and in the outer loop on the query set. Required.
+            metrics: metrics of the adapted query predictions. ``"accuracy"``
+                means sparse categorical accuracy (integer labels, logits).
+            **kwargs: passed to `keras.Model.compile` (`jit_compile`,
+                `steps_per_execution`, `run_eagerly`).
+        """
+        if loss is None:
+            raise ValueError(
+                "Invalid value received for argument `loss`. Expected the "
+                "per-task loss, for example 'mse' or "
+                "keras.losses.SparseCategoricalCrossentropy(from_logits=True). "
+                "Received: loss=None"
+            )
+        if "loss_weights" in kwargs or "weighted_metrics" in kwargs:
+            raise ValueError(
+                "MetaLearner.compile does not take `loss_weights` or "
+                f"`weighted_metrics`. Received: {sorted(kwargs)}"
+            )
+        self.task_loss = keras.losses.get(loss)
+        self.query_metrics = [_resolve_metric(m) for m in (metrics or [])]
+        super().compile(optimizer=optimizer, **kwargs)
+        self._fewshot_compile_args = {"loss": loss, "metrics": metrics}
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config and hasattr(self, "_fewshot_compile_args"):
+            config["loss"] = keras.saving.serialize_keras_object(self.task_loss)
+            config["metrics"] = [
+                keras.saving.serialize_keras_object(m) for m in self.query_metrics
+            ]
+        return config
+
+    def compile_from_config(self, config):
+        config = keras.saving.deserialize_keras_object(config)
+        for key in ("loss_weights", "weighted_metrics"):
+            config.pop(key, None)
+        self.compile(**config)
+        if self.optimizer is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    # ------------------------------------------------------------ subclass API
+    def query_predictions(self, episodes, training=False):
+        """Predictions ``[T, Q, ...]`` for each task's query set after adapting."""
+        raise NotImplementedError
+
+    def adapt(self, support_x, support_y, steps=None):
+        """Returns a Keras model tuned to one task (no task axis)."""
+        raise NotImplementedError
+
+    def per_task_loss(self, y_true, y_pred):
+        """The compiled loss of one task, a scalar."""
+        self._require_compiled()
+        return tf.reduce_mean(self.task_loss(y_true, y_pred))
+
+    # ---------------------------------------------------------- keras contract
+    def call(self, inputs, training=False):
+        if isinstance(inputs, dict):
+            return self.query_predictions(inputs, training=training)
+        return self.backbone(inputs, training=training)
+
+    def meta_loss(self, episodes, training=True):
+        """Mean query loss over the tasks of a batch, and the predictions."""
+        query_pred = self.query_predictions(episodes, training=training)
+        y_true, y_pred = _flatten_tasks(episodes[QUERY_Y], query_pred)
+        return self.per_task_loss(y_true, y_pred), query_pred
+
+    def train_step(self, data):
+        episodes = self._unpack(data)
+        with tf.GradientTape() as tape:
+            loss, query_pred = self.meta_loss(episodes, training=True)
+        variables = self.trainable_variables
+        grads = tape.gradient(loss, variables)
+        self.optimizer.apply(grads, variables)
+        return self._update_metrics(loss, episodes[QUERY_Y], query_pred)
+
+    def test_step(self, data):
+        episodes = self._unpack(data)
+        loss, query_pred = self.meta_loss(episodes, training=False)
+        return self._update_metrics(loss, episodes[QUERY_Y], query_pred)
+
+    def predict_step(self, data):
+        return self(self._unpack(data), training=False)
+
+    def fit(self, x=None, y=None, callbacks=None, validation_data=None, **kwargs):
+        """`keras.Model.fit` on episode batches; also takes an `EpisodeStream`."""
+        self._require_compiled()
+        callbacks = list(callbacks or [])
+        if isinstance(x, EpisodeStream):
+            callbacks.insert(0, x.callback)
+            x = x.dataset
+        if isinstance(validation_data, EpisodeStream):
+            validation_data = validation_data.dataset
+        if not any(isinstance(c, StopOnNaN) for c in callbacks):
+            callbacks.append(StopOnNaN())
+        # Episode streams are seeded per batch; Keras' shuffle does not apply.
+        kwargs.setdefault("shuffle", False)
+        return super().fit(
+            x, y, callbacks=callbacks, validation_data=validation_data, **kwargs
+        )
+
+    def evaluate(self, x=None, y=None, **kwargs):
+        """`keras.Model.evaluate`: query loss and metrics after adaptation."""
+        self._require_compiled()
+        if isinstance(x, EpisodeStream):
+            x = x.dataset
+        return super().evaluate(x, y, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config["backbone"] = keras.saving.serialize_keras_object(self.backbone)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
+    # ---------------------------------------------------------------- helpers
+    def _require_compiled(self):
+        if self.task_loss is None:
+            raise RuntimeError(
+                f"{type(self).__name__} must be compiled before use: call "
+                "`compile(optimizer, loss=..., metrics=...)` first."
+            )
+
+    def _unpack(self, data):
+        if isinstance(data, (tuple, list)):
+            if len(data) > 1 and data[1] is not None:
+                raise ValueError(
+                    "Meta-learners take episode dicts as `x` with no `y`. "
+                    f"Received: a tuple of {len(data)} elements"
+                )
+            data = data[0]
+        validate_episode(data)
+        return {k: data[k] for k in EPISODE_KEYS}
+
+    def _update_metrics(self, loss, query_y, query_pred):
+        self._loss_tracker.update_state(loss)
+        y_true, y_pred = _flatten_tasks(query_y, query_pred)
+        for metric in self.query_metrics:
+            metric.update_state(y_true, y_pred)
+        return self.get_metrics_result()
+
+    def _check_support(self, support_x, support_y):
+        """Validates one task's support set; returns float/label tensors."""
+        sx = _as_array("support_x", support_x)
+        sy = _as_array("support_y", support_y)
+        if sx.ndim < 1 or sy.ndim < 1 or len(sx) != len(sy):
+            raise ValueError(
+                "Arguments `support_x` and `support_y` must hold the same "
+                "number of examples, one task with no task axis. Received: "
+                f"support_x.shape={sx.shape}, support_y.shape={sy.shape}"
+            )
+        if len(sx) == 0:
+            raise ValueError(
+                "Invalid value received for argument `support_x`: the support "
+                f"set is empty. Received: support_x.shape={sx.shape}"
+            )
+        expected = _input_feature_shape(self.backbone)
+        if expected is not None and not _shape_matches(sx.shape[1:], expected):
+            raise ValueError(
+                "Invalid value received for argument `support_x`: its "
+                f"examples have shape {tuple(sx.shape[1:])} but the backbone "
+                f"takes {tuple(expected)}. Received: support_x.shape={sx.shape}"
+            )
+        dtype = self.backbone.trainable_variables[0].dtype if self.backbone.trainable_variables else "float32"
+        return tf.constant(sx, dtype=dtype), tf.constant(sy)
+
+
+def _resolve_metric(metric):
+    if isinstance(metric, str) and metric.lower() in _ACCURACY_NAMES:
+        return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    resolved = keras.metrics.get(metric)
+    if isinstance(resolved, keras.metrics.Metric):
+        return resolved
+    return keras.metrics.MeanMetricWrapper(resolved, name=getattr(resolved, "__name__", str(metric)))
+
+
+def _flatten_tasks(y_true, y_pred):
+    """Merges the task and example axes: ``[T, Q, ...] -> [T*Q, ...]``."""
+    y_true = tf.reshape(y_true, tf.concat([[-1], tf.shape(y_true)[2:]], 0))
+    y_pred = tf.reshape(y_pred, tf.concat([[-1], tf.shape(y_pred)[2:]], 0))
+    return y_true, y_pred
+
+
+def _as_array(name, value):
+    try:
+        array = np.asarray(value)
+    except Exception as error:  # ragged lists and the like
+        raise ValueError(
+            f"Invalid value received for argument `{name}`: it cannot be read "
+            f"as an array ({error}). Received: {name} of type "
+            f"{type(value).__name__}"
+        ) from None
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.number) or array.dtype == bool
+    ):
+        raise ValueError(
+            f"Invalid value received for argument `{name}`: expected numbers. "
+            f"Received: {name} with dtype {array.dtype}"
+        )
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = int((~np.isfinite(array.reshape(len(array), -1))).any(axis=1).sum())
+        raise ValueError(
+            f"Invalid value received for argument `{name}`: {bad} of "
+            f"{len(array)} examples hold NaN or infinite values."
+        )
+    return array
+
+
+def _input_feature_shape(model):
+    try:
+        shape = model.input_shape
+    except (AttributeError, ValueError):
+        return None
+    if isinstance(shape, list) or shape is None:
+        return None
+    return shape[1:]
+
+
+def _shape_matches(actual, expected):
+    return len(actual) == len(expected) and all(
+        e is None or a == e for a, e in zip(actual, expected)
+    )
