@@ -54,6 +54,13 @@ def _cmd_run(argv):
     return 0
 
 
+# Each command: name -> (function taking the remaining argv, one-line help).
+# A new command adds a `_cmd_<name>` function above and one entry here.
+COMMANDS = {
+    "run": (_cmd_run, "train and evaluate a recipe, write results.json"),
+}
+
+
 def main(argv=None):
     """Entry point of the `fewshot` command."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -63,16 +70,19 @@ def main(argv=None):
         description="fewshot: Keras models that learn a new task from a handful of examples.",
         epilog="Run `fewshot COMMAND --help` for a command's options.",
     )
-    parser.add_argument("command", choices=["run"], help="run: train and evaluate a recipe")
+    parser.add_argument(
+        "command",
+        choices=sorted(COMMANDS),
+        help="; ".join(f"{name}: {text}" for name, (_, text) in sorted(COMMANDS.items())),
+    )
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    commands = {"run": _cmd_run}
-    if command not in commands:
+    if command not in COMMANDS:
         parser.parse_args([command])  # prints the usage error and exits 2
     try:
-        return commands[command](rest)
+        return COMMANDS[command][0](rest)
     except (CLIError, ValueError, FileNotFoundError, FloatingPointError) as error:
         # Bad input and diverged training are reported as one clear line;
         # FEWSHOT_DEBUG=1 shows the traceback.
