@@ -8,6 +8,9 @@ from fewshot.algorithms.meta_learner import MetaLearner
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
 
 
+BATCH_NORM_MODES = ("transductive", "running")
+
+
 @keras.saving.register_keras_serializable(package="fewshot")
 class MAML(MetaLearner):
     """Model-Agnostic Meta-Learning (MAML) around any Keras backbone.
@@ -23,10 +26,15 @@ class MAML(MetaLearner):
     With ``adapt_layers`` only the named layers adapt in the inner loop
     (ANIL adapts only the head); every layer is still meta-learned.
 
-    Batch normalisation during adaptation uses the statistics of the batch at
-    hand (transductive), as the numbers in the MAML paper assume: the
-    backbone runs with ``training=True`` in the inner loop and on the query
-    set, and its moving averages are not updated by meta-training.
+    Batch normalisation during adaptation is a stated choice, ``batch_norm``:
+    ``"transductive"`` (the default, as the numbers in the MAML paper assume)
+    normalises with the statistics of the batch at hand: the backbone runs
+    with ``training=True`` in the inner loop and on the query set, so a query
+    prediction depends on the other queries of its task, and the moving
+    averages are not updated by meta-training. ``"running"`` runs the
+    backbone with ``training=False`` during adaptation and on the query set
+    (each prediction depends on its own example only), and each meta-update
+    refreshes the moving averages from the batch's support inputs.
 
     Tasks in a batch run as one vectorised computation (`tf.vectorized_map`)
     unless ``vectorize=False``, which unrolls a Python loop over the tasks
@@ -40,6 +48,8 @@ class MAML(MetaLearner):
         adapt_layers: names of the backbone layers adapted in the inner loop;
             ``None`` adapts all of them. Default None.
         vectorize: run the tasks of a batch with `tf.vectorized_map`.
+        batch_norm: ``"transductive"`` (batch statistics during adaptation)
+            or ``"running"`` (moving statistics). Default "transductive".
         **kwargs: passed to `keras.Model`.
 
     Example:
@@ -69,9 +79,15 @@ class MAML(MetaLearner):
         first_order=False,
         adapt_layers=None,
         vectorize=True,
+        batch_norm="transductive",
         **kwargs,
     ):
         super().__init__(backbone, **kwargs)
+        if batch_norm not in BATCH_NORM_MODES:
+            raise ValueError(
+                "Invalid value received for argument `batch_norm`. Expected "
+                f"one of {list(BATCH_NORM_MODES)}. Received: batch_norm={batch_norm!r}"
+            )
         if isinstance(inner_lr, bool) or not isinstance(inner_lr, (int, float)) or not inner_lr > 0:
             raise ValueError(
                 "Invalid value received for argument `inner_lr`. Expected a "
@@ -87,6 +103,7 @@ class MAML(MetaLearner):
         self.first_order = bool(first_order)
         self.adapt_layers = None if adapt_layers is None else list(adapt_layers)
         self.vectorize = bool(vectorize)
+        self.batch_norm = batch_norm
         self._adapt_mask = self._build_mask(self.adapt_layers)
         self._adapt_fns = {}
 
@@ -99,6 +116,7 @@ class MAML(MetaLearner):
                 "first_order": self.first_order,
                 "adapt_layers": self.adapt_layers,
                 "vectorize": self.vectorize,
+                "batch_norm": self.batch_norm,
             }
         )
         return config
@@ -138,7 +156,18 @@ class MAML(MetaLearner):
         return [tf.convert_to_tensor(v) for v in self.backbone.non_trainable_variables]
 
     def _forward(self, params, x, training=True):
+        # `training` only switches batch statistics on in transductive mode.
+        training = bool(training) and self.batch_norm == "transductive"
         return functional_forward(self.backbone, params, self._non_trainable(), x, training)
+
+    def train_step(self, data):
+        logs = super().train_step(data)
+        if self.batch_norm == "running" and self.backbone.non_trainable_variables:
+            # Refresh the moving statistics from this batch's support inputs.
+            support_x = self._unpack(data)[SUPPORT_X]
+            flat = tf.reshape(support_x, tf.concat([[-1], tf.shape(support_x)[2:]], 0))
+            self.backbone(flat, training=True)
+        return logs
 
     def adapt_parameters(self, params, support_x, support_y, steps, first_order, learning_rates=None):
         """Adapts fast weights `params` to one task's support set.
@@ -257,7 +286,7 @@ class MAML(MetaLearner):
                 final = self.per_task_loss(sy, self._forward(params, sx))
                 return params, tf.stack(losses + [final])
 
-            self._adapt_fns[key] = tf.function(run, reduce_retracing=True)
+            self._adapt_fns[key] = tf.function(run, reduce_retracing=True, autograph=False)
         params, losses = self._adapt_fns[key](sx, sy)
         adapted = clone_backbone(self.backbone, params)
         adapted.adaptation_loss = [float(v) for v in losses.numpy()]

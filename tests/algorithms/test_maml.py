@@ -1,0 +1,191 @@
+"""MAML as a Keras model: compile/fit/evaluate, adapt, saving, resuming, errors."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import fewshot
+from fewshot.callbacks import NaNLossError
+
+
+def _learner(outer_lr=1e-3, **kwargs):
+    kwargs.setdefault("inner_lr", 0.01)
+    learner = fewshot.MAML(fewshot.models.mlp(hidden=(40, 40)), **kwargs)
+    learner.compile(optimizer=keras.optimizers.Adam(outer_lr), loss="mse")
+    return learner
+
+
+def _weights(model):
+    return [v.numpy().copy() for v in model.trainable_variables]
+
+
+def test_loss_falls_and_evaluate_reports_adapted_loss():
+    learner = _learner(outer_lr=3e-3)
+    family = fewshot.episodes.Sinusoid()
+    test = family.stream(25, 4, seed=123)
+    before = learner.evaluate(test, verbose=0, return_dict=True)["loss"]
+    learner.fit(family.stream(25, 100, seed=0), epochs=4, verbose=0)
+    after = learner.evaluate(test, verbose=0, return_dict=True)["loss"]
+    assert after < 0.6 * before
+    # evaluate scores *adapted* predictions: they beat the meta-initialisation.
+    batch = family.sample(50, seed=9)
+    curve = learner.query_loss_curve(batch, steps=1).numpy()
+    assert curve[1].mean() < curve[0].mean()
+
+
+def test_train_on_batch_is_one_meta_update():
+    learner = _learner()
+    batch = fewshot.episodes.Sinusoid().sample(4, seed=0)
+    before = _weights(learner)
+    learner.train_on_batch(batch)
+    assert learner.optimizer.iterations.numpy() == 1
+    assert any(not np.allclose(a, b) for a, b in zip(before, _weights(learner)))
+
+
+def test_adapt_returns_tuned_model_and_leaves_meta_weights():
+    learner = _learner(inner_lr=0.05)
+    task = fewshot.episodes.Sinusoid(query_shots=50).sample(1, seed=4)
+    sx, sy, qx, qy = (task[k][0].numpy() for k in ("support_x", "support_y", "query_x", "query_y"))
+    before = _weights(learner)
+    adapted = learner.adapt(sx, sy, steps=5)
+    assert all(np.array_equal(a, b) for a, b in zip(before, _weights(learner)))
+    assert isinstance(adapted, keras.Model) and adapted is not learner.backbone
+    losses = adapted.adaptation_loss
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    meta_mse = np.mean((learner.backbone.predict(qx, verbose=0) - qy) ** 2)
+    adapted_mse = np.mean((adapted.predict(qx, verbose=0) - qy) ** 2)
+    assert adapted_mse < meta_mse
+    # The adapted model is ordinary Keras: evaluate works on it.
+    assert np.isclose(adapted.evaluate(qx, qy, verbose=0), adapted_mse, rtol=1e-4)
+
+
+def test_adapt_layers_only_changes_named_layers():
+    learner = _learner(adapt_layers=["head"], inner_lr=0.1)
+    task = fewshot.episodes.Sinusoid().sample(1, seed=1)
+    adapted = learner.adapt(task["support_x"][0], task["support_y"][0], steps=3)
+    for layer in ("hidden_1", "hidden_2"):
+        for a, b in zip(adapted.get_layer(layer).get_weights(), learner.backbone.get_layer(layer).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    head_a = adapted.get_layer("head").get_weights()[0]
+    assert not np.allclose(head_a, learner.backbone.get_layer("head").get_weights()[0])
+
+
+def test_config_round_trip():
+    learner = _learner(inner_lr=0.02, inner_steps=3, first_order=True, adapt_layers=["head"])
+    config = learner.get_config()
+    clone = fewshot.MAML.from_config(config)
+    for key in ("inner_lr", "inner_steps", "first_order", "adapt_layers", "vectorize"):
+        assert getattr(clone, key) == getattr(learner, key) == config[key]
+
+
+def test_keras_save_and_load(tmp_path):
+    learner = _learner(inner_steps=2)
+    learner.fit(fewshot.episodes.Sinusoid().stream(5, 3), epochs=1, verbose=0)
+    path = tmp_path / "maml.keras"
+    learner.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, fewshot.MAML) and loaded.inner_steps == 2
+    batch = fewshot.episodes.Sinusoid().sample(3, seed=2)
+    np.testing.assert_allclose(
+        loaded.query_predictions(batch).numpy(), learner.query_predictions(batch).numpy(), atol=1e-6
+    )
+    # It comes back compiled and can keep training.
+    loaded.fit(fewshot.episodes.Sinusoid().stream(5, 2), epochs=1, verbose=0)
+
+
+def test_vectorized_and_loop_agree():
+    learner = _learner(inner_steps=2)
+    batch = fewshot.episodes.Sinusoid().sample(4, seed=0)
+    vectorized = learner.query_predictions(batch, training=True).numpy()
+    learner.vectorize = False
+    looped = learner.query_predictions(batch, training=True).numpy()
+    np.testing.assert_allclose(vectorized, looped, atol=1e-5)
+
+
+def test_backup_and_restore_resumes_to_identical_weights(tmp_path):
+    def train(callbacks, epochs=4):
+        keras.utils.set_random_seed(1)
+        learner = _learner()
+        stream = fewshot.episodes.Sinusoid().stream(8, 5, seed=3)
+        learner.fit(stream, epochs=epochs, callbacks=callbacks, verbose=0)
+        return learner
+
+    straight = _weights(train([]))
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt("simulated kill")
+
+    backup = str(tmp_path / "backup")
+    with pytest.raises(KeyboardInterrupt):
+        train([keras.callbacks.BackupAndRestore(backup), Interrupt()])
+    resumed = train([keras.callbacks.BackupAndRestore(backup)])
+    assert resumed.optimizer.iterations.numpy() == 20
+    for a, b in zip(straight, _weights(resumed)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_nan_loss_stops_training_with_a_clear_message():
+    batch = {k: v.numpy() for k, v in fewshot.episodes.Sinusoid().sample(4, seed=0).items()}
+    batch["query_y"][1, 2] = np.nan
+    data = tf.data.Dataset.from_tensors(batch).repeat(5)
+    with pytest.raises(NaNLossError, match="stopped at epoch 1, batch 1: the query loss is nan"):
+        _learner().fit(data, epochs=1, verbose=0)
+
+
+def test_diverging_inner_loop_stops_training():
+    learner = _learner(inner_lr=1e6)
+    with pytest.raises(NaNLossError, match=r"the query loss is (nan|inf)\. Usual causes: an inner"):
+        learner.fit(fewshot.episodes.Sinusoid().stream(4, 50), epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"inner_lr": -0.1}, "Invalid value received for argument `inner_lr`. Expected a positive float. Received: inner_lr=-0.1"),
+        ({"inner_steps": -1}, "Received: inner_steps=-1"),
+        ({"adapt_layers": ["nope"]}, "the backbone has no layer named 'nope'"),
+    ],
+)
+def test_constructor_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        fewshot.MAML(fewshot.models.mlp(), **kwargs)
+
+
+def test_unbuilt_backbone_is_refused():
+    with pytest.raises(ValueError, match="it is not built"):
+        fewshot.MAML(keras.Sequential([keras.layers.Dense(1)]))
+
+
+def test_compile_needs_a_loss():
+    with pytest.raises(ValueError, match="Received: loss=None"):
+        fewshot.MAML(fewshot.models.mlp()).compile(optimizer="adam")
+
+
+def test_fit_before_compile():
+    with pytest.raises(RuntimeError, match="must be compiled"):
+        fewshot.MAML(fewshot.models.mlp()).fit(fewshot.episodes.Sinusoid().stream(2, 1))
+
+
+@pytest.mark.parametrize(
+    "support_x, support_y, message",
+    [
+        (np.zeros((5, 1)), np.zeros((4, 1)), r"support_x.shape=\(5, 1\), support_y.shape=\(4, 1\)"),
+        (np.zeros((5, 3)), np.zeros((5, 1)), r"examples have shape \(3,\) but the backbone takes \(1,\)"),
+        (np.full((5, 1), np.nan), np.zeros((5, 1)), "argument `support_x`: 5 of 5 examples hold NaN"),
+        (np.zeros((0, 1)), np.zeros((0, 1)), "the support set is empty"),
+        ([["a"], ["b"]], [[1.0], [2.0]], "expected numbers"),
+    ],
+)
+def test_adapt_rejects_bad_support(support_x, support_y, message):
+    with pytest.raises(ValueError, match=message):
+        _learner().adapt(support_x, support_y)
+
+
+def test_fit_rejects_a_batch_with_y():
+    learner = _learner()
+    batch = fewshot.episodes.Sinusoid().sample(2, seed=0)
+    with pytest.raises(ValueError, match="episode dicts as `x` with no `y`"):
+        learner.fit(tf.data.Dataset.from_tensors((batch, batch["query_y"])), verbose=0)
