@@ -1,0 +1,232 @@
+"""Few-shot assay tasks: 2-way episodes for meta-training and the test protocol.
+
+Each assay is a binary task (active 1 / inactive 0). For meta-training,
+`AssaySampler` draws 2-way episodes from the training assays: a task is an
+assay, its support holds `shots` actives and `shots` inactives (balanced),
+and its query holds `queries` actives and `queries` inactives (balanced too:
+actives are rare, 3-16% on Tox21, and a natural-ratio query of a few dozen
+molecules would often hold none). For evaluation, `evaluate_assays` follows
+the few-shot Tox21 protocol: `draws` random supports of `shots` actives plus
+`shots` inactives per test assay, the query being every other molecule
+measured for that assay (its natural ratio), scored with ROC-AUC and
+delta-AUPRC (average precision minus the query's fraction of actives).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
+from fewshot.episodes.stream import EpisodeStream
+from fewshot.metrics import mean_ci95
+
+
+class AssaySampler:
+    """Draws 2-way episodes (inactive 0, active 1) from binary assays.
+
+    Args:
+        features: float array ``[num_molecules, ...]``.
+        labels: array ``[num_molecules, num_tasks]`` of 1, 0 or NaN.
+        tasks: indices (columns of `labels`) of the assays to sample from.
+        shots: support actives (and inactives) per episode.
+        queries: query actives (and inactives) per episode.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from fewshot.datasets.assays import AssaySampler
+    >>> labels = np.tile([[1.0], [0.0]], (20, 2))
+    >>> sampler = AssaySampler(np.random.rand(40, 8), labels, tasks=[0, 1], shots=2, queries=3)
+    >>> batch = sampler.sample(num_tasks=4, seed=0)
+    >>> tuple(batch["support_x"].shape), tuple(batch["query_y"].shape)
+    ((4, 4, 8), (4, 6))
+    """
+
+    def __init__(self, features, labels, tasks, shots=10, queries=16):
+        for name, value in (("shots", shots), ("queries", queries)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"Invalid value received for argument `{name}`. Expected a "
+                    f"positive integer. Received: {name}={value!r}"
+                )
+        labels = np.asarray(labels, dtype=np.float32)
+        tasks = [int(t) for t in tasks]
+        if not tasks:
+            raise ValueError("Invalid value received for argument `tasks`: it is empty.")
+        need = shots + queries
+        pools = []
+        for t in tasks:
+            column = labels[:, t]
+            negatives = np.flatnonzero(column == 0)
+            positives = np.flatnonzero(column == 1)
+            if min(len(negatives), len(positives)) < need:
+                raise ValueError(
+                    f"Task {t} has {len(positives)} actives and {len(negatives)} "
+                    f"inactives; shots + queries = {need} of each are needed. "
+                    f"Received: shots={shots}, queries={queries}"
+                )
+            pools.append((negatives, positives))
+        self.shots = shots
+        self.queries = queries
+        self.tasks = tasks
+        width = max(max(len(n), len(p)) for n, p in pools)
+        index = np.zeros((len(tasks), 2, width), dtype=np.int64)
+        counts = np.zeros((len(tasks), 2), dtype=np.int64)
+        for i, pool in enumerate(pools):
+            for c, members in enumerate(pool):
+                index[i, c, : len(members)] = members
+                counts[i, c] = len(members)
+        self._x = tf.constant(np.asarray(features, dtype=np.float32))
+        self._index = tf.constant(index)
+        self._counts = tf.constant(counts)
+
+    def sample(self, num_tasks, seed):
+        """A batch of `num_tasks` episodes (dict of tensors).
+
+        Returns:
+            ``support_x [T, 2*shots, ...]``, ``support_y [T, 2*shots]`` (int32:
+            inactives first, then actives), ``query_x [T, 2*queries, ...]``,
+            ``query_y [T, 2*queries]``.
+        """
+        k, q = self.shots, self.queries
+        if isinstance(seed, int):
+            seed = tf.constant([seed, 0], tf.int64)
+        keys = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
+        chosen = tf.random.stateless_uniform(
+            [num_tasks], keys[0], minval=0, maxval=len(self.tasks), dtype=tf.int32
+        )
+        counts = tf.gather(self._counts, chosen)  # [T, 2]
+        width = tf.shape(self._index, out_type=tf.int64)[2]
+        noise = tf.random.stateless_uniform([num_tasks, 2, width], keys[1])
+        valid = tf.range(width)[None, None, :] < counts[..., None]
+        noise = tf.where(valid, noise, 2.0)
+        slots = tf.math.top_k(-noise, k=k + q).indices  # [T, 2, K+Q]
+        rows = tf.gather(self._index, chosen)  # [T, 2, width]
+        picked = tf.gather(rows, slots, batch_dims=2)  # [T, 2, K+Q]
+        examples = tf.gather(self._x, picked)  # [T, 2, K+Q, ...]
+        labels = tf.broadcast_to(tf.range(2, dtype=tf.int32)[None, :, None], [num_tasks, 2, k + q])
+        feature_shape = tf.shape(self._x)[1:]
+
+        def flat(t, lo, hi, with_features):
+            shape = [num_tasks, 2 * (hi - lo)]
+            if with_features:
+                shape = tf.concat([shape, feature_shape], 0)
+            return tf.reshape(t[:, :, lo:hi], shape)
+
+        return {
+            SUPPORT_X: flat(examples, 0, k, True),
+            SUPPORT_Y: flat(labels, 0, k, False),
+            QUERY_X: flat(examples, k, k + q, True),
+            QUERY_Y: flat(labels, k, k + q, False),
+        }
+
+    def stream(self, meta_batch_size=16, batches_per_epoch=100, seed=0):
+        """An `EpisodeStream` of batches of `meta_batch_size` episodes."""
+        return EpisodeStream(lambda s: self.sample(meta_batch_size, s), batches_per_epoch, seed)
+
+
+def support_draws(labels, shots, draws, seed=0):
+    """Random supports for one assay, as in the few-shot Tox21 protocol.
+
+    Args:
+        labels: ``[num_molecules]`` of 1, 0 or NaN for one assay.
+        shots: actives (and inactives) per support.
+        draws: how many supports to draw.
+        seed: integer seed.
+
+    Returns:
+        A list of ``(support_rows, support_y, query_rows, query_y)``: the
+        support holds `shots` inactives then `shots` actives; the query is
+        every other measured molecule.
+    """
+    labels = np.asarray(labels, dtype=np.float32)
+    negatives = np.flatnonzero(labels == 0)
+    positives = np.flatnonzero(labels == 1)
+    if min(len(negatives), len(positives)) <= shots:
+        raise ValueError(
+            f"An assay with {len(positives)} actives and {len(negatives)} "
+            f"inactives cannot give supports of {shots} of each and a query "
+            f"holding both. Received: shots={shots}"
+        )
+    measured = np.flatnonzero(~np.isnan(labels))
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(draws):
+        support = np.concatenate(
+            [rng.choice(negatives, shots, replace=False), rng.choice(positives, shots, replace=False)]
+        )
+        query = np.setdiff1d(measured, support)
+        out.append(
+            (support, np.repeat([0, 1], shots).astype(np.int32), query, labels[query].astype(np.int32))
+        )
+    return out
+
+
+def assay_scores(y_true, scores):
+    """``(roc_auc_percent, delta_auprc)`` of one query set (scikit-learn)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y_true = np.asarray(y_true)
+    scores = np.asarray(scores, dtype=np.float64)
+    if not np.isfinite(scores).all():
+        raise ValueError(
+            f"Invalid value received for argument `scores`: "
+            f"{int((~np.isfinite(scores)).sum())} are NaN or infinite."
+        )
+    auc = 100.0 * roc_auc_score(y_true, scores)
+    dauprc = average_precision_score(y_true, scores) - float(np.mean(y_true))
+    return float(auc), float(dauprc)
+
+
+def evaluate_assays(score_fn, features, labels, tasks, shots=10, draws=20, seed=0, on_draw=None):
+    """Runs the few-shot assay protocol for one scoring method.
+
+    Args:
+        score_fn: ``score_fn(support_x, support_y, query_x) -> scores`` where
+            a higher score means "more likely active".
+        features: ``[num_molecules, ...]`` features.
+        labels: ``[num_molecules, num_tasks]`` of 1, 0 or NaN.
+        tasks: indices of the test assays.
+        shots: support actives (and inactives).
+        draws: supports drawn per assay.
+        seed: seed of the draws (the same for every method, so every method
+            sees the same supports).
+        on_draw: optional callback ``on_draw(task, draw, y_true, scores)``.
+
+    Returns:
+        ``{"roc_auc": {task: [per-draw values]}, "delta_auprc": {...},
+        "summary": {"roc_auc": (mean, ci95), "delta_auprc": (mean, ci95)}}``.
+        The summary is the mean over tasks of each task's mean over draws;
+        its interval is over all ``tasks x draws`` values.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from fewshot.datasets.assays import evaluate_assays
+    >>> x = np.random.rand(60, 3); y = (x[:, :1] > 0.5).astype("float32")
+    >>> result = evaluate_assays(lambda sx, sy, qx: qx[:, 0], x, y, [0], shots=2, draws=3)
+    >>> result["summary"]["roc_auc"][0]
+    100.0
+    """
+    features = np.asarray(features)
+    labels = np.asarray(labels, dtype=np.float32)
+    per = {"roc_auc": {}, "delta_auprc": {}}
+    for i, task in enumerate(tasks):
+        aucs, dauprcs = [], []
+        for d, (s_rows, s_y, q_rows, q_y) in enumerate(
+            support_draws(labels[:, task], shots, draws, seed=seed * 1000 + i)
+        ):
+            scores = np.asarray(score_fn(features[s_rows], s_y, features[q_rows])).reshape(-1)
+            auc, dauprc = assay_scores(q_y, scores)
+            aucs.append(auc)
+            dauprcs.append(dauprc)
+            if on_draw is not None:
+                on_draw(task, d, q_y, scores)
+        per["roc_auc"][task] = aucs
+        per["delta_auprc"][task] = dauprcs
+    summary = {}
+    for metric, values in per.items():
+        task_means = [np.mean(v) for v in values.values()]
+        _, half = mean_ci95(np.concatenate(list(values.values())))
+        summary[metric] = (float(np.mean(task_means)), half)
+    per["summary"] = summary
+    return per

@@ -1,0 +1,492 @@
+"""The drug-property recipe: few-shot assay prediction from SMILES.
+
+Loads a MoleculeNet-format CSV (Tox21 by default), featurises the molecules
+with RDKit Morgan fingerprints, meta-trains a prototypical network, a Siamese
+network, MAML and ANIL on 2-way episodes of the training assays (with early
+stopping on validation assays), pretrains a multi-task network for the
+fine-tuning baseline, and evaluates every method together with a random
+forest and a kNN fitted on the support set alone, on the few-shot Tox21
+protocol: for each test assay, 20 supports of 10 actives + 10 inactives (and
+1 + 1), the query being every other molecule measured for the assay.
+"""
+
+import json
+import pathlib
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fewshot.algorithms.fine_tuner import FineTuner, pretrain_multitask
+from fewshot.algorithms.maml import MAML
+from fewshot.datasets.assays import AssaySampler, evaluate_assays
+from fewshot.datasets.featurize import Featurizer, featurize_table, write_report
+from fewshot.datasets.moleculenet import TOX21_URL, load_moleculenet, split_tasks
+from fewshot.models.fingerprint import fingerprint_encoder
+from fewshot.predict_molecules import save_molecule_model
+from fewshot.recipes.results import markdown_table, write_results
+
+METHODS = ("protonet", "siamese", "maml", "anil", "pretrained_finetune", "random_forest", "knn")
+META_METHODS = ("protonet", "siamese", "maml", "anil")
+_VALIDATION_SEED = 7_000_001
+_TEST_SEED = 0
+
+
+def add_arguments(parser):
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding the CSV (for Tox21: tox21.csv.gz), or the CSV file "
+        "itself; default: download the publisher's file into the cache",
+    )
+    parser.add_argument("--data", default=None, help="a CSV path or URL (overrides --data-dir)")
+    parser.add_argument(
+        "--test-tasks",
+        default=None,
+        help="held-out test tasks: comma-separated names or last:N (default: the "
+        "Tox21 protocol SR-HSE,SR-MMP,SR-p53 on Tox21)",
+    )
+    parser.add_argument(
+        "--validation-tasks",
+        default=None,
+        help="validation tasks carved from the training tasks: a count (taken "
+        "from the end) or comma-separated names (default 2)",
+    )
+    parser.add_argument(
+        "--methods", default=None, help=f"comma-separated subset of {','.join(METHODS)}"
+    )
+    parser.add_argument("--draws", type=int, default=None, help="support draws per test task (20)")
+    parser.add_argument(
+        "--budget-scale",
+        type=float,
+        default=1.0,
+        help="multiply every training time budget and epoch count (0.1 for a smoke run)",
+    )
+    parser.add_argument("--descriptors", action="store_true", help="append RDKit 2D descriptors")
+    parser.add_argument("--cache-dir", default=None, help="feature/download cache (default ~/.cache/fewshot)")
+
+
+def run(config, args):
+    """Trains, evaluates and writes results.json, results.md and roc.png to ``args.out``."""
+    settings = _settings(config, args)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    verbose = 0 if args.quiet else 2
+    seed = settings["seed"]
+    start_all = time.perf_counter()
+
+    source = _data_source(settings, args)
+    table = load_moleculenet(source, cache_dir=args.cache_dir)
+    split = split_tasks(table, settings["test_tasks"], settings["validation_tasks"])
+    featurizer = Featurizer(**settings["features"])
+    molecules = featurize_table(table, featurizer, cache_dir=args.cache_dir)
+    write_report(molecules.report, out)
+    _say(args, _data_summary(table, molecules, split))
+    index = {k: [molecules.task_index(t) for t in v] for k, v in split.items()}
+    x, y = molecules.features, molecules.labels
+
+    def evaluate(score_fns, tasks, draws, seed_, on_draw=None):
+        results = {}
+        for shots, score_fn in score_fns.items():
+            callback = (lambda t, d, yt, s, k=shots: on_draw(k, t, d, yt, s)) if on_draw else None
+            results[shots] = evaluate_assays(score_fn, x, y, tasks, shots, draws, seed_, callback)
+        return results
+
+    def validation_score(score_fns):
+        draws = settings["eval"]["validation_draws"]
+        results = evaluate(score_fns, index["validation"], draws, seed + _VALIDATION_SEED)
+        return float(np.mean([r["summary"]["roc_auc"][0] for r in results.values()]))
+
+    methods = settings["methods"]
+    shots_list = settings["eval"]["shots"]
+    metrics, timings, curves, trained, validation = {}, {}, {}, {}, {}
+    for method in methods:
+        _say(args, f"\n== {method} ==")
+        started = time.perf_counter()
+        score_fns, learner, best = _train_method(
+            method, settings, x, y, index, validation_score, shots_list, verbose, seed
+        )
+        timings[method] = round(time.perf_counter() - started, 1)
+        if best is not None:
+            validation[method] = round(best, 2)
+        if learner is not None:
+            trained[method] = learner
+            save_molecule_model(
+                learner, featurizer, out / "models" / method, method, _adapt_steps(method, settings)
+            )
+        pooled = {k: [] for k in shots_list}
+
+        def on_draw(shots, task, draw, y_true, scores):
+            pooled[shots].append((y_true, scores))
+
+        started = time.perf_counter()
+        results = evaluate(score_fns, index["test"], settings["eval"]["draws"], seed + _TEST_SEED, on_draw)
+        timings[method + "_eval"] = round(time.perf_counter() - started, 1)
+        metrics[method] = {}
+        for shots, result in results.items():
+            metrics[method][f"roc_auc_{shots}shot"] = result["summary"]["roc_auc"]
+            metrics[method][f"delta_auprc_{shots}shot"] = result["summary"]["delta_auprc"]
+            for metric in ("roc_auc", "delta_auprc"):
+                for task, values in result[metric].items():
+                    metrics[method][f"{metric}_{shots}shot_{molecules.tasks[task]}"] = (
+                        float(np.mean(values)), None)
+        curves[method] = pooled
+        _say(args, "  test: " + ", ".join(
+            f"{k}={v[0]:.3f}" for k, v in metrics[method].items() if k.count("_") <= 3
+        ) + f"  ({timings[method]} s train, {timings[method + '_eval']} s eval)")
+
+    names = [f"{m}_{k}shot" for k in shots_list for m in ("roc_auc", "delta_auprc")]
+    table_md = markdown_table(metrics, names, methods, fmt="{:.3f}")
+    run_config = dict(
+        settings,
+        data=str(table.source),
+        split=split,
+        molecules=molecules.report["molecules"],
+        invalid_smiles=len(molecules.report["invalid"]),
+        duplicate_groups=len(molecules.report["duplicates"]),
+        validation_roc_auc=validation,
+        seconds=dict(timings, total=round(time.perf_counter() - start_all, 1)),
+    )
+    dataset = f"{table.name} ({len(table.tasks)} tasks, {molecules.report['molecules']} molecules)"
+    write_results(out, "drug_property", dataset, run_config, metrics)
+    per_task = _per_task_table(metrics, methods, split["test"], shots_list)
+    (out / "results.md").write_text(
+        f"Few-shot assay prediction on {dataset}; test tasks {', '.join(split['test'])}; "
+        f"{settings['eval']['draws']} support draws per task. ROC-AUC in percent, "
+        "delta-AUPRC = AUPRC minus the query's fraction of actives; mean over test tasks "
+        "± 95% interval over all draws.\n\n" + table_md + "\n\nPer test task (mean over draws):\n\n"
+        + per_task + "\n"
+    )
+    plot_roc(curves, out / "roc.png", shots=max(shots_list), title=f"{table.name}: test tasks")
+    print(f"\n{table_md}\n\nWrote {out / 'results.json'}, results.md, roc.png, models/ "
+          f"({run_config['seconds']['total']:.0f} s in all)")
+    return metrics
+
+
+# ---------------------------------------------------------------- settings
+def _settings(config, args):
+    settings = json.loads(json.dumps(config))  # a deep copy
+    settings.setdefault("seed", 0)
+    data = settings.setdefault("data", {})
+    eval_ = settings.setdefault("eval", {})
+    settings["test_tasks"] = args.test_tasks or data.get("test_tasks") or None
+    validation = args.validation_tasks if args.validation_tasks is not None else data.get("validation_tasks", 2)
+    if isinstance(validation, str) and validation.strip().isdigit():
+        validation = int(validation)
+    settings["validation_tasks"] = validation
+    features = settings.setdefault("features", {})
+    if args.descriptors:
+        features["descriptors"] = True
+    if args.draws is not None:
+        if args.draws < 1:
+            raise ValueError(f"Invalid value received for argument `--draws`. Expected a positive integer. Received: {args.draws}")
+        eval_["draws"] = args.draws
+    eval_.setdefault("draws", 20)
+    eval_.setdefault("validation_draws", 5)
+    eval_.setdefault("shots", [10, 1])
+    methods = args.methods.split(",") if args.methods else settings.get("methods", list(METHODS))
+    methods = [m.strip() for m in methods if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(
+            f"Invalid value received for argument `--methods`: unknown {unknown}. "
+            f"Known: {list(METHODS)}. Received: {args.methods!r}"
+        )
+    settings["methods"] = methods
+    if not args.budget_scale > 0:
+        raise ValueError(
+            "Invalid value received for argument `--budget-scale`. Expected a "
+            f"positive float. Received: {args.budget_scale}"
+        )
+    settings["budget_scale"] = args.budget_scale
+    return settings
+
+
+def _data_source(settings, args):
+    if args.data:
+        return args.data
+    name = settings["data"].get("file", "tox21.csv.gz")
+    if args.data_dir:
+        path = pathlib.Path(args.data_dir)
+        return path / name if path.is_dir() and (path / name).is_file() else path
+    return settings["data"].get("url", TOX21_URL)
+
+
+def _scaled(settings, section, key):
+    value = settings[section][key]
+    return max(1, int(round(value * settings["budget_scale"])))
+
+
+def _adapt_steps(method, settings):
+    if method in ("maml", "anil"):
+        return settings[method].get("eval_inner_steps", settings[method]["inner_steps"])
+    if method == "pretrained_finetune":
+        return settings[method]["finetune_steps"]
+    return None
+
+
+# ------------------------------------------------------------------ methods
+def _train_method(method, settings, x, y, index, validation_score, shots_list, verbose, seed):
+    """Returns ``({shots: score_fn}, learner_or_None, best_validation_or_None)``."""
+    if method == "random_forest":
+        return {k: random_forest_scorer(settings["random_forest"], seed) for k in shots_list}, None, None
+    if method == "knn":
+        ks = settings["knn"]
+        return {k: knn_scorer(ks["k_10shot"] if k >= 10 else ks["k_1shot"]) for k in shots_list}, None, None
+    keras.utils.set_random_seed(seed)
+    if method == "pretrained_finetune":
+        learner, best = train_finetuner(settings, x, y, index, validation_score, shots_list, verbose, seed)
+    else:
+        learner, best = train_meta_learner(method, settings, x, y, index, validation_score, shots_list, verbose, seed)
+    steps = _adapt_steps(method, settings)
+    return {k: learner_scorer(learner, steps) for k in shots_list}, learner, best
+
+
+def build_learner(method, settings, input_dim):
+    """The untrained learner of `method` with the recipe's settings."""
+    import fewshot.algorithms as algorithms
+
+    s = settings[method]
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if method in ("protonet", "siamese"):
+        encoder = fingerprint_encoder(input_dim, s["hidden"], s["embedding"], s.get("dropout", 0.0))
+        if method == "protonet":
+            learner = algorithms.PrototypicalNetwork(encoder, distance=s.get("distance", "euclidean"))
+        else:
+            learner = algorithms.SiameseNetwork(encoder, margin=s.get("margin", 1.0))
+    elif method in ("maml", "anil"):
+        backbone = fingerprint_encoder(input_dim, s["hidden"], 2, 0.0, name=f"{method}_backbone")
+        learner = MAML(
+            backbone,
+            inner_lr=s["inner_lr"],
+            inner_steps=s["inner_steps"],
+            first_order=s.get("first_order", False),
+            adapt_layers=["head"] if method == "anil" else None,
+        )
+    else:
+        raise ValueError(f"Unknown method {method!r}")
+    learner.compile(optimizer=keras.optimizers.Adam(s["lr"]), loss=loss, metrics=["accuracy"])
+    return learner
+
+
+def train_meta_learner(method, settings, x, y, index, validation_score, shots_list, verbose, seed):
+    """Meta-trains one learner on 2-way episodes of the training assays."""
+    s = settings[method]
+    learner = build_learner(method, settings, x.shape[1])
+    sampler = AssaySampler(x, y, index["train"], shots=s.get("shots", 10), queries=s.get("queries", 16))
+    stream = sampler.stream(s["meta_batch_size"], s["batches_per_epoch"], seed=seed)
+    steps = _adapt_steps(method, settings)
+    stopper = ValidationEarlyStopping(
+        lambda: validation_score({k: learner_scorer(learner, steps) for k in shots_list}),
+        weights_of=learner,
+        patience=s.get("patience", 5),
+        time_budget_s=s["time_budget_s"] * settings["budget_scale"],
+        verbose=verbose,
+    )
+    learner.fit(stream, epochs=_scaled(settings, method, "epochs"), callbacks=[stopper], verbose=0)
+    return learner, stopper.best
+
+
+def train_finetuner(settings, x, y, index, validation_score, shots_list, verbose, seed):
+    """Pretrains an encoder on all training assays, wraps it in a `FineTuner`."""
+    s = settings["pretrained_finetune"]
+    encoder = fingerprint_encoder(x.shape[1], s["hidden"], s["embedding"], s.get("dropout", 0.0))
+    tuner = FineTuner(encoder, finetune_steps=s["finetune_steps"], learning_rate=s["finetune_lr"])
+    tuner.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rows = np.flatnonzero(~np.isnan(y[:, index["train"]]).all(axis=1))
+    stopper = ValidationEarlyStopping(
+        lambda: validation_score({k: learner_scorer(tuner, 0) for k in shots_list}),
+        weights_of=encoder,
+        patience=s.get("patience", 5),
+        time_budget_s=s["time_budget_s"] * settings["budget_scale"],
+        verbose=verbose,
+    )
+    pretrain_multitask(
+        encoder,
+        x[rows],
+        y[rows][:, index["train"]],
+        epochs=_scaled(settings, "pretrained_finetune", "epochs"),
+        batch_size=s["batch_size"],
+        learning_rate=s["lr"],
+        callbacks=[stopper],
+        seed=seed,
+    )
+    return tuner, stopper.best
+
+
+class ValidationEarlyStopping(keras.callbacks.Callback):
+    """Keeps the weights with the best few-shot validation score.
+
+    After every epoch, scores the model on the validation assays, remembers
+    the weights of the best epoch, stops after `patience` epochs without
+    improvement or once `time_budget_s` seconds have passed, and restores the
+    best weights at the end of training.
+
+    Args:
+        score_fn: a function of no arguments returning the validation score
+            (higher is better).
+        weights_of: the model (or layer) whose weights are kept and restored.
+        patience: epochs without improvement before stopping.
+        time_budget_s: wall-clock budget of the whole training.
+        verbose: print the score after each epoch when > 0.
+    """
+
+    def __init__(self, score_fn, weights_of, patience=5, time_budget_s=None, verbose=0):
+        super().__init__()
+        self.score_fn = score_fn
+        self.weights_of = weights_of
+        self.patience = patience
+        self.time_budget_s = time_budget_s
+        self.verbose = verbose
+        self.best = None
+        self.best_epoch = None
+        self.history = []
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+        self._best_weights = None
+        self._waited = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        score = self.score_fn()
+        elapsed = time.perf_counter() - self._start
+        self.history.append((epoch + 1, round(score, 3), round(elapsed, 1)))
+        if self.best is None or score > self.best:
+            self.best, self.best_epoch = score, epoch + 1
+            self._best_weights = self.weights_of.get_weights()
+            self._waited = 0
+        else:
+            self._waited += 1
+        if self.verbose:
+            loss = (logs or {}).get("loss")
+            print(f"  epoch {epoch + 1}: loss {loss if loss is None else round(float(loss), 4)} "
+                  f"validation ROC-AUC {score:.2f} (best {self.best:.2f} at {self.best_epoch}) "
+                  f"{elapsed:.0f} s", flush=True)
+        if self._waited >= self.patience or (
+            self.time_budget_s is not None and elapsed > self.time_budget_s
+        ):
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self._best_weights is not None:
+            self.weights_of.set_weights(self._best_weights)
+
+
+# ------------------------------------------------------------------ scorers
+def learner_scorer(learner, steps=None, batch_size=2048):
+    """``score_fn`` of a meta-learner: adapt on the support, score the queries.
+
+    The score is the logit margin ``logit_active - logit_inactive`` of the
+    model that ``learner.adapt`` returns.
+    """
+
+    def score(support_x, support_y, query_x):
+        adapted = learner.adapt(support_x, support_y) if steps is None else learner.adapt(
+            support_x, support_y, steps=steps)
+        parts = []
+        for start in range(0, len(query_x), batch_size):
+            logits = adapted(tf.constant(query_x[start : start + batch_size]), training=False)
+            parts.append(np.asarray(logits))
+        logits = np.concatenate(parts)
+        return logits[:, 1] - logits[:, 0]
+
+    return score
+
+
+def random_forest_scorer(settings, seed=0):
+    """A random forest on the support's fingerprint bits (present/absent)."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    def score(support_x, support_y, query_x):
+        forest = RandomForestClassifier(
+            n_estimators=settings.get("n_estimators", 100), random_state=seed, n_jobs=1
+        )
+        forest.fit(support_x > 0, support_y)
+        return forest.predict_proba(query_x > 0)[:, 1]
+
+    return score
+
+
+def knn_scorer(k):
+    """kNN on the support with the Jaccard (Tanimoto) distance of fingerprint bits.
+
+    The score is the fraction of actives among the `k` nearest support
+    molecules, ties broken by the mean similarity to the actives minus that
+    to the inactives (a small term, so the vote decides).
+    """
+
+    def score(support_x, support_y, query_x):
+        s = (support_x > 0).astype(np.float32)
+        q = (query_x > 0).astype(np.float32)
+        inter = q @ s.T
+        union = q.sum(1, keepdims=True) + s.sum(1)[None, :] - inter
+        sim = inter / np.maximum(union, 1.0)
+        kk = min(k, len(support_y))
+        nearest = np.argsort(-sim, axis=1, kind="stable")[:, :kk]
+        vote = np.asarray(support_y)[nearest].mean(1)
+        active = np.asarray(support_y) == 1
+        tie = sim[:, active].mean(1) - sim[:, ~active].mean(1)
+        return vote + 1e-3 * tie
+
+    return score
+
+
+# ------------------------------------------------------------------- output
+def plot_roc(curves, path, shots, title=""):
+    """Mean ROC curve over the test draws (threshold-averaged per draw), per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    grid = np.linspace(0.0, 1.0, 201)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for method, pooled in curves.items():
+        draws = pooled.get(shots) or []
+        if not draws:
+            continue
+        tprs = []
+        for y_true, scores in draws:
+            fpr, tpr, _ = roc_curve(y_true, scores)
+            tprs.append(np.interp(grid, fpr, tpr))
+        ax.plot(grid, np.mean(tprs, 0), label=method)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(f"{title} ({shots}+{shots} support, mean over draws)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _per_task_table(metrics, methods, tasks, shots_list):
+    names = [f"roc_auc_{k}shot_{t}" for k in shots_list for t in tasks]
+    lines = ["| method | " + " | ".join(n.replace("roc_auc_", "") for n in names) + " |",
+             "|---|" + "---|" * len(names)]
+    for method in methods:
+        cells = [f"{metrics[method][n][0]:.2f}" if n in metrics[method] else "" for n in names]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _data_summary(table, molecules, split):
+    report = molecules.report
+    return (
+        f"{table.name}: {report['rows']} rows, {report['molecules']} molecules, "
+        f"{len(report['invalid'])} invalid SMILES (listed in invalid_smiles.csv), "
+        f"{len(report['duplicates'])} duplicate groups merged, "
+        f"{report['label_conflicts']} conflicting labels left unmeasured\n"
+        f"train tasks {split['train']}\nvalidation tasks {split['validation']}\n"
+        f"test tasks {split['test']}"
+    )
+
+
+def _say(args, text):
+    if not args.quiet:
+        print(text, flush=True)
+        sys.stdout.flush()
