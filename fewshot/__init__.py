@@ -1,7 +1,8 @@
 """fewshot: Keras 3 models that learn a new task from a handful of examples."""
 
-from fewshot import algorithms, callbacks, episodes, models
+from fewshot import algorithms, callbacks, episodes, export, models
 from fewshot.algorithms import MAML, MetaLearner
+from fewshot.export import export_saved_model, load_saved_model
 
 __version__ = "0.1.0"
 
@@ -12,5 +13,8 @@ __all__ = [
     "algorithms",
     "callbacks",
     "episodes",
+    "export",
+    "export_saved_model",
+    "load_saved_model",
     "models",
 ]

@@ -1,0 +1,449 @@
+"""SavedModel export whose graph runs the adaptation step itself.
+
+`export_saved_model` writes a TensorFlow SavedModel that plain TensorFlow
+(TF Serving, ``saved_model_cli``, ``tf.saved_model.load`` without keras or
+fewshot installed) can serve. For a meta-learner it holds three endpoints,
+each for one task at a time (no task axis) with any number of support and
+query examples:
+
+- ``serving_default``: ``inputs [N, ...] -> predictions``, the backbone with
+  the meta-learned weights (for metric learners, the embedding).
+- ``adapt_and_predict``: ``support_x [S, ...], support_y [S, ...],
+  query_x [Q, ...] -> predictions [Q, ...]``. The learner's own
+  `query_predictions` runs in the graph on a batch of one episode: MAML's
+  gradient steps with the learner's learning rates and step count, the
+  prototypes of a metric learner, and so on. It gives the numbers the
+  learner's `evaluate` scores.
+- ``embed`` (metric learners, which have an ``embed`` method):
+  ``inputs -> embeddings``.
+
+A plain Keras model (for example the one `MetaLearner.adapt` returns) gets
+``serving_default`` only.
+
+The archive is built with Keras' own `keras.export.ExportArchive` (a
+`tf.Module`-like trackable holding the variables and one `tf.function` with an
+input signature per endpoint), written to a temporary folder beside `path`
+and moved into place only when complete, so an interrupted export never
+leaves a half-written model behind.
+"""
+
+import inspect
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+import zipfile
+
+import keras
+import tensorflow as tf
+
+from fewshot.algorithms.meta_learner import MetaLearner
+from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
+
+SERVING_DEFAULT = "serving_default"
+ADAPT_AND_PREDICT = "adapt_and_predict"
+EMBED = "embed"
+PREDICTIONS = "predictions"
+EMBEDDINGS = "embeddings"
+# Written beside the graph (the SavedModel convention for extra files).
+METADATA_FILE = os.path.join("assets.extra", "fewshot.json")
+
+_SPARSE_LOSSES = ("sparse_categorical_crossentropy",)
+
+
+def export_saved_model(
+    model,
+    path,
+    steps=None,
+    input_spec=None,
+    support_y_spec=None,
+    overwrite=False,
+    verbose=False,
+):
+    """Exports a meta-learner (or an adapted Keras model) as a SavedModel.
+
+    The exported graph adapts inside TensorFlow: ``adapt_and_predict`` takes
+    one task's support set and query inputs and runs the learner's inner
+    loop (or prototype computation) before predicting, so a server needs
+    nothing but TensorFlow.
+
+    Input shapes and dtypes come from the backbone's `keras.Input`; labels
+    are ``int32 [S]`` for metric learners and learners compiled with a
+    sparse categorical loss, and otherwise have the backbone's output shape
+    and dtype (``float32 [S, outputs]`` for regression). Both can be given
+    explicitly.
+
+    Batch normalisation inside ``adapt_and_predict`` follows the learner's
+    `query_predictions`: MAML and its family use the statistics of the
+    support (and then query) batch, as in meta-training and `evaluate`.
+    ``serving_default`` runs in inference mode (moving statistics).
+
+    Args:
+        model: a compiled `fewshot.MetaLearner`, or a plain `keras.Model`
+            (exported with ``serving_default`` only).
+        path: the SavedModel folder to write.
+        steps: inner steps baked into ``adapt_and_predict``; default the
+            learner's own (``inner_steps``). Only for learners whose
+            `query_predictions` takes ``steps``.
+        input_spec: optional `tf.TensorSpec` of a batch of inputs
+            (``[None, ...]``), for backbones without a `keras.Input`.
+        support_y_spec: optional `tf.TensorSpec` of ``support_y``.
+        overwrite: replace an existing non-empty folder at `path`.
+        verbose: print the endpoints and their signatures.
+
+    Returns:
+        The list of endpoint (signature) names written.
+
+    Example:
+
+    >>> import os, tempfile, keras, numpy as np, tensorflow as tf, fewshot
+    >>> backbone = fewshot.models.mlp(input_shape=(1,), hidden=(40, 40), outputs=1)
+    >>> maml = fewshot.MAML(backbone, inner_lr=0.01, inner_steps=2)
+    >>> maml.compile(optimizer="adam", loss="mse")
+    >>> path = os.path.join(tempfile.mkdtemp(), "maml")
+    >>> fewshot.export_saved_model(maml, path)
+    ['serving_default', 'adapt_and_predict']
+    >>> served = tf.saved_model.load(path)
+    >>> task = fewshot.episodes.Sinusoid().sample(num_tasks=1, seed=1)
+    >>> out = served.signatures["adapt_and_predict"](
+    ...     support_x=task["support_x"][0], support_y=task["support_y"][0],
+    ...     query_x=task["query_x"][0])
+    >>> out["predictions"].shape
+    TensorShape([10, 1])
+    """
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            "Invalid value received for argument `model`. Expected a fewshot "
+            "MetaLearner or a keras.Model. Received: model of type "
+            f"{type(model).__name__}"
+        )
+    path = _check_out_dir(path, overwrite)
+    is_learner = isinstance(model, MetaLearner)
+    if is_learner:
+        if model.task_loss is None:
+            raise ValueError(
+                f"Cannot export {type(model).__name__} {model.name!r}: it is "
+                "not compiled, so its inner-loop loss is unknown. Call "
+                "`compile(optimizer, loss=...)` first (a learner loaded from "
+                ".keras is compiled)."
+            )
+        network = model.backbone
+    else:
+        if steps is not None or support_y_spec is not None:
+            raise ValueError(
+                "Arguments `steps` and `support_y_spec` only apply to "
+                "meta-learners; a plain Keras model is exported with "
+                f"`serving_default` only. Received: model {model.name!r} of "
+                f"type {type(model).__name__}"
+            )
+        network = model
+    x_spec = _input_spec(network, input_spec)
+
+    archive = keras.export.ExportArchive()
+    # Tracking the network lists its variables on the loaded object; other
+    # variables the endpoints read (learned rates, memories) are captured
+    # automatically. The learner itself is not tracked: its Python caches
+    # (for example of `tf.function`s) are not saveable, nor needed.
+    archive.track(network)
+    endpoints = []
+    metric = is_learner and callable(getattr(model, "embed", None))
+
+    def add(name, fn, signature):
+        archive.add_endpoint(name, fn, input_signature=signature)
+        endpoints.append(name)
+
+    if metric:
+        # Metric learners serve the embedding by default.
+        # `embed` of the learner is an eager convenience (it batches and
+        # returns arrays); in the graph the encoder runs directly, as there.
+        def embed(inputs):
+            z = network(inputs, training=False)
+            return {EMBEDDINGS: tf.reshape(z, [tf.shape(z)[0], -1])}
+
+        add(SERVING_DEFAULT, embed, [_named(x_spec, "inputs")])
+    else:
+
+        def serve(inputs):
+            return {PREDICTIONS: network(inputs, training=False)}
+
+        add(SERVING_DEFAULT, serve, [_named(x_spec, "inputs")])
+
+    y_spec = None
+    if is_learner:
+        y_spec = _label_spec(model, network, support_y_spec, metric)
+        predict = _episode_predictor(model, steps)
+
+        def adapt_and_predict(support_x, support_y, query_x):
+            query_shape = tf.concat([tf.shape(query_x)[:1], tf.shape(support_y)[1:]], 0)
+            episode = {
+                SUPPORT_X: support_x[None],
+                SUPPORT_Y: support_y[None],
+                QUERY_X: query_x[None],
+                # Unused by the predictions; the episode structure wants it.
+                QUERY_Y: tf.zeros(query_shape, support_y.dtype)[None],
+            }
+            return {PREDICTIONS: predict(episode)[0]}
+
+        add(
+            ADAPT_AND_PREDICT,
+            adapt_and_predict,
+            [
+                _named(x_spec, SUPPORT_X),
+                _named(y_spec, SUPPORT_Y),
+                _named(x_spec, QUERY_X),
+            ],
+        )
+        if metric:
+            add(EMBED, embed, [_named(x_spec, "inputs")])
+
+    parent = path.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=parent))
+    try:
+        try:
+            archive.write_out(str(staging), verbose=verbose)
+        except Exception as error:  # a trace error inside an algorithm
+            raise ValueError(
+                f"Cannot export {type(model).__name__} {model.name!r} to "
+                f"{str(path)!r}: tracing its endpoints failed with "
+                f"{type(error).__name__}: {_first_line(error)}"
+            ) from error
+        metadata = {
+            "format": "fewshot SavedModel",
+            "model_class": type(model).__name__,
+            "model_name": model.name,
+            "endpoints": endpoints,
+            "inner_steps": _baked_steps(model, steps) if is_learner else None,
+            "signatures": {
+                "inputs": _describe(x_spec),
+                **({SUPPORT_Y: _describe(y_spec)} if y_spec is not None else {}),
+            },
+        }
+        (staging / METADATA_FILE).parent.mkdir(exist_ok=True)
+        (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        if path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        os.replace(staging, path)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return endpoints
+
+
+def load_saved_model(path):
+    """Loads an exported SavedModel, with a clear error for a bad folder.
+
+    Only TensorFlow is needed to load the result (this helper merely adds
+    the checks); ``tf.saved_model.load(path)`` gives the same object.
+
+    Args:
+        path: the folder written by `export_saved_model`.
+
+    Returns:
+        The loaded object; its ``signatures`` map holds the endpoints.
+
+    Raises:
+        FileNotFoundError: nothing exists at `path`.
+        ValueError: `path` is not a complete, readable SavedModel folder.
+
+    Example:
+
+    >>> import os, tempfile, fewshot
+    >>> backbone = fewshot.models.mlp(input_shape=(1,), hidden=(8,), outputs=1)
+    >>> path = os.path.join(tempfile.mkdtemp(), "mlp")
+    >>> fewshot.export_saved_model(backbone, path)
+    ['serving_default']
+    >>> sorted(fewshot.load_saved_model(path).signatures)
+    ['serving_default']
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"No exported model at {str(path)!r}: the path does not exist."
+        )
+    if not path.is_dir():
+        raise ValueError(
+            f"Cannot load a SavedModel from {str(path)!r}: it is a file, not "
+            "a SavedModel folder (a .keras file loads with "
+            "`keras.saving.load_model`)."
+        )
+    missing = [
+        name
+        for name in ("saved_model.pb", "variables/variables.index")
+        if not (path / name).is_file()
+    ]
+    if missing:
+        raise ValueError(
+            f"Cannot load a SavedModel from {str(path)!r}: the folder is "
+            f"incomplete or not a SavedModel (missing {', '.join(missing)})."
+        )
+    try:
+        return tf.saved_model.load(str(path))
+    except Exception as error:
+        raise ValueError(
+            f"Cannot load a SavedModel from {str(path)!r}: it is corrupt or "
+            f"unreadable ({type(error).__name__}: {_first_line(error)})."
+        ) from None
+
+
+def load_keras_model(path):
+    """Loads a ``.keras`` file (a learner or a plain model) with safe mode on.
+
+    Args:
+        path: the ``.keras`` file.
+
+    Returns:
+        The model, compiled if it was saved compiled.
+
+    Raises:
+        FileNotFoundError: nothing exists at `path`.
+        ValueError: the file is not a readable ``.keras`` archive.
+
+    Example:
+
+    >>> import os, tempfile, fewshot
+    >>> backbone = fewshot.models.mlp(input_shape=(1,), hidden=(8,), outputs=1)
+    >>> maml = fewshot.MAML(backbone)
+    >>> maml.compile(optimizer="adam", loss="mse")
+    >>> path = os.path.join(tempfile.mkdtemp(), "maml.keras")
+    >>> maml.save(path)
+    >>> type(fewshot.export.load_keras_model(path)).__name__
+    'MAML'
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No model file at {str(path)!r}: the path does not exist.")
+    if path.is_dir():
+        raise ValueError(
+            f"Cannot load a .keras model from {str(path)!r}: it is a folder. "
+            "Expected a .keras file (an exported SavedModel folder loads with "
+            "`tf.saved_model.load`)."
+        )
+    if path.suffix != ".keras":
+        raise ValueError(
+            f"Cannot load a model from {str(path)!r}: expected a file ending "
+            f"in .keras. Received: suffix {path.suffix or '(none)'!r}"
+        )
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"Cannot load a .keras model from {str(path)!r}: the file is "
+            "corrupt or truncated (not a zip archive)."
+        )
+    try:
+        return keras.saving.load_model(str(path), safe_mode=True)
+    except Exception as error:
+        raise ValueError(
+            f"Cannot load a .keras model from {str(path)!r}: it is corrupt or "
+            f"incomplete ({type(error).__name__}: {_first_line(error)})."
+        ) from None
+
+
+# ---------------------------------------------------------------- helpers
+def _check_out_dir(path, overwrite):
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise ValueError(
+            "Invalid value received for argument `path`. Expected a folder "
+            f"path. Received: path={path!r}"
+        )
+    path = pathlib.Path(path)
+    if path.exists() and not overwrite:
+        if not path.is_dir():
+            raise ValueError(
+                f"Cannot export to {str(path)!r}: a file exists there. Pass "
+                "`overwrite=True` (`--overwrite`) to replace it."
+            )
+        if any(path.iterdir()):
+            raise ValueError(
+                f"Cannot export to {str(path)!r}: the folder exists and is not "
+                "empty. Pass `overwrite=True` (`--overwrite`) to replace it."
+            )
+    return path
+
+
+def _input_spec(network, input_spec):
+    if input_spec is not None:
+        if not isinstance(input_spec, tf.TensorSpec) or input_spec.shape.rank in (None, 0):
+            raise ValueError(
+                "Invalid value received for argument `input_spec`. Expected a "
+                "tf.TensorSpec of a batch of inputs, for example "
+                "tf.TensorSpec([None, 28, 28, 1], tf.float32). Received: "
+                f"input_spec={input_spec!r}"
+            )
+        return tf.TensorSpec([None] + input_spec.shape.as_list()[1:], input_spec.dtype)
+    try:
+        inputs = network.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if not inputs or len(inputs) != 1:
+        raise ValueError(
+            f"Cannot tell the input shape of {network.name!r}: it has no single "
+            "`keras.Input`. Pass `input_spec=tf.TensorSpec([None, ...], dtype)`."
+        )
+    tensor = inputs[0]
+    return tf.TensorSpec([None] + list(tensor.shape[1:]), tf.as_dtype(tensor.dtype))
+
+
+def _label_spec(learner, network, support_y_spec, metric):
+    if support_y_spec is not None:
+        if not isinstance(support_y_spec, tf.TensorSpec) or support_y_spec.shape.rank in (None, 0):
+            raise ValueError(
+                "Invalid value received for argument `support_y_spec`. "
+                "Expected a tf.TensorSpec with an example axis, for example "
+                "tf.TensorSpec([None], tf.int32). Received: "
+                f"support_y_spec={support_y_spec!r}"
+            )
+        return tf.TensorSpec([None] + support_y_spec.shape.as_list()[1:], support_y_spec.dtype)
+    if metric or _is_sparse(learner.task_loss):
+        return tf.TensorSpec([None], tf.int32)
+    try:
+        output = network.outputs[0]
+        shape, dtype = list(output.shape[1:]), tf.as_dtype(output.dtype)
+    except (AttributeError, ValueError, IndexError, TypeError):
+        raise ValueError(
+            f"Cannot tell the label shape of {learner.name!r}: its backbone has "
+            "no symbolic output. Pass `support_y_spec=tf.TensorSpec([None, ...], dtype)`."
+        ) from None
+    return tf.TensorSpec([None] + shape, dtype)
+
+
+def _is_sparse(loss):
+    fn = getattr(loss, "fn", loss)
+    names = {getattr(fn, "__name__", ""), getattr(loss, "name", ""), type(loss).__name__}
+    return isinstance(loss, keras.losses.SparseCategoricalCrossentropy) or bool(
+        names & set(_SPARSE_LOSSES)
+    )
+
+
+def _episode_predictor(learner, steps):
+    if steps is None:
+        return lambda episode: learner.query_predictions(episode, training=False)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(
+            "Invalid value received for argument `steps`. Expected an integer "
+            f">= 0. Received: steps={steps!r}"
+        )
+    if "steps" not in inspect.signature(learner.query_predictions).parameters:
+        raise ValueError(
+            f"Invalid value received for argument `steps`: "
+            f"{type(learner).__name__} has no inner steps to set. Received: "
+            f"steps={steps!r}"
+        )
+    return lambda episode: learner.query_predictions(episode, training=False, steps=steps)
+
+
+def _baked_steps(learner, steps):
+    return steps if steps is not None else getattr(learner, "inner_steps", None)
+
+
+def _named(spec, name):
+    return tf.TensorSpec(spec.shape, spec.dtype, name=name)
+
+
+def _describe(spec):
+    return {"shape": spec.shape.as_list(), "dtype": spec.dtype.name}
+
+
+def _first_line(error):
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
