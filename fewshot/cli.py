@@ -16,16 +16,21 @@ class CLIError(Exception):
     """An error the command line reports as one clear line, not a traceback."""
 
 
-def _run_parser():
+def _run_parser(add_help=True):
     parser = argparse.ArgumentParser(
         prog="fewshot run",
+        add_help=add_help,
         description=(
             "Run a recipe: meta-train, evaluate on held-out tasks, and write "
             "results.json, a markdown table, plots and the trained model to --out."
         ),
     )
-    parser.add_argument("recipe", help="recipe folder (holding recipe.toml), e.g. recipes/sinusoid")
-    parser.add_argument("--out", required=True, help="output folder for results, plots and models")
+    parser.add_argument(
+        "recipe",
+        nargs=None if add_help else "?",
+        help="recipe folder (holding recipe.toml), e.g. recipes/sinusoid",
+    )
+    parser.add_argument("--out", required=add_help, help="output folder for results, plots and models")
     parser.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bars, only the final table"
@@ -36,11 +41,10 @@ def _run_parser():
 def _cmd_run(argv):
     from fewshot.recipes.config import load_recipe, runner_module
 
-    base = _run_parser()
-    known, _ = base.parse_known_args(argv)
+    # First pass without --help: find the recipe, whose runner adds options.
+    known, _ = _run_parser(add_help=False).parse_known_args(argv)
     if known.recipe is None:
-        base.error("the recipe folder is required")
-    try:
+        _run_parser().parse_args(argv)  # prints the help, or the usage error    try:
         config = load_recipe(known.recipe)
     except (FileNotFoundError, ValueError) as error:
         raise CLIError(str(error)) from None
@@ -94,10 +98,57 @@ def _cmd_export(argv):
     return 0
 
 
+def _cmd_recommend(argv):
+    parser = argparse.ArgumentParser(
+        prog="fewshot recommend",
+        description=(
+            "Adapt a personalisation model (from `fewshot run recipes/personalization`) "
+            "to a new user's few ratings and print the top-k candidates with predicted "
+            "ratings. Unknown item ids come back as error rows, never dropped."
+        ),
+    )
+    parser.add_argument("--model", required=True, help="OUT/models/maml.keras (or another method)")
+    parser.add_argument("--ratings", required=True, help="CSV with columns item,rating")
+    parser.add_argument("--candidates", default=None, help="CSV with an item column (default: all unrated items)")
+    parser.add_argument("--data-dir", default=os.environ.get("FEWSHOT_MOVIELENS_DIR"),
+                        help="the MovieLens folder the model was trained on")
+    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--age", type=float, default=None)
+    parser.add_argument("--gender", default=None, help="M or F")
+    parser.add_argument("--occupation", default=None)
+    parser.add_argument("--steps", type=int, default=None, help="adaptation steps (default: the model's)")
+    parser.add_argument("--output", default=None, help="also write the table to this CSV")
+    args = parser.parse_args(argv)
+    if not args.data_dir:
+        raise CLIError("--data-dir is required (or set FEWSHOT_MOVIELENS_DIR)")
+    import time
+
+    from fewshot.datasets.movielens import load_movielens
+    from fewshot.datasets.user_tasks import RatingFeatures
+    from fewshot.recsys.recommend import check_compatible, load_recommender, recommend
+
+    features = RatingFeatures.from_movielens(load_movielens(args.data_dir))
+    learner, chosen = load_recommender(args.model)
+    check_compatible(learner, features)
+    start = time.perf_counter()
+    table = recommend(
+        learner, features, args.ratings, args.candidates, top_k=args.top_k, age=args.age,
+        gender=args.gender, occupation=args.occupation,
+        steps=args.steps if args.steps is not None else chosen["steps"], inner_lr=chosen["inner_lr"],
+    )
+    seconds = time.perf_counter() - start
+    print(table.to_string(index=False, na_rep=""))
+    print(f"({seconds * 1000:.0f} ms including the first compilation)")
+    if args.output:
+        table.to_csv(args.output, index=False)
+    return 0
+
+
 # Each command: name -> (function taking the remaining argv, one-line help).
 # A new command adds a `_cmd_<name>` function above and one entry here.
 COMMANDS = {
     "run": (_cmd_run, "train and evaluate a recipe, write results.json"),
+    "recommend": (_cmd_recommend, "top-k items for a new user from a few ratings (personalization)"),
     "export": (_cmd_export, "export a .keras learner as a SavedModel that adapts in the graph"),
 }
 

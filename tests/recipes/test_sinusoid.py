@@ -1,0 +1,76 @@
+"""The sinusoid recipe end to end, on a configuration small enough for CI."""
+
+import json
+import pathlib
+
+import keras
+import pytest
+
+import fewshot
+from fewshot import cli
+
+RECIPE = pathlib.Path(__file__).parents[2] / "recipes" / "sinusoid" / "recipe.toml"
+
+
+def _tiny_recipe(tmp_path):
+    text = RECIPE.read_text()
+    for key, value in {
+        "meta_steps = 15000": "meta_steps = 40",
+        "batches_per_epoch = 500": "batches_per_epoch = 20",
+        "validation_tasks = 100": "validation_tasks = 5",
+        "steps = 10000": "steps = 40",
+        "num_tasks = 600": "num_tasks = 30",
+    }.items():
+        assert key in text, key
+        text = text.replace(key, value)
+    folder = tmp_path / "recipe"
+    folder.mkdir()
+    (folder / "recipe.toml").write_text(text)
+    return folder
+
+
+def test_run_writes_results_plot_and_models(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["run", str(_tiny_recipe(tmp_path)), "--out", str(out), "--quiet"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["recipe"] == "sinusoid" and results["config"]["meta_steps"] == 40
+    assert set(results["metrics"]) == {"maml", "fomaml", "pretrained_finetune"}
+    for method in results["metrics"].values():
+        for k in (5, 10):
+            for s in (0, 1, 10):
+                assert method[f"mse_k{k}_step{s}"] >= 0
+                assert method[f"mse_k{k}_step{s}_ci95"] >= 0
+    # Steps on the support set lower the query error of the meta-initialisation.
+    maml = results["metrics"]["maml"]
+    assert maml["mse_k10_step10"] < maml["mse_k10_step0"]
+    assert (out / "adapted_curves.png").stat().st_size > 10_000
+    assert "| maml |" in (out / "results.md").read_text()
+    loaded = keras.saving.load_model(out / "models" / "maml.keras")
+    assert isinstance(loaded, fewshot.MAML)
+    printed = capsys.readouterr().out
+    assert "MAML adapted to a new task" in printed and "| pretrained_finetune |" in printed
+
+
+def test_bad_recipe_path_is_one_clear_line(tmp_path, capsys):
+    assert cli.main(["run", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "No recipe found at" in err and "Traceback" not in err
+
+
+def test_recipe_with_unknown_runner(tmp_path, capsys):
+    (tmp_path / "recipe.toml").write_text('runner = "nope"\n')
+    assert cli.main(["run", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "Received: runner='nope'" in capsys.readouterr().err
+
+
+def test_bad_option_value(tmp_path, capsys):
+    code = cli.main(["run", str(_tiny_recipe(tmp_path)), "--out", str(tmp_path / "o"), "--meta-steps", "0"])
+    assert code == 2
+    assert "Received: --meta-steps=0" in capsys.readouterr().err
+
+
+def test_help_lists_recipe_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run", str(RECIPE.parent), "--help"])
+    assert exit_info.value.code == 0
+    assert "--full" in capsys.readouterr().out
