@@ -44,7 +44,8 @@ def _cmd_run(argv):
     # First pass without --help: find the recipe, whose runner adds options.
     known, _ = _run_parser(add_help=False).parse_known_args(argv)
     if known.recipe is None:
-        _run_parser().parse_args(argv)  # prints the help, or the usage error    try:
+        _run_parser().parse_args(argv)  # prints the help, or the usage error
+    try:
         config = load_recipe(known.recipe)
     except (FileNotFoundError, ValueError) as error:
         raise CLIError(str(error)) from None
