@@ -189,3 +189,20 @@ def test_fit_rejects_a_batch_with_y():
     batch = fewshot.episodes.Sinusoid().sample(2, seed=0)
     with pytest.raises(ValueError, match="episode dicts as `x` with no `y`"):
         learner.fit(tf.data.Dataset.from_tensors((batch, batch["query_y"])), verbose=0)
+
+
+def test_tensorboard_and_checkpoint_callbacks(tmp_path):
+    learner = _learner()
+    stream = fewshot.episodes.Sinusoid().stream(5, 4)
+    learner.fit(
+        stream,
+        epochs=2,
+        validation_data=fewshot.episodes.Sinusoid().stream(5, 2, seed=1),
+        callbacks=[
+            keras.callbacks.TensorBoard(str(tmp_path / "tb")),
+            keras.callbacks.ModelCheckpoint(str(tmp_path / "best.keras"), monitor="val_loss", save_best_only=True),
+        ],
+        verbose=0,
+    )
+    assert list((tmp_path / "tb" / "train").glob("events.out.tfevents.*"))
+    assert isinstance(keras.saving.load_model(tmp_path / "best.keras"), fewshot.MAML)
