@@ -1,5 +1,7 @@
 """Backbones: the networks that meta-learners adapt."""
 
+from fewshot.models.fingerprint import fingerprint_encoder
 from fewshot.models.mlp import mlp
+from fewshot.models.recommender import recommender
 
-__all__ = ["mlp"]
+__all__ = ["fingerprint_encoder", "mlp", "recommender"]

@@ -11,6 +11,8 @@ except ModuleNotFoundError:  # Python 3.10
 # Runner name (the `runner` key of recipe.toml) -> module implementing it.
 RUNNERS = {
     "sinusoid": "fewshot.recipes.sinusoid",
+    "drug_property": "fewshot.recipes.drug_property",
+    "personalization": "fewshot.recipes.personalization",
 }
 
 

@@ -1,0 +1,17 @@
+"""Datasets: readers of the canonical files (and TFDS) into task stores."""
+
+from fewshot.datasets.featurize import Featurizer, MoleculeSet, featurize_table
+from fewshot.datasets.moleculenet import MoleculeTable, load_moleculenet, split_tasks
+from fewshot.datasets.movielens import MovieLens, load_movielens, load_movielens_tfds
+
+__all__ = [
+    "Featurizer",
+    "MoleculeSet",
+    "MoleculeTable",
+    "MovieLens",
+    "featurize_table",
+    "load_moleculenet",
+    "load_movielens",
+    "load_movielens_tfds",
+    "split_tasks",
+]

@@ -1,0 +1,363 @@
+"""Personalisation tasks: one user is one task, rated items are examples.
+
+Each rating becomes one example ``(x, y)``: ``x`` is a feature vector of the
+user and the item, ``y`` the rating. The user's ratings sorted by time
+(ties by item id) split into a support set (the earlier ones, what a new
+user has told us) and a query set (the last ``query_size``, what we must
+predict), the cold-start protocol of MeLU (Lee et al. KDD 2019).
+
+The feature vector (`RatingFeatures`) holds no user id, so nothing learnt
+is tied to a user seen in training: a new user is known only by age,
+gender, occupation and the ratings in their support set. Items are known by
+id, release year and genres (the "existing items" scenario).
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from fewshot.episodes.splits import split_classes
+from fewshot.episodes.stream import EpisodeStream
+
+# Age buckets of MovieLens-1M (lower bounds): <18, 18-24, 25-34, 35-44,
+# 45-49, 50-55, 56+; index 0 means unknown.
+AGE_BOUNDS = (1, 18, 25, 35, 45, 50, 56)
+# Release-year buckets (lower bounds); index 0 means unknown.
+YEAR_BOUNDS = (1900, 1940, 1950, 1960, 1970, 1980, 1990, 1995, 1997)
+GENDERS = ("M", "F")
+ID_COLUMNS = ("item", "age", "gender", "occupation", "year")
+
+
+@dataclasses.dataclass
+class RatingFeatures:
+    """Encodes (user, item) pairs of a `MovieLens` set as float vectors.
+
+    The vector is ``[item, age, gender, occupation, year, genre_1..G]``: five
+    integer codes (0 = unknown) stored as floats, then 0/1 genre flags. The
+    encoding depends only on the data's files (item ids, the occupation and
+    genre lists), so a saved model can be used again with the same folder.
+
+    Attributes:
+        num_items: item codes run 0..num_items-1 (the item id itself).
+        occupations: occupation names; code = position + 1.
+        genres: genre names, in flag order.
+        items: the items table (``item, title, year`` + genre columns).
+        users: the users table.
+    """
+
+    num_items: int
+    occupations: list
+    genres: list
+    items: object
+    users: object
+
+    @classmethod
+    def from_movielens(cls, data):
+        """The encoder of a `fewshot.datasets.MovieLens` set."""
+        return cls(
+            num_items=int(data.items["item"].max()) + 1,
+            occupations=list(data.occupations),
+            genres=list(data.genres),
+            items=data.items.set_index("item", drop=False),
+            users=data.users.set_index("user", drop=False),
+        )
+
+    @property
+    def num_features(self):
+        return len(ID_COLUMNS) + len(self.genres)
+
+    def vocabulary_sizes(self):
+        """Sizes of the five code columns, for the embedding tables."""
+        return {
+            "item": self.num_items,
+            "age": len(AGE_BOUNDS) + 1,
+            "gender": len(GENDERS) + 1,
+            "occupation": len(self.occupations) + 1,
+            "year": len(YEAR_BOUNDS) + 1,
+        }
+
+    def user_codes(self, age=None, gender=None, occupation=None):
+        """The ``[age, gender, occupation]`` codes of one user (0 = unknown).
+
+        Raises:
+            ValueError: the gender or occupation is not one of the known ones.
+        """
+        age_code = 0
+        if age is not None and not (isinstance(age, float) and np.isnan(age)):
+            age_code = int(np.searchsorted(AGE_BOUNDS, float(age), side="right"))
+        gender_code = 0
+        if gender not in (None, ""):
+            if str(gender).upper() not in GENDERS:
+                raise ValueError(
+                    "Invalid value received for argument `gender`. Expected one "
+                    f"of {list(GENDERS)} or None. Received: gender={gender!r}"
+                )
+            gender_code = GENDERS.index(str(gender).upper()) + 1
+        occupation_code = 0
+        if occupation not in (None, ""):
+            if occupation not in self.occupations:
+                raise ValueError(
+                    "Invalid value received for argument `occupation`. Expected "
+                    f"one of {self.occupations} or None. Received: "
+                    f"occupation={occupation!r}"
+                )
+            occupation_code = self.occupations.index(occupation) + 1
+        return [age_code, gender_code, occupation_code]
+
+    def known_items(self, item_ids):
+        """A bool mask: which item ids are in the items table."""
+        return np.isin(np.asarray(item_ids, np.int64), self.items.index.to_numpy())
+
+    def item_block(self, item_ids):
+        """``[n, 2 + G]``: item code, year code and genre flags per item.
+
+        Raises:
+            ValueError: an item id is not in the items table (all such ids
+                are listed).
+        """
+        item_ids = np.asarray(item_ids, np.int64)
+        unknown = item_ids[~self.known_items(item_ids)]
+        if len(unknown):
+            raise ValueError(
+                "Invalid value received for argument `item_ids`: "
+                f"{len(unknown)} ids are not in the items table: "
+                f"{sorted(set(unknown.tolist()))[:20]}"
+            )
+        rows = self.items.loc[item_ids]
+        years = rows["year"].to_numpy()
+        year_codes = np.where(years > 0, np.searchsorted(YEAR_BOUNDS, years, side="right"), 0)
+        flags = rows[self.genres].to_numpy(np.float32)
+        return np.column_stack([item_ids, year_codes, flags]).astype(np.float32)
+
+    def encode(self, item_ids, user_codes):
+        """Feature vectors ``[n, F]`` of one user's items.
+
+        Args:
+            item_ids: the items, a sequence of ids.
+            user_codes: ``[age, gender, occupation]`` codes from `user_codes`.
+        """
+        block = self.item_block(item_ids)
+        n = len(block)
+        user = np.broadcast_to(np.asarray(user_codes, np.float32), (n, 3))
+        return np.column_stack([block[:, :1], user, block[:, 1:]]).astype(np.float32)
+
+    def codes_of_user(self, user_id):
+        """The codes of a user of the users table (unknown user: all 0)."""
+        if user_id not in self.users.index:
+            return [0, 0, 0]
+        row = self.users.loc[user_id]
+        return self.user_codes(row["age"], row["gender"], row["occupation"])
+
+
+@dataclasses.dataclass
+class UserTasks:
+    """Per-user support and query sets (one user = one task).
+
+    Attributes:
+        users: user ids, one per task.
+        support_x, support_y: lists of ``[S_u, F]`` / ``[S_u]`` arrays,
+            ratings in time order (S_u varies by user).
+        query_x, query_y: lists of ``[Q, F]`` / ``[Q]`` arrays.
+        support_items, query_items: the item ids of each set.
+    """
+
+    users: np.ndarray
+    support_x: list
+    support_y: list
+    query_x: list
+    query_y: list
+    support_items: list
+    query_items: list
+
+    def __len__(self):
+        return len(self.users)
+
+    def subset(self, users):
+        """The tasks of the given user ids, in that order."""
+        position = {u: i for i, u in enumerate(self.users.tolist())}
+        index = [position[u] for u in np.asarray(users).tolist()]
+        pick = lambda values: [values[i] for i in index]  # noqa: E731
+        return UserTasks(
+            self.users[index],
+            pick(self.support_x),
+            pick(self.support_y),
+            pick(self.query_x),
+            pick(self.query_y),
+            pick(self.support_items),
+            pick(self.query_items),
+        )
+
+    def split(self, fractions=(0.7, 0.1, 0.2), seed=0):
+        """Disjoint user splits (train, validation, test) fixed by `seed`."""
+        return tuple(self.subset(group) for group in split_classes(self.users, fractions, seed))
+
+    def support_sizes(self):
+        return np.asarray([len(y) for y in self.support_y])
+
+    def ratings(self, which="all"):
+        """``(user, item, rating)`` arrays of the support, query or all sets."""
+        parts = []
+        for i, user in enumerate(self.users):
+            if which in ("support", "all"):
+                parts.append((user, self.support_items[i], self.support_y[i]))
+            if which in ("query", "all"):
+                parts.append((user, self.query_items[i], self.query_y[i]))
+        if not parts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+        users = np.concatenate([np.full(len(items), u) for u, items, _ in parts])
+        items = np.concatenate([items for _, items, _ in parts]).astype(np.int64)
+        ratings = np.concatenate([r for _, _, r in parts]).astype(np.float32)
+        return users, items, ratings
+
+    def examples(self):
+        """Every rating of every task as one ``(x [N, F], y [N])`` pair."""
+        x = np.concatenate(self.support_x + self.query_x)
+        y = np.concatenate(self.support_y + self.query_y)
+        return x, y
+
+
+def user_tasks(data, features=None, min_ratings=13, max_ratings=100, query_size=10):
+    """Builds one task per eligible user of a `MovieLens` set.
+
+    A user is eligible with ``min_ratings`` to ``max_ratings`` ratings. Their
+    ratings are sorted by timestamp (ties by item id); the last
+    ``query_size`` are the query set and the earlier ones the support set.
+
+    Args:
+        data: a `fewshot.datasets.MovieLens`.
+        features: a `RatingFeatures` (default: built from `data`).
+        min_ratings, max_ratings: the eligibility range, inclusive.
+        query_size: ratings per query set.
+
+    Returns:
+        A `UserTasks`.
+
+    Raises:
+        ValueError: bad bounds, ratings of items missing from the items
+            table (counted and listed), or no eligible user.
+
+    Example:
+
+    >>> import tempfile, fewshot
+    >>> from fewshot.datasets.movielens import write_tiny_movielens
+    >>> from fewshot.datasets.user_tasks import user_tasks
+    >>> data = fewshot.datasets.load_movielens(write_tiny_movielens(tempfile.mkdtemp()))
+    >>> tasks = user_tasks(data)
+    >>> tasks.query_x[0].shape[0]
+    10
+    """
+    if isinstance(query_size, bool) or not isinstance(query_size, int) or query_size < 1:
+        raise ValueError(
+            "Invalid value received for argument `query_size`. Expected a "
+            f"positive integer. Received: query_size={query_size!r}"
+        )
+    if not (isinstance(min_ratings, int) and isinstance(max_ratings, int)) or not (
+        query_size < min_ratings <= max_ratings
+    ):
+        raise ValueError(
+            "Invalid values received for arguments `min_ratings` and "
+            "`max_ratings`. Expected integers with query_size < min_ratings "
+            f"<= max_ratings. Received: min_ratings={min_ratings!r}, "
+            f"max_ratings={max_ratings!r}, query_size={query_size}"
+        )
+    features = features or RatingFeatures.from_movielens(data)
+    ratings = data.ratings
+    known = features.known_items(ratings["item"].to_numpy())
+    if not known.all():
+        bad = ratings.loc[~known, "item"].unique()
+        raise ValueError(
+            f"{int((~known).sum())} ratings refer to {len(bad)} item ids missing "
+            f"from the items table, for example {sorted(bad.tolist())[:10]}."
+        )
+    counts = ratings.groupby("user").size()
+    eligible = counts[(counts >= min_ratings) & (counts <= max_ratings)].index
+    if len(eligible) == 0:
+        raise ValueError(
+            f"No user has {min_ratings} to {max_ratings} ratings "
+            f"(users: {len(counts)}, ratings per user {counts.min()}..{counts.max()})."
+        )
+    chosen = ratings[ratings["user"].isin(eligible)].sort_values(
+        ["user", "timestamp", "item"], kind="stable"
+    )
+    out = {k: [] for k in ("sx", "sy", "qx", "qy", "si", "qi")}
+    users = []
+    for user, group in chosen.groupby("user", sort=True):
+        items = group["item"].to_numpy(np.int64)
+        y = group["rating"].to_numpy(np.float32)
+        x = features.encode(items, features.codes_of_user(user))
+        cut = len(items) - query_size
+        users.append(user)
+        out["sx"].append(x[:cut])
+        out["sy"].append(y[:cut])
+        out["qx"].append(x[cut:])
+        out["qy"].append(y[cut:])
+        out["si"].append(items[:cut])
+        out["qi"].append(items[cut:])
+    return UserTasks(
+        np.asarray(users, np.int64), out["sx"], out["sy"], out["qx"], out["qy"], out["si"], out["qi"]
+    )
+
+
+def episode_stream(tasks, meta_batch_size=32, support_size=10, batches_per_epoch=100, seed=0):
+    """A seeded `EpisodeStream` of fixed-shape training episodes.
+
+    Support sets differ in size from user to user, but a meta-batch is a
+    dense tensor. Each episode therefore draws ``support_size`` ratings at
+    random (without replacement) from the user's support set (users with
+    fewer are sampled with repetition), and keeps the user's whole query
+    set. Evaluation does not sample: it adapts on each test user's full
+    support set, one user at a time.
+
+    Args:
+        tasks: the meta-training `UserTasks`.
+        meta_batch_size: users per meta-batch (drawn uniformly).
+        support_size: support ratings per episode.
+        batches_per_epoch: batches in one epoch of the stream.
+        seed: the stream's seed.
+
+    Returns:
+        A `fewshot.episodes.EpisodeStream` of dicts with
+        ``support_x [T, support_size, F]``, ``support_y [T, support_size, 1]``,
+        ``query_x [T, Q, F]``, ``query_y [T, Q, 1]``.
+    """
+    if isinstance(support_size, bool) or not isinstance(support_size, int) or support_size < 1:
+        raise ValueError(
+            "Invalid value received for argument `support_size`. Expected a "
+            f"positive integer. Received: support_size={support_size!r}"
+        )
+    query_sizes = {len(y) for y in tasks.query_y}
+    if len(query_sizes) != 1:
+        raise ValueError(f"Every task needs the same query size. Received sizes {sorted(query_sizes)}")
+    sizes = tasks.support_sizes()
+    width = int(sizes.max())
+    num_features = tasks.support_x[0].shape[1]
+    padded_x = np.zeros((len(tasks), width, num_features), np.float32)
+    padded_y = np.zeros((len(tasks), width), np.float32)
+    for i, (x, y) in enumerate(zip(tasks.support_x, tasks.support_y)):
+        padded_x[i, : len(y)] = x
+        padded_y[i, : len(y)] = y
+    sx, sy = tf.constant(padded_x), tf.constant(padded_y)
+    qx, qy = tf.constant(np.stack(tasks.query_x)), tf.constant(np.stack(tasks.query_y))
+    lengths = tf.constant(sizes, tf.int32)
+    num_users = len(tasks)
+
+    def sample(seed_tensor):
+        seeds = tf.random.experimental.stateless_split(seed_tensor, 2)
+        users = tf.random.stateless_uniform(
+            [meta_batch_size], seeds[0], maxval=num_users, dtype=tf.int32
+        )
+        length = tf.gather(lengths, users)
+        keys = tf.random.stateless_uniform([meta_batch_size, width], seeds[1])
+        keys = tf.where(tf.range(width)[None, :] < length[:, None], keys, 2.0 + keys)
+        order = tf.argsort(keys, axis=1)[:, :support_size]
+        order = tf.math.floormod(order, length[:, None])
+        index = tf.stack([tf.broadcast_to(users[:, None], tf.shape(order)), order], axis=-1)
+        return {
+            "support_x": tf.gather_nd(sx, index),
+            "support_y": tf.gather_nd(sy, index)[..., None],
+            "query_x": tf.gather(qx, users),
+            "query_y": tf.gather(qy, users)[..., None],
+        }
+
+    return EpisodeStream(sample, batches_per_epoch, seed=seed)

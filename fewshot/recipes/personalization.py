@@ -1,0 +1,390 @@
+"""The personalisation recipe: cold-start rating prediction on MovieLens.
+
+Each user is a task (MeLU's protocol): users with 13..100 ratings, the last
+10 ratings by time are the query set and the earlier ones the support set;
+users split 70/10/20 into meta-train, validation and new-user test by seed.
+Meta-learners (MAML adapting the decision layers as MeLU does, ANIL adapting
+the head) are trained on episodes of the training users, early-stopped and
+tuned on the validation users, and scored on the test users next to the
+baselines: global mean, item mean, the user's support mean, the bias model
+and the same network pretrained on all training ratings then fine-tuned on
+each user's support set.
+"""
+
+import json
+import os
+import pathlib
+import sys
+import time
+
+import keras
+import numpy as np
+
+from fewshot.algorithms.maml import MAML
+from fewshot.datasets.movielens import load_movielens, load_movielens_tfds
+from fewshot.datasets.user_tasks import RatingFeatures, episode_stream, user_tasks
+from fewshot.models.recommender import decision_layer_names, recommender
+from fewshot.recipes.results import markdown_table, write_results
+from fewshot.recsys.adapter import UserAdapter
+from fewshot.recsys.baselines import BASELINES, BiasModel
+from fewshot.recsys.evaluation import summarize, user_scores
+
+DATA_ENV = "FEWSHOT_MOVIELENS_DIR"
+METRICS = ("mae", "rmse", "ndcg3")
+
+
+def add_arguments(parser):
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get(DATA_ENV),
+        help=f"MovieLens-100K or -1M folder (default ${DATA_ENV})",
+    )
+    parser.add_argument(
+        "--tfds", action="store_true", help="read movielens/100k-ratings from TFDS instead"
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="seconds of training per method (overrides the recipe)",
+    )
+    parser.add_argument(
+        "--methods", default=None, help="comma-separated meta-learned methods (default: all)"
+    )
+
+
+def run(config, args):
+    """Trains, evaluates and writes results, table, plot and models to ``args.out``."""
+    settings = _settings(config, args)
+    out = pathlib.Path(args.out)
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    verbose = 0 if args.quiet else 2
+    data = _load(args)
+    features = RatingFeatures.from_movielens(data)
+    tasks = user_tasks(data, features, **settings["data"])
+    train, val, test = tasks.split(tuple(settings["split"]), seed=settings["seed"])
+    _say(args, f"{data}: {len(tasks)} eligible users -> {len(train)} train, "
+               f"{len(val)} validation, {len(test)} test")
+    _, train_items, train_ratings = train.ratings()
+
+    predictors, chosen, timings = {}, {}, {}
+    for name in BASELINES:
+        model = BASELINES[name]() if name != "bias" else BiasModel(**settings["bias"])
+        predictors[name] = model.fit(train_items, train_ratings)
+
+    for method in settings["methods"]:
+        _say(args, f"\n== meta-training {method} ==")
+        start = time.perf_counter()
+        learner = build_learner(method, features, settings, float(train_ratings.mean()))
+        train_meta(learner, train, val, settings, out / "backup" / method, verbose)
+        timings[method] = time.perf_counter() - start
+        steps, lr, val_mae = tune_adaptation(learner, val, settings["eval"]["meta_steps"], [None])
+        chosen[method] = {"steps": steps, "inner_lr": lr, "val_mae": val_mae}
+        save_learner(learner, out / "models" / f"{method}.keras", steps, lr)
+        predictors[method] = UserAdapter(learner, steps, lr)
+
+    _say(args, "\n== pretraining the same network on all training ratings ==")
+    start = time.perf_counter()
+    pretrained = pretrain(features, train, val, settings, float(train_ratings.mean()), verbose)
+    timings["pretrained_finetune"] = time.perf_counter() - start
+    ev = settings["eval"]
+    steps, lr, val_mae = tune_adaptation(pretrained, val, ev["finetune_steps"], ev["finetune_lrs"])
+    chosen["pretrained_finetune"] = {"steps": steps, "inner_lr": lr, "val_mae": val_mae}
+    save_learner(pretrained, out / "models" / "pretrained_finetune.keras", steps, lr)
+    predictors["pretrained_finetune"] = UserAdapter(pretrained, steps, lr)
+
+    _say(args, f"\n== scoring {len(test)} new (test) users ==")
+    metrics, curves = {}, {}
+    for name, predictor in predictors.items():
+        metrics[name] = summarize(user_scores(test.query_y, predict_tasks(predictor, test)))
+    for name in [m for m in predictors if m not in ("global_mean", "item_mean")]:
+        curves[name] = [
+            summarize(user_scores(test.query_y, predict_tasks(predictors[name], test, k)))["mae"]
+            for k in ev["support_limits"]
+        ]
+    adapt_ms = time_adaptation(predictors, test, settings["methods"] + ["pretrained_finetune"])
+    run_config = dict(
+        settings,
+        dataset_path=data.path,
+        users={"train": len(train), "validation": len(val), "test": len(test)},
+        chosen_on_validation=chosen,
+        train_seconds={k: round(v, 1) for k, v in timings.items()},
+        adapt_ms_per_user=adapt_ms,
+        mae_by_support_size={
+            "support_limits": ev["support_limits"],
+            **{k: [round(m, 4) for m, _ in v] for k, v in curves.items()},
+        },
+    )
+    order = settings["methods"] + ["pretrained_finetune"] + list(BASELINES)
+    write_results(out, "personalization", f"MovieLens {data.name}, new users", run_config,
+                  {m: metrics[m] for m in order})
+    table = markdown_table(metrics, list(METRICS), methods=order, fmt="{:.4f}")
+    header = (f"New-user query scores on {data.name} (mean ± 95% interval over "
+              f"{len(test)} test users; {len(train)} training users)")
+    (out / "results.md").write_text(f"{header}\n\n{table}\n")
+    plot_support_curve(curves, ev["support_limits"], out / "mae_vs_support.png")
+    print(f"\n{header}:\n\n{table}")
+    print("\nAdapting to one user (ms, median): " + ", ".join(f"{k} {v:.1f}" for k, v in adapt_ms.items()))
+    print(f"\nWrote {out / 'results.json'}, {out / 'results.md'}, {out / 'mae_vs_support.png'} "
+          f"and the models in {out / 'models'}")
+    return metrics
+
+
+# ----------------------------------------------------------------- settings
+def _settings(config, args):
+    data, model, train = config.get("data", {}), config.get("model", {}), config.get("train", {})
+    pre, ev, bias = config.get("pretrain", {}), config.get("eval", {}), config.get("bias", {})
+    methods = dict(config.get("methods", {"maml": {"adapt": "decision"}, "anil": {"adapt": "head"}}))
+    if args.methods:
+        wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
+        unknown = [m for m in wanted if m not in methods]
+        if unknown:
+            raise ValueError(f"Invalid value received for `--methods`: unknown {unknown}. "
+                             f"Expected some of {sorted(methods)}.")
+        methods = {m: methods[m] for m in wanted}
+    if args.time_budget is not None and not args.time_budget > 0:
+        raise ValueError("Invalid value received for `--time-budget`. Expected a positive "
+                         f"number of seconds. Received: --time-budget={args.time_budget}")
+    budget = float(args.time_budget if args.time_budget is not None else train.get("time_budget_s", 600))
+    return {
+        "seed": int(config.get("seed", 0)),
+        "data": {
+            "min_ratings": int(data.get("min_ratings", 13)),
+            "max_ratings": int(data.get("max_ratings", 100)),
+            "query_size": int(data.get("query_size", 10)),
+        },
+        "split": list(data.get("split", [0.7, 0.1, 0.2])),
+        "model": {
+            "embedding_dim": int(model.get("embedding_dim", 32)),
+            "hidden": list(model.get("hidden", [64, 64])),
+        },
+        "methods": list(methods),
+        "method_settings": methods,
+        "train": {
+            "meta_batch_size": int(train.get("meta_batch_size", 32)),
+            "support_size": int(train.get("support_size", 10)),
+            "inner_lr": float(train.get("inner_lr", 0.01)),
+            "inner_steps": int(train.get("inner_steps", 2)),
+            "first_order": bool(train.get("first_order", False)),
+            "outer_lr": float(train.get("outer_lr", 1e-3)),
+            "batches_per_epoch": int(train.get("batches_per_epoch", 50)),
+            "max_epochs": int(train.get("max_epochs", 200)),
+            "patience": int(train.get("patience", 8)),
+            "time_budget_s": budget,
+        },
+        "pretrain": {
+            "batch_size": int(pre.get("batch_size", 256)),
+            "lr": float(pre.get("lr", 1e-3)),
+            "max_epochs": int(pre.get("max_epochs", 200)),
+            "patience": int(pre.get("patience", 8)),
+        },
+        "bias": {"item_reg": float(bias.get("item_reg", 10.0)),
+                 "user_reg": float(bias.get("user_reg", 5.0))},
+        "eval": {
+            "meta_steps": [int(s) for s in ev.get("meta_steps", [2, 5])],
+            "finetune_steps": [int(s) for s in ev.get("finetune_steps", [1, 5, 10, 20])],
+            "finetune_lrs": [float(v) for v in ev.get("finetune_lrs", [0.001, 0.003, 0.01, 0.03])],
+            "support_limits": [int(k) for k in ev.get("support_limits", [0, 1, 2, 5, 10, 20, 40, 90])],
+        },
+    }
+
+
+def _load(args):
+    if args.tfds:
+        return load_movielens_tfds()
+    if not args.data_dir:
+        raise ValueError(
+            "No MovieLens data given: pass --data-dir DIR (a folder with u.data, "
+            f"u.item, ... or ratings.dat, movies.dat, users.dat), set ${DATA_ENV}, "
+            "or use --tfds."
+        )
+    return load_movielens(args.data_dir)
+
+
+def _say(args, text):
+    if not args.quiet:
+        print(text, flush=True)
+
+
+# ------------------------------------------------------------------ training
+def build_learner(method, features, settings, rating_mean):
+    """A MAML learner around a fresh recommender, adapting per the method."""
+    keras.utils.set_random_seed(settings["seed"])
+    backbone = recommender(
+        features.vocabulary_sizes(), len(features.genres), rating_mean=rating_mean,
+        **settings["model"],
+    )
+    spec = settings["method_settings"].get(method, {})
+    adapt = spec.get("adapt", "decision")
+    layers = {"decision": decision_layer_names(backbone), "head": ["head"], "all": None}
+    if adapt not in layers:
+        raise ValueError(f"Invalid value received for `methods.{method}.adapt`. Expected one "
+                         f"of {sorted(layers)}. Received: adapt={adapt!r}")
+    train = settings["train"]
+    learner = MAML(
+        backbone,
+        inner_lr=float(spec.get("inner_lr", train["inner_lr"])),
+        inner_steps=int(spec.get("inner_steps", train["inner_steps"])),
+        first_order=bool(spec.get("first_order", train["first_order"])),
+        adapt_layers=layers[adapt],
+        name=method,
+    )
+    learner.compile(optimizer=keras.optimizers.Adam(train["outer_lr"]), loss="mse")
+    return learner
+
+
+class ValidationMAE(keras.callbacks.Callback):
+    """Adds ``val_mae`` (new-user MAE of the validation users) to the logs."""
+
+    def __init__(self, learner, tasks, steps=None, inner_lr=None):
+        super().__init__()
+        self.adapter = UserAdapter(learner, steps, inner_lr)
+        self.tasks = tasks
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            scores = user_scores(self.tasks.query_y, self.adapter.predict_tasks(self.tasks))
+            logs["val_mae"] = float(scores["mae"].mean())
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training at the end of the first epoch past `seconds`."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = seconds
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.perf_counter() - self.start > self.seconds:
+            self.model.stop_training = True
+
+
+def _callbacks(learner, val, patience, budget, steps=None, inner_lr=None):
+    return [
+        ValidationMAE(learner, val, steps, inner_lr),
+        keras.callbacks.EarlyStopping(
+            monitor="val_mae", mode="min", patience=patience, restore_best_weights=True
+        ),
+        TimeBudget(budget),
+    ]
+
+
+def train_meta(learner, train, val, settings, backup_dir, verbose=0):
+    """Meta-trains on episodes of the training users; early-stops on val MAE.
+
+    Resumable: an interrupted run continues from ``backup_dir`` when the
+    same command is run again (Keras `BackupAndRestore`).
+    """
+    t = settings["train"]
+    stream = episode_stream(
+        train, t["meta_batch_size"], t["support_size"], t["batches_per_epoch"], seed=settings["seed"]
+    )
+    callbacks = _callbacks(learner, val, t["patience"], t["time_budget_s"])
+    callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
+    return learner.fit(stream, epochs=t["max_epochs"], callbacks=callbacks, verbose=verbose)
+
+
+def pretrain(features, train, val, settings, rating_mean, verbose=0):
+    """The same network trained on every training rating (no meta-learning).
+
+    Returned inside a `MAML` wrapper (not meta-trained) so that it is
+    fine-tuned on a user's support set by exactly the same code path.
+    """
+    keras.utils.set_random_seed(settings["seed"])
+    backbone = recommender(
+        features.vocabulary_sizes(), len(features.genres), rating_mean=rating_mean,
+        **settings["model"],
+    )
+    p, t = settings["pretrain"], settings["train"]
+    backbone.compile(optimizer=keras.optimizers.Adam(p["lr"]), loss="mse")
+    wrapper = MAML(backbone, inner_lr=t["inner_lr"], inner_steps=0, name="pretrained_finetune")
+    wrapper.compile(loss="mse")
+    x, y = train.examples()
+    backbone.fit(
+        x, y, batch_size=p["batch_size"], epochs=p["max_epochs"], shuffle=True, verbose=verbose,
+        callbacks=_callbacks(wrapper, val, p["patience"], t["time_budget_s"]),
+    )
+    return wrapper
+
+
+def tune_adaptation(learner, val, steps_grid, lr_grid):
+    """The (steps, inner_lr) with the lowest validation MAE, and that MAE."""
+    best = None
+    for steps in steps_grid:
+        for lr in lr_grid:
+            adapter = UserAdapter(learner, steps, lr)
+            mae = float(user_scores(val.query_y, adapter.predict_tasks(val))["mae"].mean())
+            if best is None or mae < best[2]:
+                best = (steps, lr, mae)
+    return best
+
+
+def save_learner(learner, path, steps, inner_lr):
+    """Saves the learner (.keras) and its chosen adaptation settings (.json)."""
+    learner.save(path)
+    pathlib.Path(path).with_suffix(".json").write_text(
+        json.dumps({"steps": steps, "inner_lr": inner_lr}) + "\n"
+    )
+
+
+# ---------------------------------------------------------------- evaluation
+def predict_tasks(predictor, tasks, support_limit=None):
+    """Query predictions per user; `support_limit` keeps the last k support ratings."""
+    if isinstance(predictor, UserAdapter):
+        return predictor.predict_tasks(tasks, support_limit)
+    out = []
+    for si, sy, qi in zip(tasks.support_items, tasks.support_y, tasks.query_items):
+        if support_limit is not None:
+            si, sy = _last(si, support_limit), _last(sy, support_limit)
+        out.append(predictor.predict(si, sy, qi))
+    return out
+
+
+def _last(values, k):
+    return values[len(values) - min(k, len(values)):]
+
+
+def time_adaptation(predictors, tasks, methods, repeats=50):
+    """Median milliseconds to adapt to one user and score their query items."""
+    sizes = tasks.support_sizes()
+    user = int(np.argsort(sizes)[len(sizes) // 2])  # a user with the median support size
+    sx, sy, qx = tasks.support_x[user], tasks.support_y[user], tasks.query_x[user]
+    out = {}
+    for method in methods:
+        adapter = predictors[method]
+        adapter(sx, sy, qx)  # trace once
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            adapter(sx, sy, qx)
+            times.append(time.perf_counter() - start)
+        out[method] = round(1000 * float(np.median(times)), 2)
+    out["support_size"] = int(sizes[user])
+    return out
+
+
+def plot_support_curve(curves, limits, path):
+    """MAE of the test users against the number of support ratings used."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = np.arange(len(limits))
+    for name, values in curves.items():
+        means = np.asarray([m for m, _ in values])
+        halves = np.asarray([h for _, h in values])
+        ax.plot(xs, means, marker="o", label=name)
+        ax.fill_between(xs, means - halves, means + halves, alpha=0.12)
+    ax.set_xticks(xs, [str(k) for k in limits])
+    ax.set_xlabel("support ratings used (the user's most recent k)")
+    ax.set_ylabel("query MAE, test users")
+    ax.set_title("How fast each method learns a new user")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

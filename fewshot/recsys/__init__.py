@@ -1,0 +1,1 @@
+"""Recommendation on top of meta-learners: baselines, scores, adaptation."""

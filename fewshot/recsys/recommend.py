@@ -1,0 +1,197 @@
+"""Top-k recommendations for a new user from a handful of their ratings."""
+
+import json
+import pathlib
+
+import numpy as np
+import pandas as pd
+
+from fewshot.recsys.adapter import UserAdapter
+
+_ITEM_COLUMNS = ("item", "item_id", "movie_id", "movieId", "itemId")
+COLUMNS = ["rank", "item", "title", "predicted_rating", "error"]
+
+
+def read_table(source, name, need_rating=False):
+    """A DataFrame from a CSV path or a DataFrame, its item column named ``item``.
+
+    Raises:
+        FileNotFoundError: the CSV does not exist.
+        ValueError: no item column (or no rating column when needed).
+    """
+    if isinstance(source, pd.DataFrame):
+        frame = source.copy()
+    else:
+        path = pathlib.Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"The {name} file {str(path)!r} does not exist.")
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    column = next((c for c in _ITEM_COLUMNS if c in frame.columns), None)
+    if column is None:
+        raise ValueError(
+            f"Invalid value received for argument `{name}`: no item column. Expected "
+            f"one of {list(_ITEM_COLUMNS)}. Received columns: {list(frame.columns)}"
+        )
+    frame = frame.rename(columns={column: "item"})
+    if need_rating and "rating" not in frame.columns:
+        raise ValueError(
+            f"Invalid value received for argument `{name}`: no `rating` column. "
+            f"Received columns: {list(frame.columns)}"
+        )
+    return frame.reset_index(drop=True)
+
+
+def _as_ids(values):
+    ids = pd.to_numeric(pd.Series(values, dtype=object).astype(str).str.strip(), errors="coerce")
+    ok = ids.notna() & (ids == ids.round())
+    return ids.where(ok).astype("Int64"), ok.to_numpy()
+
+
+def recommend(
+    learner,
+    features,
+    ratings,
+    candidates=None,
+    top_k=10,
+    age=None,
+    gender=None,
+    occupation=None,
+    steps=None,
+    inner_lr=None,
+    adapter=None,
+):
+    """Adapts to a new user's ratings and ranks the candidate items.
+
+    Nothing the user gave is dropped in silence: ratings and candidates whose
+    item id is unknown (not in the items table) or unreadable, ratings that
+    are not numbers in the rating scale and repeated candidates come back as
+    rows with an ``error`` message and no rank, after the top-k.
+
+    Args:
+        learner: a compiled `fewshot.MAML` over a `recommender` backbone.
+        features: the `fewshot.datasets.user_tasks.RatingFeatures` of the data.
+        ratings: the user's ratings: a CSV path or DataFrame with an item
+            column (``item``, ``item_id`` or ``movie_id``) and ``rating``.
+        candidates: the items to rank (path or DataFrame with an item
+            column); default every known item the user has not rated.
+        top_k: how many recommendations.
+        age, gender, occupation: the user's profile, each optional.
+        steps, inner_lr: adaptation settings (default the learner's).
+        adapter: a ready `UserAdapter` (reuses its compiled function).
+
+    Returns:
+        A DataFrame with columns ``rank, item, title, predicted_rating,
+        error``: the top-k by predicted rating, then the error rows.
+
+    Example:
+
+    >>> import tempfile, pandas as pd, fewshot
+    >>> from fewshot.datasets.movielens import write_tiny_movielens
+    >>> from fewshot.datasets.user_tasks import RatingFeatures
+    >>> from fewshot.recsys.recommend import recommend
+    >>> data = fewshot.datasets.load_movielens(write_tiny_movielens(tempfile.mkdtemp()))
+    >>> features = RatingFeatures.from_movielens(data)
+    >>> backbone = fewshot.models.recommender(features.vocabulary_sizes(), len(features.genres), 8)
+    >>> learner = fewshot.MAML(backbone, inner_lr=0.01, inner_steps=1)
+    >>> learner.compile(loss="mse")
+    >>> mine = pd.DataFrame({"item": [1, 2, 999], "rating": [5, 3, 4]})
+    >>> table = recommend(learner, features, mine, pd.DataFrame({"item": [3, 4, 5]}), top_k=2)
+    >>> table["error"].notna().sum(), int(table["rank"].max())
+    (1, 2)
+    """
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(
+            "Invalid value received for argument `top_k`. Expected a positive "
+            f"integer. Received: top_k={top_k!r}"
+        )
+    errors = []
+    rated = read_table(ratings, "ratings", need_rating=True)
+    ids, readable = _as_ids(rated["item"])
+    values = pd.to_numeric(rated["rating"], errors="coerce").to_numpy(np.float64)
+    known = np.zeros(len(rated), bool)
+    known[readable] = features.known_items(ids[readable].astype(np.int64).to_numpy())
+    low, high = 1.0, 5.0
+    good_value = np.isfinite(values) & (values >= low) & (values <= high)
+    for i in range(len(rated)):
+        if not readable[i]:
+            errors.append((rated["item"][i], f"rating ignored: item id {rated['item'][i]!r} is not an integer"))
+        elif not known[i]:
+            errors.append((int(ids[i]), f"rating ignored: unknown item id {int(ids[i])} (not in the items table)"))
+        elif not good_value[i]:
+            errors.append((int(ids[i]), f"rating ignored: rating {rated['rating'][i]!r} is not a number in [{low:g}, {high:g}]"))
+    use = readable & known & good_value
+    support_items = ids[use].astype(np.int64).to_numpy()
+    support_y = values[use].astype(np.float32)
+
+    if candidates is None:
+        pool = features.items.index.to_numpy()
+        cand_ids = pool[~np.isin(pool, support_items)]
+        cand_raw = cand_ids
+    else:
+        table = read_table(candidates, "candidates")
+        cand_raw = table["item"].to_numpy()
+        parsed, ok = _as_ids(cand_raw)
+        cand_ids, seen = [], set()
+        for raw, value, good in zip(cand_raw, parsed, ok):
+            if not good:
+                errors.append((raw, f"candidate ignored: item id {raw!r} is not an integer"))
+            elif not features.known_items([int(value)])[0]:
+                errors.append((int(value), f"unknown item id {int(value)} (not in the items table)"))
+            elif int(value) in seen:
+                errors.append((int(value), "candidate repeated: scored once"))
+            else:
+                seen.add(int(value))
+                cand_ids.append(int(value))
+        cand_ids = np.asarray(cand_ids, np.int64)
+
+    rows = []
+    if len(cand_ids):
+        codes = features.user_codes(age, gender, occupation)
+        adapter = adapter or UserAdapter(learner, steps, inner_lr)
+        pred = adapter(features.encode(support_items, codes), support_y, features.encode(cand_ids, codes))
+        order = np.argsort(-pred, kind="stable")[:top_k]
+        titles = features.items["title"]
+        for rank, j in enumerate(order, 1):
+            rows.append([rank, int(cand_ids[j]), titles.loc[cand_ids[j]], float(pred[j]), None])
+    for item, message in errors:
+        rows.append([None, item, None, None, message])
+    out = pd.DataFrame(rows, columns=COLUMNS)
+    out["rank"] = out["rank"].astype("Int64")
+    return out
+
+
+def load_recommender(path):
+    """Loads a saved learner (.keras) and its adaptation settings (.json beside it).
+
+    Returns:
+        ``(learner, {"steps": ..., "inner_lr": ...})``.
+    """
+    import keras
+
+    import fewshot.models.recommender  # noqa: F401  (registers the layers)
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No model at {str(path)!r}: expected a .keras file written by "
+            "`fewshot run recipes/personalization` (OUT/models/maml.keras)."
+        )
+    learner = keras.saving.load_model(path)
+    if getattr(learner, "task_loss", None) is None:
+        learner.compile(loss="mse")
+    sidecar = path.with_suffix(".json")
+    settings = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    return learner, {"steps": settings.get("steps"), "inner_lr": settings.get("inner_lr")}
+
+
+def check_compatible(learner, features):
+    """Raises ValueError if the model was trained on another item/feature set."""
+    layer = learner.backbone.get_layer("embedding")
+    want = dict(layer.vocabulary_sizes)
+    have = features.vocabulary_sizes()
+    if want != have or layer.num_genres != len(features.genres):
+        raise ValueError(
+            "The model does not match this data folder: it was trained with "
+            f"vocabulary sizes {want} and {layer.num_genres} genres; the folder "
+            f"gives {have} and {len(features.genres)} genres."
+        )
