@@ -13,7 +13,9 @@ query examples:
   `query_predictions` runs in the graph on a batch of one episode: MAML's
   gradient steps with the learner's learning rates and step count, the
   prototypes of a metric learner, and so on. It gives the numbers the
-  learner's `evaluate` scores.
+  learner's `evaluate` scores. A learner whose `adapt` does more than
+  `query_predictions` defines ``task_predictions(support_x, support_y,
+  query_x, steps=None)`` for one task in graph mode, and that is used.
 - ``embed`` (metric learners, which have an ``embed`` method):
   ``inputs -> embeddings``.
 
@@ -172,18 +174,10 @@ def export_saved_model(
     y_spec = None
     if is_learner:
         y_spec = _label_spec(model, network, support_y_spec, metric)
-        predict = _episode_predictor(model, steps)
+        predict = _task_predictor(model, steps)
 
         def adapt_and_predict(support_x, support_y, query_x):
-            query_shape = tf.concat([tf.shape(query_x)[:1], tf.shape(support_y)[1:]], 0)
-            episode = {
-                SUPPORT_X: support_x[None],
-                SUPPORT_Y: support_y[None],
-                QUERY_X: query_x[None],
-                # Unused by the predictions; the episode structure wants it.
-                QUERY_Y: tf.zeros(query_shape, support_y.dtype)[None],
-            }
-            return {PREDICTIONS: predict(episode)[0]}
+            return {PREDICTIONS: predict(support_x, support_y, query_x)}
 
         add(
             ADAPT_AND_PREDICT,
@@ -415,25 +409,64 @@ def _is_sparse(loss):
     )
 
 
-def _episode_predictor(learner, steps):
-    if steps is None:
-        return lambda episode: learner.query_predictions(episode, training=False)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(
-            "Invalid value received for argument `steps`. Expected an integer "
-            f">= 0. Received: steps={steps!r}"
-        )
-    if "steps" not in inspect.signature(learner.query_predictions).parameters:
+def _task_predictor(learner, steps):
+    """``fn(support_x, support_y, query_x) -> predictions`` for one task, in graph.
+
+    A learner whose `adapt` does more than its `query_predictions` (for
+    example one that fine-tunes where evaluation uses prototypes) may define
+    ``task_predictions(support_x, support_y, query_x, steps=None)``, the
+    graph-mode equivalent of ``adapt(support_x, support_y).predict(query_x)``;
+    it is used when present. Otherwise the task becomes a batch of one
+    episode for `query_predictions`.
+    """
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(
+                "Invalid value received for argument `steps`. Expected an integer "
+                f">= 0. Received: steps={steps!r}"
+            )
+    hook = getattr(learner, "task_predictions", None)
+    if callable(hook):
+        if steps is None:
+            return hook
+        _require_steps_argument(learner, hook, steps)
+        return lambda sx, sy, qx: hook(sx, sy, qx, steps=steps)
+
+    extra = {}
+    if steps is not None:
+        _require_steps_argument(learner, learner.query_predictions, steps)
+        extra["steps"] = steps
+
+    def predict(support_x, support_y, query_x):
+        query_shape = tf.concat([tf.shape(query_x)[:1], tf.shape(support_y)[1:]], 0)
+        episode = {
+            SUPPORT_X: support_x[None],
+            SUPPORT_Y: support_y[None],
+            QUERY_X: query_x[None],
+            # Unused by the predictions; the episode structure wants it.
+            QUERY_Y: tf.zeros(query_shape, support_y.dtype)[None],
+        }
+        return learner.query_predictions(episode, training=False, **extra)[0]
+
+    return predict
+
+
+def _require_steps_argument(learner, fn, steps):
+    if "steps" not in inspect.signature(fn).parameters:
         raise ValueError(
             f"Invalid value received for argument `steps`: "
             f"{type(learner).__name__} has no inner steps to set. Received: "
             f"steps={steps!r}"
         )
-    return lambda episode: learner.query_predictions(episode, training=False, steps=steps)
 
 
 def _baked_steps(learner, steps):
-    return steps if steps is not None else getattr(learner, "inner_steps", None)
+    if steps is not None:
+        return steps
+    for name in ("inner_steps", "finetune_steps"):
+        if isinstance(getattr(learner, name, None), int):
+            return getattr(learner, name)
+    return None
 
 
 def _named(spec, name):

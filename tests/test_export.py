@@ -107,6 +107,14 @@ def _task_retrieval():
     return learner
 
 
+def _fine_tuner():
+    from fewshot.algorithms.fine_tuner import FineTuner
+
+    learner = FineTuner(_classifier(outputs=8), finetune_steps=3, learning_rate=0.01)
+    learner.compile(loss=SPARSE)
+    return learner
+
+
 # name -> (factory, task kind)
 LEARNERS = {
     "maml": (_maml, "regression"),
@@ -118,8 +126,17 @@ LEARNERS = {
     "protonet": (_protonet, "classification"),
     "siamese": (_siamese, "classification"),
     "task_retrieval": (_task_retrieval, "regression"),
+    "fine_tuner": (_fine_tuner, "classification"),
 }
 METRIC = ("protonet", "siamese")
+# Learners whose `adapt` does more than `query_predictions` (FineTuner
+# fine-tunes; its evaluation uses the prototype head): the export matches
+# `adapt(...).predict(...)` only through their `task_predictions` hook.
+ADAPT_BEYOND_QUERY = ("fine_tuner",)
+
+
+def _has_task_hook(learner):
+    return callable(getattr(learner, "task_predictions", None))
 
 
 def _task(kind, seed=0, shots=SHOTS, queries=QUERIES):
@@ -151,11 +168,16 @@ def _expected(name, learner, task):
     sx, sy, qx = task["support_x"], task["support_y"], task["query_x"]
     adapted = learner.adapt(sx, sy)
     expected = {ADAPT_AND_PREDICT: adapted.predict(qx, verbose=0)}
+    if name in ADAPT_BEYOND_QUERY and not _has_task_hook(learner):
+        # Without the hook the export serves the learner's evaluation.
+        episode = {"support_x": sx[None], "support_y": sy[None], "query_x": qx[None],
+                   "query_y": task["query_y"][None]}
+        expected[ADAPT_AND_PREDICT] = learner(episode, training=False).numpy()[0]
     if name in METRIC:
         expected[SERVING_DEFAULT] = _embedding(learner, qx)
         expected[EMBED] = expected[SERVING_DEFAULT]
     else:
-        expected[SERVING_DEFAULT] = learner.backbone.predict(qx, verbose=0)
+        expected[SERVING_DEFAULT] = learner.backbone(tf.constant(qx), training=False).numpy()
     return expected, adapted
 
 
@@ -250,7 +272,7 @@ def test_exports_reload_without_keras_and_match_adapt_predict(tmp_path):
             )
 
 
-@pytest.mark.parametrize("name", ["maml", "protonet"])
+@pytest.mark.parametrize("name", ["maml", pytest.param("protonet", marks=pytest.mark.slow)])
 def test_saved_model_cli_run_matches_python_api(tmp_path, name):
     factory, kind = LEARNERS[name]
     learner = factory()
@@ -281,6 +303,24 @@ def test_saved_model_cli_run_matches_python_api(tmp_path, name):
         got, learner.adapt(task["support_x"], task["support_y"]).predict(task["query_x"], verbose=0),
         atol=TOLERANCE, rtol=0,
     )
+
+
+@pytest.mark.parametrize("name", ADAPT_BEYOND_QUERY)
+def test_export_of_a_fine_tuning_learner_matches_its_adapt(tmp_path, name):
+    factory, kind = LEARNERS[name]
+    learner = factory()
+    if not _has_task_hook(learner):
+        pytest.xfail(
+            f"{type(learner).__name__} has no `task_predictions` hook yet, so its export "
+            "serves `query_predictions` (the evaluation), not the fine-tuned `adapt`"
+        )
+    export_saved_model(learner, tmp_path / "m")
+    task = _task(kind, seed=6)
+    got = load_saved_model(tmp_path / "m").signatures[ADAPT_AND_PREDICT](
+        **{k: tf.constant(task[k]) for k in ("support_x", "support_y", "query_x")}
+    )["predictions"].numpy()
+    want = learner.adapt(task["support_x"], task["support_y"]).predict(task["query_x"], verbose=0)
+    np.testing.assert_allclose(got, want, atol=TOLERANCE, rtol=0)
 
 
 # ------------------------------------------------------------- signatures
