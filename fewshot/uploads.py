@@ -1,0 +1,308 @@
+"""Reading and validating user uploads: CSV tables and images.
+
+Everything a person uploads to `fewshot app` (or passes to another front end)
+goes through these functions before it reaches a model. They only parse
+bytes as text (CSV) or as pixels (PNG, JPEG, GIF, BMP); nothing is ever
+unpickled or executed. Each problem raises `UploadError` (a `ValueError`)
+with one readable sentence naming the file and what was received, and rows
+with bad values are flagged in a report (``valid``, ``error`` columns), not
+dropped.
+
+Example:
+
+>>> from fewshot.uploads import read_csv, regression_columns, numeric_rows
+>>> frame = read_csv(b"x,y\\n1.0,2.0\\n2.0,oops\\n", name="support.csv")
+>>> features, label = regression_columns(frame, input_dim=1)
+>>> table = numeric_rows(frame, features, label, name="support.csv")
+>>> table.x.shape, table.valid.tolist()
+((1, 1), [True, False])
+>>> table.report["error"].tolist()
+['', "column 'y': 'oops' is not a number"]
+"""
+
+import dataclasses
+import io
+import math
+
+import numpy as np
+
+#: Largest upload accepted, in bytes (CSV and images alike).
+MAX_UPLOAD_BYTES = 2 * 1024 * 1024
+#: Names recognised as the label column of a regression table, in order.
+LABEL_NAMES = ("y", "target", "label", "value")
+#: Columns the app itself writes into tables; ignored as features.
+REPORT_COLUMNS = ("valid", "error", "prediction", "score", "rank")
+_IMAGE_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+    b"BM": "BMP",
+}
+
+
+class UploadError(ValueError):
+    """An upload that cannot be used, with a message meant for its author."""
+
+
+@dataclasses.dataclass
+class NumericRows:
+    """The numeric content of a table, one entry per input row.
+
+    Attributes:
+        x: ``float32 [V, features]``, the valid rows only.
+        y: ``float32 [V, 1]`` for the valid rows, or None without a label.
+        valid: ``bool [N]``, one flag per input row.
+        report: the input table (every row, in order) with ``valid`` and
+            ``error`` columns added.
+    """
+
+    x: np.ndarray
+    y: object
+    valid: np.ndarray
+    report: object
+
+    @property
+    def num_valid(self):
+        return int(self.valid.sum())
+
+
+def _size_text(size):
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.1f} MB"
+    if size >= 1024:
+        return f"{size / 1024:.0f} KB"
+    return f"{size} bytes"
+
+
+def check_size(data, name, max_bytes=MAX_UPLOAD_BYTES):
+    """Raises `UploadError` for an empty upload or one over `max_bytes`."""
+    size = len(data)
+    if size == 0:
+        raise UploadError(f"The file {name!r} is empty.")
+    if size > max_bytes:
+        raise UploadError(
+            f"The file {name!r} is too large: {_size_text(size)}; the limit is "
+            f"{_size_text(max_bytes)}. A few examples are all fewshot needs."
+        )
+
+
+def read_csv(data, name="upload", max_bytes=MAX_UPLOAD_BYTES):
+    """Parses an uploaded CSV (bytes or text) into a table of strings.
+
+    Every cell stays a string (nothing is converted or guessed), so later
+    checks can name the exact value that is wrong. Blank lines are skipped.
+
+    Args:
+        data: the file's bytes, or pasted text.
+        name: the file name, used in messages.
+        max_bytes: the size limit.
+
+    Returns:
+        A `pandas.DataFrame` of strings with at least one row.
+
+    Raises:
+        UploadError: the upload is empty, too large, not text, not a
+            readable CSV, or has a header but no rows.
+    """
+    import pandas as pd
+
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if not isinstance(data, (bytes, bytearray)):
+        raise UploadError(
+            f"Expected the contents of {name!r} as bytes or text. Received: "
+            f"{type(data).__name__}"
+        )
+    check_size(bytes(data), name, max_bytes)
+    if not bytes(data).strip():
+        raise UploadError(f"The file {name!r} is empty (only blank space).")
+    if b"\x00" in data:
+        raise UploadError(
+            f"The file {name!r} is not a text CSV file (it holds binary data). "
+            "Upload a comma-separated text file with a header row."
+        )
+    try:
+        text = bytes(data).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UploadError(
+            f"The file {name!r} is not UTF-8 text. Save it as a UTF-8 CSV file."
+        ) from None
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=True
+        )
+    except pd.errors.EmptyDataError:
+        raise UploadError(f"The file {name!r} has no header row and no data.") from None
+    except (pd.errors.ParserError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UploadError(f"The file {name!r} is not a readable CSV table: {first}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    unnamed = [c for c in frame.columns if c.startswith("Unnamed:") or not c]
+    if unnamed:
+        raise UploadError(
+            f"The file {name!r} has columns without a name in its header row. "
+            f"Its columns: {list(frame.columns)}"
+        )
+    if len(frame) == 0:
+        raise UploadError(
+            f"The file {name!r} has a header ({', '.join(frame.columns)}) but no rows."
+        )
+    return frame.reset_index(drop=True)
+
+
+def regression_columns(frame, input_dim, label_column=None, require_label=True, name="upload"):
+    """Chooses the feature and label columns of a regression table.
+
+    The label is `label_column`, or else the first column named one of
+    `LABEL_NAMES` (any case). The features are the remaining columns (minus
+    report columns such as ``valid``), in file order, and their number must
+    equal the model's `input_dim`.
+
+    Args:
+        frame: a table from `read_csv`.
+        input_dim: the number of inputs the model takes.
+        label_column: the label column's name, or None to find it.
+        require_label: whether a label column must exist (support sets).
+        name: the file name, used in messages.
+
+    Returns:
+        ``(feature_columns, label_column_or_None)``.
+
+    Raises:
+        UploadError: the label column is missing, or the number of feature
+            columns does not match the model.
+    """
+    columns = list(frame.columns)
+    if label_column is None:
+        lowered = {c.lower(): c for c in reversed(columns)}
+        label_column = next((lowered[n] for n in LABEL_NAMES if n in lowered), None)
+    elif label_column not in columns:
+        raise UploadError(
+            f"The file {name!r} has no column {label_column!r}. Its columns: {columns}"
+        )
+    if label_column is None and require_label:
+        raise UploadError(
+            f"The file {name!r} has no label column: name the column to learn "
+            f"{' or '.join(repr(n) for n in LABEL_NAMES)}. Its columns: {columns}"
+        )
+    features = [c for c in columns if c != label_column and c.lower() not in REPORT_COLUMNS]
+    if len(features) != input_dim:
+        expected = (
+            "one input column (for example 'x')"
+            if input_dim == 1
+            else f"{input_dim} input columns"
+        )
+        label_text = f" besides the label {label_column!r}" if label_column else ""
+        raise UploadError(
+            f"The model takes {expected}{label_text}; the file {name!r} has "
+            f"{len(features)}: {features}."
+        )
+    return features, label_column
+
+
+def _number(text):
+    value = float(str(text).strip())
+    if not math.isfinite(value):
+        raise ValueError(value)
+    return value
+
+
+def numeric_rows(frame, feature_columns, label_column=None, name="upload"):
+    """Converts the chosen columns to numbers, flagging rows that fail.
+
+    Args:
+        frame: a table from `read_csv`.
+        feature_columns: the input columns, in the model's order.
+        label_column: the label column, or None (query sets).
+        name: the file name, used in messages.
+
+    Returns:
+        A `NumericRows`: arrays of the valid rows and a report of all rows.
+
+    Raises:
+        UploadError: a named column does not exist.
+    """
+    columns = list(feature_columns) + ([label_column] if label_column else [])
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise UploadError(
+            f"The file {name!r} is missing the column(s) {missing}. Its columns: "
+            f"{list(frame.columns)}"
+        )
+    n = len(frame)
+    values = np.zeros((n, len(columns)), dtype=np.float64)
+    valid = np.ones(n, dtype=bool)
+    errors = [""] * n
+    for j, column in enumerate(columns):
+        for i, text in enumerate(frame[column].tolist()):
+            if not valid[i]:
+                continue
+            try:
+                values[i, j] = _number(text)
+            except (TypeError, ValueError):
+                valid[i] = False
+                shown = str(text).strip()
+                errors[i] = (
+                    f"column {column!r}: empty"
+                    if not shown
+                    else f"column {column!r}: {shown[:40]!r} is not a number"
+                )
+    report = frame.copy()
+    report["valid"] = valid
+    report["error"] = errors
+    k = len(feature_columns)
+    x = values[valid, :k].astype(np.float32)
+    y = values[valid, k:].astype(np.float32) if label_column else None
+    return NumericRows(x=x, y=y, valid=valid, report=report)
+
+
+def check_enough(num_valid, minimum, name="upload", what="valid examples"):
+    """Raises `UploadError` when fewer than `minimum` usable rows remain."""
+    if num_valid < minimum:
+        raise UploadError(
+            f"Too few {what} in {name!r} for this model: {num_valid} usable, at "
+            f"least {minimum} needed."
+        )
+
+
+def read_image(data, name="upload", max_bytes=MAX_UPLOAD_BYTES, size=None, grayscale=True):
+    """Decodes an uploaded PNG, JPEG, GIF or BMP image into an array.
+
+    The format is recognised by its leading bytes, never by the file name,
+    and decoded by Pillow (pixels only).
+
+    Args:
+        data: the file's bytes.
+        name: the file name, used in messages.
+        max_bytes: the size limit.
+        size: optional ``(height, width)`` to resize to.
+        grayscale: convert to one channel.
+
+    Returns:
+        ``float32 [H, W, C]`` with values in [0, 1].
+
+    Raises:
+        UploadError: empty, too large, or not a readable image.
+    """
+    check_size(bytes(data), name, max_bytes)
+    kind = next((k for sig, k in _IMAGE_SIGNATURES.items() if bytes(data).startswith(sig)), None)
+    if kind is None:
+        raise UploadError(
+            f"The file {name!r} is not an image: expected PNG, JPEG, GIF or BMP."
+        )
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(bytes(data))) as image:
+            image.load()
+            image = image.convert("L" if grayscale else "RGB")
+            if size is not None:
+                image = image.resize((int(size[1]), int(size[0])))
+            array = np.asarray(image, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+        raise UploadError(
+            f"The file {name!r} looks like a {kind} image but cannot be decoded "
+            f"({type(error).__name__})."
+        ) from None
+    return array[..., None] if array.ndim == 2 else array
