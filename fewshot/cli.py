@@ -138,11 +138,55 @@ def _cmd_recommend(argv):
         steps=args.steps if args.steps is not None else chosen["steps"], inner_lr=chosen["inner_lr"],
     )
     seconds = time.perf_counter() - start
-    print(table.to_string(index=False, na_rep=""))
+    print(table.astype(object).where(table.notna(), "").to_string(index=False))
     print(f"({seconds * 1000:.0f} ms including the first compilation)")
     if args.output:
         table.to_csv(args.output, index=False)
     return 0
+
+
+def _cmd_app(argv):
+    parser = argparse.ArgumentParser(
+        prog="fewshot app",
+        description=(
+            "Start the fewshot web app (Streamlit): pick a trained model, upload a "
+            "few labelled examples, adapt, and predict. Opens on http://ADDRESS:PORT."
+        ),
+    )
+    parser.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
+    parser.add_argument(
+        "--address", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
+    parser.add_argument(
+        "--models-dir",
+        default=None,
+        help="folder(s) scanned for trained models, separated by os.pathsep "
+        "(default $FEWSHOT_MODELS_DIR, else runs)",
+    )
+    parser.add_argument("--browser", action="store_true", help="open a browser tab")
+    args = parser.parse_args(argv)
+    if not 0 < args.port < 65536:
+        raise CLIError(f"Invalid value received for `--port`. Expected 1-65535. Received: --port={args.port}")
+    import importlib.util
+    import pathlib
+    import subprocess
+
+    if importlib.util.find_spec("streamlit") is None:
+        raise CLIError('the app needs Streamlit: pip install "fewshot[app]"')
+    script = pathlib.Path(__file__).resolve().parent.parent / "apps" / "fewshot_app.py"
+    if not script.is_file():
+        raise CLIError(f"the app script is missing: {script} (run from a fewshot checkout)")
+    env = dict(os.environ)
+    if args.models_dir:
+        env["FEWSHOT_MODELS_DIR"] = args.models_dir
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(script),
+        "--server.port", str(args.port), "--server.address", args.address,
+        "--server.headless", "false" if args.browser else "true",
+        "--server.maxUploadSize", "5", "--browser.gatherUsageStats", "false",
+    ]
+    print(f"fewshot app on http://{args.address}:{args.port} (Ctrl-C to stop)", flush=True)
+    return subprocess.call(command, env=env)
 
 
 # Each command: name -> (function taking the remaining argv, one-line help).
@@ -150,6 +194,7 @@ def _cmd_recommend(argv):
 COMMANDS = {
     "run": (_cmd_run, "train and evaluate a recipe, write results.json"),
     "recommend": (_cmd_recommend, "top-k items for a new user from a few ratings (personalization)"),
+    "app": (_cmd_app, "start the web app: upload a few examples, adapt, predict"),
     "export": (_cmd_export, "export a .keras learner as a SavedModel that adapts in the graph"),
 }
 
