@@ -1,0 +1,79 @@
+"""Reptile: move the initialisation toward the weights adapted to each task."""
+
+import keras
+import tensorflow as tf
+
+from fewshot.algorithms.maml import MAML
+from fewshot.episodes.episode import QUERY_Y
+
+
+@keras.saving.register_keras_serializable(package="fewshot")
+class Reptile(MAML):
+    """Reptile: a first-order meta-learner with no query-set gradient.
+
+    Each meta-update adapts a copy of the weights to every task of the batch
+    with `inner_steps` steps of plain gradient descent (step size
+    `inner_lr`) on the task's support set, on fast weights, then moves the
+    initialisation ``theta`` toward the mean adapted weights ``phi``. The
+    outer step is taken by the compiled optimizer: the "gradient" it receives
+    is ``theta - mean(phi)``, so ``keras.optimizers.SGD(learning_rate=eps)``
+    gives exactly the paper's update ``theta += eps * (mean(phi) - theta)``
+    and Adam gives the Adam-on-Reptile-direction variant; schedules,
+    checkpoints and `BackupAndRestore` work as for any Keras optimizer.
+    The reported ``loss`` is the query loss after adaptation. Evaluation and
+    `adapt` take `inner_steps` steps on the support set, as MAML does.
+
+    Args:
+        backbone: a built Keras model.
+        inner_lr: step size of the inner SGD. Default 0.01.
+        inner_steps: inner steps per task; Reptile needs more than one
+            (with one step it is joint training). Default 5.
+        adapt_layers, vectorize, batch_norm: as in `fewshot.MAML`.
+        **kwargs: passed to `keras.Model`.
+
+    Example:
+
+    >>> import keras, fewshot
+    >>> backbone = fewshot.models.mlp(input_shape=(1,), hidden=(40, 40), outputs=1)
+    >>> reptile = fewshot.Reptile(backbone, inner_lr=0.02, inner_steps=5)
+    >>> reptile.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="mse")
+    >>> stream = fewshot.episodes.Sinusoid().stream(meta_batch_size=4, batches_per_epoch=2)
+    >>> history = reptile.fit(stream, epochs=1, verbose=0)
+
+    Reference:
+        Nichol, Achiam and Schulman, "On First-Order Meta-Learning
+        Algorithms", arXiv:1803.02999, 2018.
+    """
+
+    def __init__(self, backbone, inner_lr=0.01, inner_steps=5, **kwargs):
+        kwargs.pop("first_order", None)  # Reptile is first order by nature.
+        super().__init__(backbone, inner_lr=inner_lr, inner_steps=inner_steps, first_order=True, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("first_order", None)
+        return config
+
+    def train_step(self, data):
+        episodes = self._unpack(data)
+        steps = self.inner_steps
+
+        def task_fn(task, params):
+            sx, sy, qx, _ = task
+            adapted, _ = self.adapt_parameters(params, sx, sy, steps, True)
+            adapted = [tf.stop_gradient(p) for p in adapted]
+            return tuple(adapted) + (self._forward(adapted, qx),)
+
+        theta = self.meta_parameters()
+        outputs = self._map_tasks(task_fn, episodes, theta)
+        phis, query_pred = outputs[:-1], outputs[-1]
+        grads = [t - tf.reduce_mean(phi, axis=0) for t, phi in zip(theta, phis)]
+        self.optimizer.apply(grads, self.backbone.trainable_variables)
+        if self.batch_norm == "running" and self.backbone.non_trainable_variables:
+            sx = episodes["support_x"]
+            self.backbone(tf.reshape(sx, tf.concat([[-1], tf.shape(sx)[2:]], 0)), training=True)
+        y_true = episodes[QUERY_Y]
+        flat_true = tf.reshape(y_true, tf.concat([[-1], tf.shape(y_true)[2:]], 0))
+        flat_pred = tf.reshape(query_pred, tf.concat([[-1], tf.shape(query_pred)[2:]], 0))
+        loss = self.per_task_loss(flat_true, flat_pred)
+        return self._update_metrics(loss, y_true, query_pred)

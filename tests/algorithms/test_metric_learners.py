@@ -1,0 +1,78 @@
+"""Prototypical and Siamese networks: the distances, prototypes and heads are right."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import fewshot
+from fewshot.algorithms.siamese import contrastive_loss
+
+
+def _identity_encoder(dim=3):
+    inputs = keras.Input((dim,))
+    return keras.Model(inputs, keras.layers.Identity()(inputs))
+
+
+def _task():
+    support_x = np.array([[0, 0, 0], [0, 2, 0], [4, 0, 0], [4, 0, 2]], "float32")
+    support_y = np.array([0, 0, 1, 1], "int32")
+    query_x = np.array([[1, 1, 0], [3, 0, 1]], "float32")
+    return support_x, support_y, query_x
+
+
+def test_protonet_logits_are_negative_squared_distances_to_class_means():
+    sx, sy, qx = _task()
+    protonet = fewshot.PrototypicalNetwork(_identity_encoder())
+    logits = protonet.query_predictions(
+        {"support_x": sx[None], "support_y": sy[None], "query_x": qx[None], "query_y": np.zeros((1, 2), "int32")}
+    ).numpy()[0]
+    prototypes = np.array([[0, 1, 0], [4, 0, 1]], "float32")
+    expected = -((qx[:, None, :] - prototypes[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(logits, expected, rtol=1e-5)
+
+
+def test_protonet_cosine_and_adapted_classifier_match_batch_predictions():
+    sx, sy, qx = _task()
+    sx = sx + 0.5
+    protonet = fewshot.PrototypicalNetwork(_identity_encoder(), distance="cosine", temperature=0.1)
+    batch = {"support_x": sx[None], "support_y": sy[None], "query_x": qx[None], "query_y": np.zeros((1, 2), "int32")}
+    logits = protonet.query_predictions(batch).numpy()[0]
+    assert logits.max() <= 0.0 and logits.min() >= -20.0
+    classifier = protonet.adapt(sx, sy)
+    np.testing.assert_allclose(classifier.predict(qx, verbose=0), logits, rtol=1e-5, atol=1e-5)
+
+
+def test_protonet_rejects_labels_that_are_not_0_to_n_minus_1():
+    sx, _, _ = _task()
+    protonet = fewshot.PrototypicalNetwork(_identity_encoder())
+    with pytest.raises(ValueError, match="Expected integer class labels 0..N-1"):
+        protonet.adapt(sx, np.array([0, 0, 2, 2]))
+
+
+def test_contrastive_loss_values():
+    d = tf.constant([0.0, 0.5, 0.5, 2.0])
+    same = tf.constant([True, True, False, False])
+    np.testing.assert_allclose(contrastive_loss(d, same, 1.0).numpy(), [0.0, 0.125, 0.125, 0.0])
+
+
+def test_siamese_classifies_by_nearest_support_example():
+    sx, sy, qx = _task()
+    siamese = fewshot.SiameseNetwork(_identity_encoder(), margin=2.0)
+    batch = {"support_x": sx[None], "support_y": sy[None], "query_x": qx[None], "query_y": np.array([[0, 1]], "int32")}
+    logits = siamese.query_predictions(batch).numpy()[0]
+    d = ((qx[:, None, :] - sx[None]) ** 2).sum(-1)
+    expected = np.stack([d[:, :2].min(1), d[:, 2:].min(1)], 1)
+    np.testing.assert_allclose(logits, -expected, rtol=1e-5)
+    classifier = siamese.adapt(sx, sy)
+    np.testing.assert_allclose(classifier.predict(qx, verbose=0), -expected, rtol=1e-5)
+    # The pair loss: every within-episode pair, positives and negatives weighted equally.
+    siamese.compile()
+    loss, _ = siamese.meta_loss(batch, training=False)
+    assert float(loss) > 0.0
+
+
+def test_embed_returns_flat_embeddings():
+    encoder = fewshot.models.mlp(input_shape=(3,), hidden=(4,), outputs=5)
+    protonet = fewshot.PrototypicalNetwork(encoder)
+    assert protonet.embed(np.zeros((7, 3), "float32")).shape == (7, 5)
