@@ -574,6 +574,15 @@ def test_cli_export_writes_a_servable_model(tmp_path, capsys):
     assert cli_main(["export", str(tmp_path / "maml.keras"), str(tmp_path / "out"), "--overwrite", "--steps", "4"]) == 0
     metadata = json.loads((tmp_path / "out" / METADATA_FILE).read_text())
     assert metadata["inner_steps"] == 4
+    # A model that `adapt` returned, saved as .keras, exports with serving_default.
+    task = _task("regression", seed=7)
+    adapted = learner.adapt(task["support_x"], task["support_y"])
+    adapted.save(tmp_path / "adapted.keras")
+    assert cli_main(["export", str(tmp_path / "adapted.keras"), str(tmp_path / "adapted")]) == 0
+    served = load_saved_model(tmp_path / "adapted")
+    assert sorted(served.signatures) == [SERVING_DEFAULT]
+    got = served.signatures[SERVING_DEFAULT](inputs=tf.constant(task["query_x"]))["predictions"]
+    np.testing.assert_allclose(got.numpy(), adapted.predict(task["query_x"], verbose=0), atol=TOLERANCE, rtol=0)
 
 
 def test_cli_export_bad_model_is_one_line_naming_the_path(tmp_path, capsys):
