@@ -1,0 +1,167 @@
+"""Upload parsing and validation (fewshot.uploads)."""
+
+import io
+import pickle
+
+import numpy as np
+import pytest
+
+from fewshot import uploads
+from fewshot.uploads import UploadError
+
+
+def test_read_csv_keeps_every_cell_as_text():
+    frame = uploads.read_csv(b"x,y\n1,2.5\n3,abc\n", name="s.csv")
+    assert list(frame.columns) == ["x", "y"]
+    assert frame["y"].tolist() == ["2.5", "abc"]
+
+
+def test_read_csv_accepts_pasted_text_and_bom():
+    frame = uploads.read_csv("\ufeffx,y\n1,2\n\n", name="pasted")
+    assert list(frame.columns) == ["x", "y"] and len(frame) == 1
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "is empty"),
+        (b"   \n\n", "is empty"),
+        (b"x,y\n", r"has a header \(x, y\) but no rows"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00binary", "not a text CSV file"),
+        ("x,y\n1,2\n".encode("utf-16"), "not a text CSV file"),
+        (b"x,y\n\xff\xfe1,2\n", "not UTF-8 text"),
+        (b'x,y\n"1,2\n', "not a readable CSV table"),
+        (b"x,,y\n1,2,3\n", "columns without a name"),
+    ],
+)
+def test_read_csv_rejects_bad_files_with_a_message(data, message):
+    with pytest.raises(UploadError, match=message):
+        uploads.read_csv(data, name="bad.csv")
+
+
+def test_read_csv_size_limit_names_sizes():
+    data = b"x,y\n" + b"1,2\n" * 600
+    with pytest.raises(UploadError) as info:
+        uploads.read_csv(data, name="big.csv", max_bytes=1024)
+    assert str(info.value) == (
+        "The file 'big.csv' is too large: 2 KB; the limit is 1 KB. "
+        "A few examples are all fewshot needs."
+    )
+
+
+def test_a_pickle_is_never_unpickled():
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('executed')",))
+
+    with pytest.raises(UploadError, match="not a text CSV file"):
+        uploads.read_csv(pickle.dumps(Boom()), name="model.pkl")
+
+
+def test_regression_columns_finds_label_and_features():
+    frame = uploads.read_csv(b"a,b,Target\n1,2,3\n")
+    assert uploads.regression_columns(frame, input_dim=2) == (["a", "b"], "Target")
+
+
+def test_regression_columns_ignores_report_columns():
+    frame = uploads.read_csv(b"x,y,valid,error\n1,2,True,\n")
+    assert uploads.regression_columns(frame, input_dim=1) == (["x"], "y")
+
+
+def test_regression_columns_missing_label():
+    frame = uploads.read_csv(b"x,z\n1,2\n")
+    with pytest.raises(UploadError) as info:
+        uploads.regression_columns(frame, input_dim=1, name="s.csv")
+    assert str(info.value) == (
+        "The file 's.csv' has no label column: name the column to learn 'y' or "
+        "'target' or 'label' or 'value'. Its columns: ['x', 'z']"
+    )
+
+
+def test_regression_columns_wrong_number_of_inputs():
+    frame = uploads.read_csv(b"x1,x2,y\n1,2,3\n")
+    with pytest.raises(UploadError) as info:
+        uploads.regression_columns(frame, input_dim=1, name="s.csv")
+    assert str(info.value) == (
+        "The model takes one input column (for example 'x') besides the label 'y'; "
+        "the file 's.csv' has 2: ['x1', 'x2']."
+    )
+
+
+def test_regression_columns_query_without_label():
+    frame = uploads.read_csv(b"x\n1\n")
+    assert uploads.regression_columns(frame, 1, require_label=False) == (["x"], None)
+
+
+def test_regression_columns_named_label_must_exist():
+    frame = uploads.read_csv(b"x,y\n1,2\n")
+    with pytest.raises(UploadError, match="has no column 'z'"):
+        uploads.regression_columns(frame, 1, label_column="z", name="s.csv")
+
+
+def test_numeric_rows_flags_bad_rows_and_keeps_them():
+    frame = uploads.read_csv(b"x,y\n1,2\n2,oops\n,3\n4,inf\n5,6\n", name="s.csv")
+    rows = uploads.numeric_rows(frame, ["x"], "y", name="s.csv")
+    assert rows.valid.tolist() == [True, False, False, False, True]
+    assert rows.num_valid == 2
+    np.testing.assert_allclose(rows.x, [[1.0], [5.0]])
+    np.testing.assert_allclose(rows.y, [[2.0], [6.0]])
+    assert rows.x.dtype == np.float32 and rows.y.dtype == np.float32
+    assert len(rows.report) == 5  # nothing dropped
+    assert rows.report["error"].tolist() == [
+        "",
+        "column 'y': 'oops' is not a number",
+        "column 'x': empty",
+        "column 'y': 'inf' is not a number",
+        "",
+    ]
+
+
+def test_numeric_rows_without_label():
+    rows = uploads.numeric_rows(uploads.read_csv(b"x\n1\n2\n"), ["x"])
+    assert rows.y is None and rows.x.shape == (2, 1)
+
+
+def test_numeric_rows_missing_column():
+    with pytest.raises(UploadError, match=r"missing the column\(s\) \['w'\]"):
+        uploads.numeric_rows(uploads.read_csv(b"x,y\n1,2\n"), ["w"], "y")
+
+
+def test_check_enough():
+    uploads.check_enough(2, 2)
+    with pytest.raises(UploadError) as info:
+        uploads.check_enough(1, 2, name="s.csv")
+    assert str(info.value) == (
+        "Too few valid examples in 's.csv' for this model: 1 usable, at least 2 needed."
+    )
+
+
+def _png(size=(8, 6), color=128):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_read_image_decodes_png():
+    image = uploads.read_image(_png(), name="a.png", size=(4, 4))
+    assert image.shape == (4, 4, 1) and image.dtype == np.float32
+    np.testing.assert_allclose(image, 128 / 255, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "is empty"),
+        (b"x,y\n1,2\n", "is not an image: expected PNG, JPEG, GIF or BMP"),
+        (b"\x89PNG\r\n\x1a\ntruncated", "looks like a PNG image but cannot be decoded"),
+    ],
+)
+def test_read_image_rejects_non_images(data, message):
+    with pytest.raises(UploadError, match=message):
+        uploads.read_image(data, name="x.png")
+
+
+def test_upload_error_is_a_value_error():
+    assert issubclass(UploadError, ValueError)
