@@ -11,6 +11,8 @@ from fewshot.algorithms.metric_heads import class_prototypes, pairwise_distance
 from fewshot.algorithms.protonet import embed_tasks
 from fewshot.episodes.episode import QUERY_X, SUPPORT_X, SUPPORT_Y
 
+HEAD_INITS = ("prototypes", "prior")
+
 
 @keras.saving.register_keras_serializable(package="fewshot")
 class FineTuner(MetaLearner):
@@ -26,10 +28,17 @@ class FineTuner(MetaLearner):
     head. With ``steps=0`` it is a prototype classifier on pretrained
     features.
 
+    With ``head_init="prior"`` (binary tasks only) the head starts instead
+    from the *prior head*, a linear "active" logit on the embedding that
+    `pretrain_multitask` sets to the mean of the pretraining tasks' heads:
+    before any step it ranks molecules by how active they were across the
+    pretraining assays, and fine-tuning moves it towards the new assay.
+
     Args:
         encoder: a built Keras model mapping inputs to embeddings.
         finetune_steps: Adam steps on the support set in `adapt`. Default 10.
         learning_rate: Adam step size of fine-tuning. Default 1e-4.
+        head_init: ``"prototypes"`` or ``"prior"``. Default "prototypes".
         **kwargs: passed to `keras.Model`.
 
     Example:
@@ -49,8 +58,13 @@ class FineTuner(MetaLearner):
         NeurIPS 2021 (datasets and benchmarks).
     """
 
-    def __init__(self, encoder, finetune_steps=10, learning_rate=1e-4, **kwargs):
+    def __init__(self, encoder, finetune_steps=10, learning_rate=1e-4, head_init="prototypes", **kwargs):
         super().__init__(encoder, **kwargs)
+        if head_init not in HEAD_INITS:
+            raise ValueError(
+                "Invalid value received for argument `head_init`. Expected one of "
+                f"{list(HEAD_INITS)}. Received: head_init={head_init!r}"
+            )
         if isinstance(finetune_steps, bool) or not isinstance(finetune_steps, int) or finetune_steps < 0:
             raise ValueError(
                 "Invalid value received for argument `finetune_steps`. Expected "
@@ -63,6 +77,10 @@ class FineTuner(MetaLearner):
             )
         self.finetune_steps = finetune_steps
         self.learning_rate = float(learning_rate)
+        self.head_init = head_init
+        width = int(np.prod(encoder.output_shape[1:]))
+        self.prior_head = keras.layers.Dense(1, kernel_initializer="zeros", name="prior_head")
+        self.prior_head.build((None, width))
         self._adapt_fns = {}
 
     @property
@@ -72,7 +90,13 @@ class FineTuner(MetaLearner):
     def get_config(self):
         config = super().get_config()
         config["encoder"] = config.pop("backbone")
-        config.update({"finetune_steps": self.finetune_steps, "learning_rate": self.learning_rate})
+        config.update(
+            {
+                "finetune_steps": self.finetune_steps,
+                "learning_rate": self.learning_rate,
+                "head_init": self.head_init,
+            }
+        )
         return config
 
     @classmethod
@@ -115,6 +139,11 @@ class FineTuner(MetaLearner):
                 f"class labels 0..N-1, each present. Received: labels {present}"
             )
         num_classes = len(present)
+        if self.head_init == "prior" and num_classes != 2:
+            raise ValueError(
+                "With head_init='prior' the task must be binary (labels 0 and 1). "
+                f"Received: labels {present}"
+            )
         if steps not in self._adapt_fns:
             self._adapt_fns[steps] = tf.function(
                 lambda x, y, n: self._finetune(x, y, n, steps), reduce_retracing=True
@@ -138,15 +167,21 @@ class FineTuner(MetaLearner):
             z = functional_forward(self.backbone, p, fixed, x, training)
             return tf.reshape(z, [tf.shape(z)[0], -1])
 
-        z = embed(params, False)
-        prototypes = class_prototypes(z, y, num_classes)  # [N, D]
-        kernel = tf.transpose(2.0 * prototypes)
-        bias = -tf.reduce_sum(tf.square(prototypes), -1)
+        if self.head_init == "prior":
+            w, b = (tf.convert_to_tensor(v) for v in self.prior_head.weights)
+            kernel = tf.concat([tf.zeros_like(w), w], axis=1)
+            bias = tf.concat([tf.zeros_like(b), b], axis=0)
+        else:
+            z = embed(params, False)
+            prototypes = class_prototypes(z, y, num_classes)  # [N, D]
+            kernel = tf.transpose(2.0 * prototypes)
+            bias = -tf.reduce_sum(tf.square(prototypes), -1)
         weights = params + [kernel, bias]
         m = [tf.zeros_like(w) for w in weights]
         v = [tf.zeros_like(w) for w in weights]
         b1, b2, eps, lr = 0.9, 0.999, 1e-7, self.learning_rate
-        for step in range(1, steps + 1):
+        # A graph loop (not unrolled), so tracing cost does not grow with steps.
+        for step in tf.range(1, steps + 1):
             with tf.GradientTape() as tape:
                 tape.watch(weights)
                 logits = tf.matmul(embed(weights[:-2], True), weights[-2]) + weights[-1]
@@ -156,13 +191,14 @@ class FineTuner(MetaLearner):
             grads = tape.gradient(loss, weights, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             m = [b1 * a + (1 - b1) * g for a, g in zip(m, grads)]
             v = [b2 * a + (1 - b2) * tf.square(g) for a, g in zip(v, grads)]
-            scale = lr * np.sqrt(1 - b2**step) / (1 - b1**step)
+            t = tf.cast(step, tf.float32)
+            scale = lr * tf.sqrt(1 - b2**t) / (1 - b1**t)
             weights = [w - scale * a / (tf.sqrt(b) + eps) for w, a, b in zip(weights, m, v)]
         return weights[:-2], weights[-2], weights[-1]
 
 
 def pretrain_multitask(
-    encoder,
+    learner,
     features,
     labels,
     epochs=20,
@@ -179,7 +215,8 @@ def pretrain_multitask(
     trained in place.
 
     Args:
-        encoder: a built Keras model (inputs -> embeddings).
+        learner: a `FineTuner` (its encoder is trained, and its prior head
+            set to the mean of the task heads) or a plain encoder.
         features: ``[num_molecules, ...]``.
         labels: ``[num_molecules, num_tasks]`` of 1, 0 or NaN.
         epochs, batch_size, learning_rate: the training schedule (Adam).
@@ -192,6 +229,7 @@ def pretrain_multitask(
         The Keras `History`.
     """
     labels = np.asarray(labels, dtype=np.float32)
+    encoder = learner.backbone if isinstance(learner, FineTuner) else learner
     inputs = keras.Input(encoder.input_shape[1:])
     z = keras.layers.Flatten()(encoder(inputs))
     logits = keras.layers.Dense(labels.shape[1], name="task_logits")(z)
@@ -211,4 +249,23 @@ def pretrain_multitask(
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
+    task_head = model.get_layer("task_logits")
+    callbacks = list(callbacks or [])
+    if isinstance(learner, FineTuner):
+        callbacks.insert(0, _PriorSync(learner, task_head))
     return model.fit(dataset, epochs=epochs, callbacks=callbacks, verbose=verbose)
+
+
+class _PriorSync(keras.callbacks.Callback):
+    """Keeps a `FineTuner`'s prior head at the mean of the task heads."""
+
+    def __init__(self, learner, task_head):
+        super().__init__()
+        self.learner = learner
+        self.task_head = task_head
+
+    def on_epoch_end(self, epoch, logs=None):
+        kernel, bias = self.task_head.get_weights()
+        self.learner.prior_head.set_weights(
+            [kernel.mean(axis=1, keepdims=True), bias.mean(keepdims=True)]
+        )

@@ -293,18 +293,23 @@ def train_finetuner(settings, x, y, index, validation_score, shots_list, verbose
     """Pretrains an encoder on all training assays, wraps it in a `FineTuner`."""
     s = settings["pretrained_finetune"]
     encoder = fingerprint_encoder(x.shape[1], s["hidden"], s["embedding"], s.get("dropout", 0.0))
-    tuner = FineTuner(encoder, finetune_steps=s["finetune_steps"], learning_rate=s["finetune_lr"])
+    tuner = FineTuner(
+        encoder,
+        finetune_steps=s["finetune_steps"],
+        learning_rate=s["finetune_lr"],
+        head_init=s.get("head_init", "prototypes"),
+    )
     tuner.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     rows = np.flatnonzero(~np.isnan(y[:, index["train"]]).all(axis=1))
     stopper = ValidationEarlyStopping(
-        lambda: validation_score({k: learner_scorer(tuner, 0) for k in shots_list}),
-        weights_of=encoder,
+        lambda: validation_score({k: learner_scorer(tuner) for k in shots_list}),
+        weights_of=tuner,
         patience=s.get("patience", 5),
         time_budget_s=s["time_budget_s"] * settings["budget_scale"],
         verbose=verbose,
     )
     pretrain_multitask(
-        encoder,
+        tuner,
         x[rows],
         y[rows][:, index["train"]],
         epochs=_scaled(settings, "pretrained_finetune", "epochs"),

@@ -1,0 +1,87 @@
+import keras
+import numpy as np
+import pytest
+
+import fewshot
+from fewshot.algorithms.fine_tuner import FineTuner, pretrain_multitask
+
+
+def _tuner(**kwargs):
+    encoder = fewshot.models.fingerprint_encoder(6, hidden=(16,), embedding=8)
+    tuner = FineTuner(encoder, **kwargs)
+    tuner.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return tuner
+
+
+def _data(n=40):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 6)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    return x, y
+
+
+def test_zero_steps_is_a_prototype_classifier():
+    tuner = _tuner(finetune_steps=0)
+    x, y = _data()
+    classifier = tuner.adapt(x[:10], y[:10])
+    logits = classifier.predict(x, verbose=0)
+    z = tuner.encoder.predict(x, verbose=0)
+    zs = tuner.encoder.predict(x[:10], verbose=0)
+    protos = np.stack([zs[y[:10] == c].mean(0) for c in (0, 1)])
+    distances = ((z[:, None, :] - protos[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(logits.argmax(1), distances.argmin(1))
+    np.testing.assert_allclose(logits[:, 1] - logits[:, 0], distances[:, 0] - distances[:, 1], rtol=1e-3, atol=1e-3)
+
+
+def test_fine_tuning_lowers_the_support_loss_and_keeps_the_meta_weights():
+    tuner = _tuner(finetune_steps=30, learning_rate=1e-2)
+    x, y = _data()
+    before = [w.copy() for w in tuner.get_weights()]
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    start = float(loss(y[:12], tuner.adapt(x[:12], y[:12], steps=0).predict(x[:12], verbose=0)))
+    tuned = float(loss(y[:12], tuner.adapt(x[:12], y[:12]).predict(x[:12], verbose=0)))
+    assert tuned < start
+    for a, b in zip(before, tuner.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_prior_head_is_the_mean_task_head_after_pretraining():
+    tuner = _tuner(head_init="prior", finetune_steps=0)
+    x, _ = _data(80)
+    labels = np.stack([x[:, 0] > 0, x[:, 0] > 0.2, x[:, 1] > 0], 1).astype("float32")
+    labels[::7, 1] = np.nan
+    history = pretrain_multitask(tuner, x, labels, epochs=3, batch_size=16)
+    assert np.isfinite(history.history["loss"]).all()
+    assert np.abs(tuner.prior_head.get_weights()[0]).sum() > 0
+    classifier = tuner.adapt(x[:4], [0, 0, 1, 1])
+    margin = classifier.predict(x, verbose=0) @ np.array([-1.0, 1.0])
+    z = tuner.encoder.predict(x, verbose=0)
+    kernel, bias = tuner.prior_head.get_weights()
+    np.testing.assert_allclose(margin, (z @ kernel + bias).ravel(), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="must be binary"):
+        tuner.adapt(x[:6], [0, 0, 1, 1, 2, 2])
+
+
+def test_config_round_trip_and_save(tmp_path):
+    tuner = _tuner(finetune_steps=4, learning_rate=3e-3, head_init="prior")
+    tuner.prior_head.set_weights([np.ones((8, 1), "float32"), np.ones(1, "float32")])
+    config = tuner.get_config()
+    assert (config["finetune_steps"], config["learning_rate"], config["head_init"]) == (4, 3e-3, "prior")
+    clone = FineTuner.from_config(config)
+    assert clone.finetune_steps == 4 and clone.head_init == "prior"
+    tuner.save(tmp_path / "t.keras")
+    loaded = keras.saving.load_model(tmp_path / "t.keras")
+    np.testing.assert_array_equal(loaded.prior_head.get_weights()[0], 1.0)
+    x, y = _data()
+    np.testing.assert_allclose(
+        loaded.adapt(x[:6], y[:6]).predict(x, verbose=0),
+        tuner.adapt(x[:6], y[:6]).predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+def test_bad_arguments_name_what_was_received():
+    with pytest.raises(ValueError, match="Invalid value received for argument `finetune_steps`. Expected an integer >= 0. Received: finetune_steps=-1"):
+        _tuner(finetune_steps=-1)
+    with pytest.raises(ValueError, match="Received: learning_rate=0"):
+        _tuner(learning_rate=0)
+    with pytest.raises(ValueError, match="Received: head_init='mean'"):
+        _tuner(head_init="mean")
