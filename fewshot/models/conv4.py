@@ -1,0 +1,76 @@
+"""The Conv4 backbone of the few-shot image classification literature."""
+
+import keras
+
+
+def conv4(
+    input_shape=(28, 28, 1),
+    outputs=None,
+    filters=64,
+    blocks=4,
+    batch_norm_momentum=0.99,
+    name="conv4",
+):
+    """Conv4: ``blocks`` x [3x3 conv, batch norm, ReLU, 2x2 max-pool], flatten.
+
+    The backbone of Vinyals et al. (2016), Finn et al. (2017) and Snell et
+    al. (2017). On 28x28 Omniglot images four blocks leave a 1x1x64 map, so
+    the embedding has 64 features. With `outputs` a linear layer named
+    ``head`` gives logits (for MAML-family learners; ANIL adapts only
+    ``head``); without it the model is an encoder (for metric learners).
+    Layers are named ``conv_<i>``, ``bn_<i>``, ``relu_<i>``, ``pool_<i>``,
+    ``flatten`` and ``head``. Padding is "same", so 84x84 inputs work too.
+
+    The model is a `keras.Sequential`, so `get_config`/`from_config` round-
+    trip it, and it runs under `stateless_call` inside `tf.vectorized_map`
+    (MAML's inner loop), batch normalisation included.
+
+    Args:
+        input_shape: shape of one image, ``(height, width, channels)``.
+        outputs: width of the linear head, or None for an encoder.
+        filters: channels of every convolution. Default 64.
+        blocks: number of conv blocks. Default 4.
+        batch_norm_momentum: momentum of the moving statistics.
+        name: model name.
+
+    Returns:
+        A built `keras.Sequential`.
+
+    Example:
+
+    >>> import fewshot
+    >>> encoder = fewshot.models.conv4(input_shape=(28, 28, 1))
+    >>> encoder.output_shape
+    (None, 64)
+    >>> fewshot.models.conv4(outputs=5).output_shape
+    (None, 5)
+    """
+    for arg, value in (("filters", filters), ("blocks", blocks)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                f"Invalid value received for argument `{arg}`. Expected a "
+                f"positive integer. Received: {arg}={value!r}"
+            )
+    if outputs is not None and (isinstance(outputs, bool) or not isinstance(outputs, int) or outputs < 1):
+        raise ValueError(
+            "Invalid value received for argument `outputs`. Expected a "
+            f"positive integer or None. Received: outputs={outputs!r}"
+        )
+    shape = tuple(input_shape)
+    if len(shape) != 3 or any(not isinstance(d, int) or d < 1 for d in shape):
+        raise ValueError(
+            "Invalid value received for argument `input_shape`. Expected "
+            f"(height, width, channels). Received: input_shape={input_shape!r}"
+        )
+    layers = [keras.Input(shape)]
+    for i in range(1, blocks + 1):
+        layers += [
+            keras.layers.Conv2D(filters, 3, padding="same", name=f"conv_{i}"),
+            keras.layers.BatchNormalization(momentum=batch_norm_momentum, name=f"bn_{i}"),
+            keras.layers.ReLU(name=f"relu_{i}"),
+            keras.layers.MaxPooling2D(2, name=f"pool_{i}"),
+        ]
+    layers.append(keras.layers.Flatten(name="flatten"))
+    if outputs is not None:
+        layers.append(keras.layers.Dense(outputs, name="head"))
+    return keras.Sequential(layers, name=name)
