@@ -189,6 +189,39 @@ def _cmd_app(argv):
     return subprocess.call(command, env=env)
 
 
+def _cmd_predict_molecules(argv):
+    parser = argparse.ArgumentParser(
+        prog="fewshot predict-molecules",
+        description=(
+            "Adapt a trained molecule model (a folder OUT/models/METHOD written by "
+            "`fewshot run recipes/drug_property`) to a few labelled molecules and "
+            "rank the query molecules by their probability of being active. Every "
+            "query row is kept in the output; rows with invalid SMILES are flagged "
+            "(valid=False, error=...) and left unscored."
+        ),
+    )
+    parser.add_argument("--model", required=True, help="model folder, e.g. runs/drug_property/models/protonet")
+    parser.add_argument("--support", required=True, help="CSV with a SMILES column and a 1/0 label column")
+    parser.add_argument("--query", required=True, help="CSV with a SMILES column (other columns are kept)")
+    parser.add_argument("--out", required=True, help="predictions CSV to write")
+    parser.add_argument("--smiles-column", default=None, help="name of the SMILES column (default: found)")
+    parser.add_argument("--label-column", default=None, help="name of the support's label column (default: found)")
+    parser.add_argument("--steps", type=int, default=None, help="adaptation steps (default: the model's)")
+    args = parser.parse_args(argv)
+    from fewshot.predict_molecules import predict_molecules
+
+    predictions, support = predict_molecules(
+        args.model, args.support, args.query, smiles_column=args.smiles_column,
+        label_column=args.label_column, steps=args.steps,
+    )
+    predictions.to_csv(args.out, index=False)
+    invalid = int((~predictions["valid"]).sum())
+    skipped = int((~support["valid"]).sum())
+    print(f"Wrote {args.out}: {len(predictions)} query rows ({invalid} invalid, flagged); "
+          f"adapted on {len(support) - skipped} support molecules ({skipped} invalid rows skipped).")
+    return 0
+
+
 # Each command: name -> (function taking the remaining argv, one-line help).
 # A new command adds a `_cmd_<name>` function above and one entry here.
 COMMANDS = {
@@ -196,6 +229,7 @@ COMMANDS = {
     "recommend": (_cmd_recommend, "top-k items for a new user from a few ratings (personalization)"),
     "app": (_cmd_app, "start the web app: upload a few examples, adapt, predict"),
     "export": (_cmd_export, "export a .keras learner as a SavedModel that adapts in the graph"),
+    "predict-molecules": (_cmd_predict_molecules, "rank molecules for a new assay from a few labelled ones"),
 }
 
 

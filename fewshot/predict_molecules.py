@@ -49,7 +49,9 @@ def load_molecule_model(path):
             "by `fewshot run recipes/drug_property`."
         )
     meta = json.loads((path / META_FILE).read_text())
-    learner = keras.saving.load_model(path / MODEL_FILE, compile=True)
+    learner = keras.saving.load_model(path / MODEL_FILE, compile=False)
+    # Adaptation needs the per-task loss only; no optimizer state is restored.
+    learner.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return learner, Featurizer(**meta["featurizer"]), meta
 
 

@@ -124,7 +124,7 @@ class AssaySampler:
         return EpisodeStream(lambda s: self.sample(meta_batch_size, s), batches_per_epoch, seed)
 
 
-def support_draws(labels, shots, draws, seed=0):
+def support_draws(labels, shots, draws, seed=0, max_query=None):
     """Random supports for one assay, as in the few-shot Tox21 protocol.
 
     Args:
@@ -132,6 +132,9 @@ def support_draws(labels, shots, draws, seed=0):
         shots: actives (and inactives) per support.
         draws: how many supports to draw.
         seed: integer seed.
+        max_query: if set, each query is a random subset of at most this
+            many of the other measured molecules (for cheap validation; the
+            test protocol uses them all).
 
     Returns:
         A list of ``(support_rows, support_y, query_rows, query_y)``: the
@@ -155,6 +158,8 @@ def support_draws(labels, shots, draws, seed=0):
             [rng.choice(negatives, shots, replace=False), rng.choice(positives, shots, replace=False)]
         )
         query = np.setdiff1d(measured, support)
+        if max_query is not None and len(query) > max_query:
+            query = np.sort(rng.choice(query, max_query, replace=False))
         out.append(
             (support, np.repeat([0, 1], shots).astype(np.int32), query, labels[query].astype(np.int32))
         )
@@ -177,7 +182,9 @@ def assay_scores(y_true, scores):
     return float(auc), float(dauprc)
 
 
-def evaluate_assays(score_fn, features, labels, tasks, shots=10, draws=20, seed=0, on_draw=None):
+def evaluate_assays(
+    score_fn, features, labels, tasks, shots=10, draws=20, seed=0, on_draw=None, max_query=None
+):
     """Runs the few-shot assay protocol for one scoring method.
 
     Args:
@@ -191,6 +198,8 @@ def evaluate_assays(score_fn, features, labels, tasks, shots=10, draws=20, seed=
         seed: seed of the draws (the same for every method, so every method
             sees the same supports).
         on_draw: optional callback ``on_draw(task, draw, y_true, scores)``.
+        max_query: cap on the query size (see `support_draws`); None uses
+            every other measured molecule, as the protocol says.
 
     Returns:
         ``{"roc_auc": {task: [per-draw values]}, "delta_auprc": {...},
@@ -213,7 +222,7 @@ def evaluate_assays(score_fn, features, labels, tasks, shots=10, draws=20, seed=
     for i, task in enumerate(tasks):
         aucs, dauprcs = [], []
         for d, (s_rows, s_y, q_rows, q_y) in enumerate(
-            support_draws(labels[:, task], shots, draws, seed=seed * 1000 + i)
+            support_draws(labels[:, task], shots, draws, seed=seed * 1000 + i, max_query=max_query)
         ):
             scores = np.asarray(score_fn(features[s_rows], s_y, features[q_rows])).reshape(-1)
             auc, dauprc = assay_scores(q_y, scores)

@@ -87,16 +87,21 @@ def run(config, args):
     index = {k: [molecules.task_index(t) for t in v] for k, v in split.items()}
     x, y = molecules.features, molecules.labels
 
-    def evaluate(score_fns, tasks, draws, seed_, on_draw=None):
+    def evaluate(score_fns, tasks, draws, seed_, on_draw=None, max_query=None):
         results = {}
         for shots, score_fn in score_fns.items():
             callback = (lambda t, d, yt, s, k=shots: on_draw(k, t, d, yt, s)) if on_draw else None
-            results[shots] = evaluate_assays(score_fn, x, y, tasks, shots, draws, seed_, callback)
+            results[shots] = evaluate_assays(
+                score_fn, x, y, tasks, shots, draws, seed_, callback, max_query=max_query
+            )
         return results
 
     def validation_score(score_fns):
         draws = settings["eval"]["validation_draws"]
-        results = evaluate(score_fns, index["validation"], draws, seed + _VALIDATION_SEED)
+        results = evaluate(
+            score_fns, index["validation"], draws, seed + _VALIDATION_SEED,
+            max_query=settings["eval"]["validation_max_query"],
+        )
         return float(np.mean([r["summary"]["roc_auc"][0] for r in results.values()]))
 
     methods = settings["methods"]
@@ -185,6 +190,8 @@ def _settings(config, args):
         eval_["draws"] = args.draws
     eval_.setdefault("draws", 20)
     eval_.setdefault("validation_draws", 5)
+    eval_.setdefault("validation_max_query", 1000)
+    settings.setdefault("refit", True)
     eval_.setdefault("shots", [10, 1])
     methods = args.methods.split(",") if args.methods else settings.get("methods", list(METHODS))
     methods = [m.strip() for m in methods if m.strip()]
@@ -286,11 +293,55 @@ def train_meta_learner(method, settings, x, y, index, validation_score, shots_li
         verbose=verbose,
     )
     learner.fit(stream, epochs=_scaled(settings, method, "epochs"), callbacks=[stopper], verbose=0)
+    if not (settings["refit"] and index["validation"] and stopper.best_epoch):
+        return learner, stopper.best
+    # Refit: the epoch count chosen on validation, on all training assays.
+    keras.utils.set_random_seed(seed)
+    learner = build_learner(method, settings, x.shape[1])
+    sampler = AssaySampler(
+        x, y, index["train"] + index["validation"], shots=s.get("shots", 10), queries=s.get("queries", 16)
+    )
+    stream = sampler.stream(s["meta_batch_size"], s["batches_per_epoch"], seed=seed)
+    _say_verbose(verbose, f"  refit on training + validation assays for {stopper.best_epoch} epochs")
+    learner.fit(
+        stream, epochs=stopper.best_epoch, verbose=0,
+        callbacks=[TimeBudget(s["time_budget_s"] * settings["budget_scale"])],
+    )
     return learner, stopper.best
 
 
 def train_finetuner(settings, x, y, index, validation_score, shots_list, verbose, seed):
     """Pretrains an encoder on all training assays, wraps it in a `FineTuner`."""
+    s = settings["pretrained_finetune"]
+    tuner, stopper = _pretrain(settings, x, y, index["train"], validation_score, shots_list, verbose, seed)
+    best = stopper.best
+    grid = s.get("finetune_grid") or []
+    if grid and index["validation"]:
+        # Fine-tuning steps and step size: chosen on the validation assays.
+        scores = {}
+        for steps, lr in grid:
+            tuner.finetune_steps, tuner.learning_rate = int(steps), float(lr)
+            tuner._adapt_fns = {}
+            scores[(int(steps), float(lr))] = validation_score(
+                {k: learner_scorer(tuner) for k in shots_list}
+            )
+        (steps, lr), best = max(scores.items(), key=lambda item: item[1])
+        s["finetune_steps"], s["finetune_lr"] = steps, lr
+        tuner.finetune_steps, tuner.learning_rate, tuner._adapt_fns = steps, lr, {}
+        _say_verbose(verbose, "  fine-tuning (steps, lr) on validation: " + ", ".join(
+            f"{k}: {v:.2f}" for k, v in scores.items()) + f" -> {(steps, lr)}")
+    if not (settings["refit"] and index["validation"] and stopper.best_epoch):
+        return tuner, best
+    _say_verbose(verbose, f"  refit on training + validation assays for {stopper.best_epoch} epochs")
+    tuner, _ = _pretrain(
+        settings, x, y, index["train"] + index["validation"], None, shots_list, verbose, seed,
+        epochs=stopper.best_epoch,
+    )
+    return tuner, best
+
+
+def _pretrain(settings, x, y, tasks, validation_score, shots_list, verbose, seed, epochs=None):
+    keras.utils.set_random_seed(seed)
     s = settings["pretrained_finetune"]
     encoder = fingerprint_encoder(x.shape[1], s["hidden"], s["embedding"], s.get("dropout", 0.0))
     tuner = FineTuner(
@@ -300,25 +351,44 @@ def train_finetuner(settings, x, y, index, validation_score, shots_list, verbose
         head_init=s.get("head_init", "prototypes"),
     )
     tuner.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    rows = np.flatnonzero(~np.isnan(y[:, index["train"]]).all(axis=1))
-    stopper = ValidationEarlyStopping(
-        lambda: validation_score({k: learner_scorer(tuner) for k in shots_list}),
-        weights_of=tuner,
-        patience=s.get("patience", 5),
-        time_budget_s=s["time_budget_s"] * settings["budget_scale"],
-        verbose=verbose,
-    )
+    rows = np.flatnonzero(~np.isnan(y[:, tasks]).all(axis=1))
+    budget = s["time_budget_s"] * settings["budget_scale"]
+    if validation_score is None:
+        stopper = TimeBudget(budget)
+    else:
+        stopper = ValidationEarlyStopping(
+            lambda: validation_score({k: learner_scorer(tuner) for k in shots_list}),
+            weights_of=tuner,
+            patience=s.get("patience", 5),
+            time_budget_s=budget,
+            verbose=verbose,
+        )
     pretrain_multitask(
         tuner,
         x[rows],
-        y[rows][:, index["train"]],
-        epochs=_scaled(settings, "pretrained_finetune", "epochs"),
+        y[rows][:, tasks],
+        epochs=epochs or _scaled(settings, "pretrained_finetune", "epochs"),
         batch_size=s["batch_size"],
         learning_rate=s["lr"],
         callbacks=[stopper],
         seed=seed,
     )
-    return tuner, stopper.best
+    return tuner, stopper
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training after the epoch in which `seconds` have passed."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = seconds
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.perf_counter() - self._start > self.seconds:
+            self.model.stop_training = True
 
 
 class ValidationEarlyStopping(keras.callbacks.Callback):
@@ -489,6 +559,11 @@ def _data_summary(table, molecules, split):
         f"train tasks {split['train']}\nvalidation tasks {split['validation']}\n"
         f"test tasks {split['test']}"
     )
+
+
+def _say_verbose(verbose, text):
+    if verbose:
+        print(text, flush=True)
 
 
 def _say(args, text):

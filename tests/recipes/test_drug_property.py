@@ -1,0 +1,128 @@
+import json
+
+import pandas as pd
+import pytest
+from molecule_fixtures import write_molecule_csv
+
+from fewshot.cli import main
+
+# A tiny version of recipes/drug_property: small episodes and networks, one
+# epoch, so the whole runner (loader, featurisation, every method, results,
+# plot, saved models, predict-molecules) runs in seconds on the test CSV.
+TINY_RECIPE = """
+runner = "drug_property"
+seed = 0
+refit = true
+methods = ["protonet", "maml", "anil", "pretrained_finetune", "random_forest", "knn"]
+[data]
+validation_tasks = 1
+[features]
+kind = "morgan_count"
+radius = 2
+size = 128
+[eval]
+shots = [3, 1]
+draws = 2
+validation_draws = 1
+validation_max_query = 20
+[protonet]
+hidden = [16]
+embedding = 8
+dropout = 0.1
+lr = 0.001
+shots = 2
+queries = 3
+meta_batch_size = 2
+batches_per_epoch = 2
+epochs = 2
+patience = 1
+time_budget_s = 60
+[maml]
+hidden = [16]
+inner_lr = 0.1
+inner_steps = 1
+lr = 0.001
+shots = 2
+queries = 3
+meta_batch_size = 2
+batches_per_epoch = 2
+epochs = 1
+time_budget_s = 60
+[anil]
+hidden = [16]
+inner_lr = 0.1
+inner_steps = 2
+lr = 0.001
+shots = 2
+queries = 3
+meta_batch_size = 2
+batches_per_epoch = 2
+epochs = 1
+time_budget_s = 60
+[pretrained_finetune]
+hidden = [16]
+embedding = 8
+lr = 0.001
+batch_size = 32
+epochs = 2
+time_budget_s = 60
+head_init = "prior"
+finetune_steps = 2
+finetune_lr = 0.001
+finetune_grid = [[0, 0.001], [3, 0.001]]
+[random_forest]
+n_estimators = 10
+[knn]
+k_10shot = 3
+k_1shot = 1
+"""
+
+
+def test_recipe_runs_end_to_end_and_models_predict(tmp_path, capsys):
+    recipe = tmp_path / "recipe"
+    recipe.mkdir()
+    (recipe / "recipe.toml").write_text(TINY_RECIPE)
+    data = write_molecule_csv(tmp_path / "toy.csv")
+    out = tmp_path / "out"
+    code = main(["run", str(recipe), "--data", str(data), "--out", str(out), "--test-tasks",
+                 "last:2", "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["recipe"] == "drug_property"
+    assert results["config"]["split"]["test"] == ["nitrogen", "ring"]
+    assert results["config"]["invalid_smiles"] == 2
+    methods = ["protonet", "maml", "anil", "pretrained_finetune", "random_forest", "knn"]
+    assert list(results["metrics"]) == methods
+    for method in methods:
+        values = results["metrics"][method]
+        for name in ("roc_auc_3shot", "delta_auprc_3shot", "roc_auc_1shot", "delta_auprc_1shot"):
+            assert name in values and name + "_ci95" in values
+        assert 0.0 <= values["roc_auc_3shot"] <= 100.0
+    assert (out / "roc.png").stat().st_size > 1000
+    assert "| protonet |" in (out / "results.md").read_text()
+    assert "hello world" in (out / "invalid_smiles.csv").read_text()
+
+    # The saved models rank new molecules.
+    pd.DataFrame({"smiles": ["c1ccncc1", "CCO", "Nc1ccccc1", "CCCC"], "label": [1, 0, 1, 0]}).to_csv(
+        tmp_path / "support.csv", index=False)
+    pd.DataFrame({"smiles": ["CCN", "oops(", "c1ccccc1N"]}).to_csv(tmp_path / "query.csv", index=False)
+    for method in ("protonet", "maml", "pretrained_finetune"):
+        predictions = tmp_path / f"{method}.csv"
+        assert main(["predict-molecules", "--model", str(out / "models" / method), "--support",
+                     str(tmp_path / "support.csv"), "--query", str(tmp_path / "query.csv"),
+                     "--out", str(predictions)]) == 0
+        table = pd.read_csv(predictions)
+        assert table["valid"].tolist() == [True, False, True]
+        assert table["score"].notna().tolist() == [True, False, True]
+
+
+def test_unknown_method_and_bad_test_tasks_are_one_line_errors(tmp_path, capsys):
+    data = write_molecule_csv(tmp_path / "toy.csv")
+    code = main(["run", "recipes/drug_property", "--data", str(data), "--out", str(tmp_path / "o"),
+                 "--methods", "protonet,gnn", "--test-tasks", "last:2"])
+    assert code == 2
+    assert "unknown ['gnn']" in capsys.readouterr().err
+    code = main(["run", "recipes/drug_property", "--data", str(data), "--out", str(tmp_path / "o"),
+                 "--methods", "knn", "--cache-dir", str(tmp_path / "cache")])
+    assert code == 2
+    assert "required for data other than Tox21" in capsys.readouterr().err

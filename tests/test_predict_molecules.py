@@ -1,0 +1,76 @@
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+import fewshot
+from fewshot.cli import main
+from fewshot.datasets import Featurizer
+from fewshot.predict_molecules import load_molecule_model, predict_molecules, save_molecule_model
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    featurizer = Featurizer(size=64)
+    encoder = fewshot.models.fingerprint_encoder(64, hidden=(16,), embedding=8)
+    learner = fewshot.PrototypicalNetwork(encoder)
+    learner.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return save_molecule_model(learner, featurizer, tmp_path_factory.mktemp("m") / "protonet", "protonet")
+
+
+SUPPORT = pd.DataFrame({
+    "smiles": ["c1ccccc1", "Cc1ccccc1", "CCO", "CO", "not a smiles"],
+    "active": [1, 1, 0, 0, 1],
+})
+QUERY = pd.DataFrame({
+    "name": ["naphthalene", "bad", "propanol", "empty", "phenol"],
+    "SMILES": ["c1ccc2ccccc2c1", "C1CC", "CCCO", "", "Oc1ccccc1"],
+})
+
+
+def test_every_query_row_is_kept_and_invalid_ones_flagged(model_dir):
+    predictions, support = predict_molecules(model_dir, SUPPORT, QUERY)
+    assert list(predictions["name"]) == list(QUERY["name"])  # order and columns kept
+    assert predictions["valid"].tolist() == [True, False, True, False, True]
+    assert predictions.loc[1, "error"] == "RDKit could not parse the SMILES"
+    assert predictions.loc[3, "error"] == "empty SMILES"
+    scores = predictions["score"].to_numpy()
+    assert np.isnan(scores[[1, 3]]).all()
+    assert ((scores[[0, 2, 4]] >= 0) & (scores[[0, 2, 4]] <= 1)).all()
+    ranks = predictions["rank"]
+    assert sorted(ranks.dropna().tolist()) == [1, 2, 3]
+    assert scores[int(np.flatnonzero(ranks == 1)[0])] == np.nanmax(scores)
+    assert support["valid"].tolist() == [True, True, True, True, False]
+
+
+def test_support_needs_both_classes(model_dir):
+    with pytest.raises(ValueError, match="at least one valid active"):
+        predict_molecules(model_dir, SUPPORT[SUPPORT.active == 1], QUERY)
+
+
+def test_bad_labels_are_flagged_in_the_support(model_dir):
+    support = SUPPORT.assign(active=["1", "1", "0", "0", "maybe"])
+    _, report = predict_molecules(model_dir, support, QUERY)
+    assert report.loc[4, "error"] == "label 'maybe' is not 0 or 1"
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No molecule model"):
+        load_molecule_model(tmp_path)
+
+
+def test_command_writes_predictions(model_dir, tmp_path, capsys):
+    SUPPORT.to_csv(tmp_path / "support.csv", index=False)
+    QUERY.to_csv(tmp_path / "query.csv", index=False)
+    out = tmp_path / "predictions.csv"
+    code = main(["predict-molecules", "--model", str(model_dir), "--support", str(tmp_path / "support.csv"),
+                 "--query", str(tmp_path / "query.csv"), "--out", str(out)])
+    assert code == 0
+    written = pd.read_csv(out)
+    assert len(written) == len(QUERY) and {"score", "rank", "valid", "error"} <= set(written.columns)
+    assert "2 invalid, flagged" in capsys.readouterr().out
+    code = main(["predict-molecules", "--model", str(tmp_path), "--support", str(tmp_path / "support.csv"),
+                 "--query", str(tmp_path / "query.csv"), "--out", str(out)])
+    assert code == 2
+    assert "No molecule model" in capsys.readouterr().err
