@@ -31,6 +31,7 @@ from fewshot.recsys.evaluation import summarize, user_scores
 
 DATA_ENV = "FEWSHOT_MOVIELENS_DIR"
 METRICS = ("mae", "rmse", "ndcg3")
+RATING_RANGE = (1.0, 5.0)  # predictions of every method are clipped to the scale
 
 
 def add_arguments(parser):
@@ -72,17 +73,6 @@ def run(config, args):
         model = BASELINES[name]() if name != "bias" else BiasModel(**settings["bias"])
         predictors[name] = model.fit(train_items, train_ratings)
 
-    for method in settings["methods"]:
-        _say(args, f"\n== meta-training {method} ==")
-        start = time.perf_counter()
-        learner = build_learner(method, features, settings, float(train_ratings.mean()))
-        train_meta(learner, train, val, settings, out / "backup" / method, verbose)
-        timings[method] = time.perf_counter() - start
-        steps, lr, val_mae = tune_adaptation(learner, val, settings["eval"]["meta_steps"], [None])
-        chosen[method] = {"steps": steps, "inner_lr": lr, "val_mae": val_mae}
-        save_learner(learner, out / "models" / f"{method}.keras", steps, lr)
-        predictors[method] = UserAdapter(learner, steps, lr)
-
     _say(args, "\n== pretraining the same network on all training ratings ==")
     start = time.perf_counter()
     pretrained = pretrain(features, train, val, settings, float(train_ratings.mean()), verbose)
@@ -91,7 +81,22 @@ def run(config, args):
     steps, lr, val_mae = tune_adaptation(pretrained, val, ev["finetune_steps"], ev["finetune_lrs"])
     chosen["pretrained_finetune"] = {"steps": steps, "inner_lr": lr, "val_mae": val_mae}
     save_learner(pretrained, out / "models" / "pretrained_finetune.keras", steps, lr)
-    predictors["pretrained_finetune"] = UserAdapter(pretrained, steps, lr)
+    predictors["pretrained_finetune"] = UserAdapter(pretrained, steps, lr, clip=RATING_RANGE)
+
+    for method in settings["methods"]:
+        _say(args, f"\n== meta-training {method} ==")
+        start = time.perf_counter()
+        learner = build_learner(method, features, settings, float(train_ratings.mean()))
+        if settings["method_settings"][method].get("init") == "pretrained":
+            # Meta-learning starts from the pretrained network (its time is
+            # counted in pretrained_finetune's).
+            learner.backbone.set_weights(pretrained.backbone.get_weights())
+        train_meta(learner, train, val, settings, out / "backup" / method, verbose)
+        timings[method] = time.perf_counter() - start
+        steps, lr, val_mae = tune_adaptation(learner, val, ev["meta_steps"], [None])
+        chosen[method] = {"steps": steps, "inner_lr": lr, "val_mae": val_mae}
+        save_learner(learner, out / "models" / f"{method}.keras", steps, lr)
+        predictors[method] = UserAdapter(learner, steps, lr, clip=RATING_RANGE)
 
     _say(args, f"\n== scoring {len(test)} new (test) users ==")
     metrics, curves = {}, {}
@@ -166,7 +171,9 @@ def _settings(config, args):
             "inner_lr": float(train.get("inner_lr", 0.01)),
             "inner_steps": int(train.get("inner_steps", 2)),
             "first_order": bool(train.get("first_order", False)),
+            "loss": str(train.get("loss", "mse")),
             "outer_lr": float(train.get("outer_lr", 1e-3)),
+            "weight_decay": float(train.get("weight_decay", 0.0)),
             "batches_per_epoch": int(train.get("batches_per_epoch", 50)),
             "max_epochs": int(train.get("max_epochs", 200)),
             "patience": int(train.get("patience", 8)),
@@ -175,6 +182,7 @@ def _settings(config, args):
         "pretrain": {
             "batch_size": int(pre.get("batch_size", 256)),
             "lr": float(pre.get("lr", 1e-3)),
+            "weight_decay": float(pre.get("weight_decay", 0.0)),
             "max_epochs": int(pre.get("max_epochs", 200)),
             "patience": int(pre.get("patience", 8)),
         },
@@ -229,8 +237,14 @@ def build_learner(method, features, settings, rating_mean):
         adapt_layers=layers[adapt],
         name=method,
     )
-    learner.compile(optimizer=keras.optimizers.Adam(train["outer_lr"]), loss="mse")
+    learner.compile(optimizer=_optimizer(train["outer_lr"], train["weight_decay"]), loss=train["loss"])
     return learner
+
+
+def _optimizer(lr, weight_decay):
+    if weight_decay > 0:
+        return keras.optimizers.AdamW(lr, weight_decay=weight_decay)
+    return keras.optimizers.Adam(lr)
 
 
 class ValidationMAE(keras.callbacks.Callback):
@@ -238,7 +252,7 @@ class ValidationMAE(keras.callbacks.Callback):
 
     def __init__(self, learner, tasks, steps=None, inner_lr=None):
         super().__init__()
-        self.adapter = UserAdapter(learner, steps, inner_lr)
+        self.adapter = UserAdapter(learner, steps, inner_lr, clip=RATING_RANGE)
         self.tasks = tasks
 
     def on_epoch_end(self, epoch, logs=None):
@@ -299,9 +313,9 @@ def pretrain(features, train, val, settings, rating_mean, verbose=0):
         **settings["model"],
     )
     p, t = settings["pretrain"], settings["train"]
-    backbone.compile(optimizer=keras.optimizers.Adam(p["lr"]), loss="mse")
+    backbone.compile(optimizer=_optimizer(p["lr"], p["weight_decay"]), loss=t["loss"])
     wrapper = MAML(backbone, inner_lr=t["inner_lr"], inner_steps=0, name="pretrained_finetune")
-    wrapper.compile(loss="mse")
+    wrapper.compile(loss=t["loss"])
     x, y = train.examples()
     backbone.fit(
         x, y, batch_size=p["batch_size"], epochs=p["max_epochs"], shuffle=True, verbose=verbose,
@@ -315,7 +329,7 @@ def tune_adaptation(learner, val, steps_grid, lr_grid):
     best = None
     for steps in steps_grid:
         for lr in lr_grid:
-            adapter = UserAdapter(learner, steps, lr)
+            adapter = UserAdapter(learner, steps, lr, clip=RATING_RANGE)
             mae = float(user_scores(val.query_y, adapter.predict_tasks(val))["mae"].mean())
             if best is None or mae < best[2]:
                 best = (steps, lr, mae)

@@ -20,6 +20,8 @@ class UserAdapter:
         steps: inner steps; default the learner's `inner_steps`.
         inner_lr: one step size for every adapted weight; default the
             learner's own (learned, for Meta-SGD).
+        clip: optional ``(low, high)``: predictions are clipped to the
+            rating scale (after adaptation, so training is unaffected).
 
     Example:
 
@@ -33,7 +35,7 @@ class UserAdapter:
     (4,)
     """
 
-    def __init__(self, learner, steps=None, inner_lr=None):
+    def __init__(self, learner, steps=None, inner_lr=None, clip=None):
         learner._require_compiled()
         steps = learner.inner_steps if steps is None else steps
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
@@ -51,6 +53,7 @@ class UserAdapter:
         self.learner = learner
         self.steps = steps
         self.inner_lr = inner_lr
+        self.clip = None if clip is None else (float(clip[0]), float(clip[1]))
         num_features = learner.backbone.input_shape[-1]
         rates = None if inner_lr is None else [float(inner_lr)] * len(learner.meta_parameters())
         backbone = learner.backbone
@@ -62,7 +65,10 @@ class UserAdapter:
             )
             non_trainable = [tf.convert_to_tensor(v) for v in backbone.non_trainable_variables]
             pred = functional_forward(backbone, params, non_trainable, query_x, False)
-            return tf.reshape(pred, [-1])
+            pred = tf.reshape(pred, [-1])
+            if self.clip is not None:
+                pred = tf.clip_by_value(pred, *self.clip)
+            return pred
 
         spec = tf.TensorSpec([None, num_features], tf.float32)
         self._run = tf.function(
@@ -81,7 +87,7 @@ class UserAdapter:
             )
         if self.steps > 0 and len(support_y) == 0:
             # No ratings yet: the meta-learned initialisation is the prediction.
-            return UserAdapter(self.learner, 0)(support_x, support_y, query_x)
+            return UserAdapter(self.learner, 0, clip=self.clip)(support_x, support_y, query_x)
         return self._run(support_x, support_y, query_x).numpy()
 
     def predict_tasks(self, tasks, support_limit=None):

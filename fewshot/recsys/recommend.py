@@ -147,7 +147,7 @@ def recommend(
     rows = []
     if len(cand_ids):
         codes = features.user_codes(age, gender, occupation)
-        adapter = adapter or UserAdapter(learner, steps, inner_lr)
+        adapter = adapter or UserAdapter(learner, steps, inner_lr, clip=(1.0, 5.0))
         pred = adapter(features.encode(support_items, codes), support_y, features.encode(cand_ids, codes))
         order = np.argsort(-pred, kind="stable")[:top_k]
         titles = features.items["title"]
