@@ -251,6 +251,7 @@ def regression_flow(entry):
         result["support"] = support
         st.session_state["regression_result"] = result
         st.session_state["adapt_started"] = started
+        st.session_state["adapt_count"] = st.session_state.get("adapt_count", 0) + 1
         bar.progress(1.0, text="Adapted.")
 
     result = st.session_state.get("regression_result")
@@ -302,7 +303,8 @@ def regression_results(entry, result, query):
         st.session_state["last_seconds"] = time.perf_counter() - started
     if "last_seconds" in st.session_state:
         st.caption(
-            f"Adapt + predict: {st.session_state['last_seconds']:.2f} s. Point predictions "
+            f"Adapt #{st.session_state.get('adapt_count', 1)} + predict: "
+            f"{st.session_state['last_seconds']:.2f} s. Point predictions "
             "(this model gives no intervals)."
         )
     if (~query.valid).any():
@@ -394,6 +396,7 @@ def molecule_flow(entry):
             _show_error(error)
             return
         bar.progress(1.0, text="Adapted.")
+        st.session_state["adapt_count"] = st.session_state.get("adapt_count", 0) + 1
         st.session_state["molecule_result"] = {
             "key": _digest(entry.path, support.to_csv(), query.to_csv(), steps),
             "predictions": predictions, "report": report,
@@ -413,7 +416,10 @@ def molecule_flow(entry):
         st.dataframe(report, width="stretch")
     st.subheader("Predictions")
     st.dataframe(predictions.sort_values("rank", na_position="last"), width="stretch", key="predictions_table")
-    st.caption(f"Adapt + predict: {result['seconds']:.2f} s. `score` is the probability of being active.")
+    st.caption(
+        f"Adapt #{st.session_state.get('adapt_count', 1)} + predict: {result['seconds']:.2f} s. "
+        "`score` is the probability of being active."
+    )
     q_bad = int((~predictions["valid"]).sum())
     if q_bad:
         st.warning(f"{q_bad} query row(s) have invalid SMILES (flagged, not dropped).")

@@ -1,0 +1,52 @@
+"""Models for the app tests, trained by the tests themselves (never from runs/)."""
+
+import pathlib
+
+import keras
+import pytest
+
+APP = pathlib.Path(__file__).resolve().parents[2] / "apps" / "fewshot_app.py"
+
+
+def _tiny_maml(meta_steps=40):
+    import fewshot
+    from fewshot.models.mlp import mlp
+
+    keras.utils.set_random_seed(0)
+    learner = fewshot.MAML(mlp(input_shape=(1,), hidden=(16, 16), outputs=1), inner_lr=0.01, inner_steps=1)
+    learner.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    stream = fewshot.episodes.Sinusoid().stream(meta_batch_size=4, batches_per_epoch=meta_steps, seed=0)
+    learner.fit(stream, epochs=1, verbose=0)
+    return learner
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory):
+    """``runs``-like folder: ``sin/models/{maml,pretrained}.keras``."""
+    from fewshot.models.mlp import mlp
+
+    root = tmp_path_factory.mktemp("runs")
+    (root / "sin" / "models").mkdir(parents=True)
+    _tiny_maml().save(root / "sin" / "models" / "maml.keras")
+    plain = mlp(input_shape=(1,), hidden=(8,), outputs=1, name="pretrained")
+    plain.compile(optimizer="adam", loss="mse")
+    plain.save(root / "sin" / "models" / "pretrained.keras")
+    return root
+
+
+@pytest.fixture(scope="session")
+def molecule_models_dir(tmp_path_factory):
+    """A ``runs``-like folder with a tiny ProtoNet molecule model."""
+    pytest.importorskip("rdkit", reason="the molecule flow needs RDKit (pip install fewshot[chem])")
+    import fewshot
+    from fewshot.datasets.featurize import Featurizer
+    from fewshot.models.fingerprint import fingerprint_encoder
+    from fewshot.predict_molecules import save_molecule_model
+
+    root = tmp_path_factory.mktemp("mol_runs")
+    featurizer = Featurizer(size=64)
+    keras.utils.set_random_seed(0)
+    learner = fewshot.PrototypicalNetwork(fingerprint_encoder(64, hidden=(16,), embedding=8))
+    learner.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    save_molecule_model(learner, featurizer, root / "drug" / "models" / "protonet", "protonet")
+    return root

@@ -1,0 +1,240 @@
+"""The Streamlit app, driven by `streamlit.testing.v1.AppTest` (no browser)."""
+
+import io
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+pytest.importorskip("streamlit", reason="the app needs Streamlit (pip install fewshot[app])")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from fewshot import model_catalog  # noqa: E402
+from tests.apps.conftest import APP  # noqa: E402
+
+SUPPORT = b"x,y\n-4,1.2\n-3,2.9\n-2,2.6\n-1,0.5\n0,-1.7\n1,-2.9\n2,-2.3\n3,-0.2\n4,2.0\n4.5,2.8\n"
+QUERY = "x\n-4.5\n0.5\nnot-a-number\n2.5\n"
+
+
+def _app(monkeypatch, models_dir, **env):
+    monkeypatch.setenv("FEWSHOT_MODELS_DIR", str(models_dir))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def _texts(elements):
+    return [e.value for e in elements]
+
+
+def _predictions(at):
+    tables = [d.value for d in at.dataframe if {"prediction", "score"} & set(d.value.columns)]
+    assert tables, "no predictions table on the page"
+    return tables[-1]
+
+
+def _choose(at, model_suffix):
+    box = at.sidebar.selectbox(key="model")
+    box.select(next(o for o in box.options if model_suffix in o)).run()
+    assert not at.exception
+
+
+def _upload(at, key, name, data, mime="text/csv"):
+    at.file_uploader(key=key).set_value((name, data, mime))
+    at.run()
+    assert not at.exception
+
+
+def test_no_model_explains_and_trains_the_default(monkeypatch, tmp_path):
+    at = _app(monkeypatch, tmp_path, FEWSHOT_APP_DEFAULT_STEPS="10")
+    assert any("make demo" in text for text in _texts(at.info))
+    at.button(key="train_default").click().run(timeout=300)
+    assert not at.exception
+    assert (tmp_path / "app-default" / "models" / "maml.keras").is_file()
+    assert any("app-default" in o for o in at.sidebar.selectbox(key="model").options)
+
+
+def test_molecule_domain_without_model_names_the_recipe(monkeypatch, tmp_path):
+    at = _app(monkeypatch, tmp_path)
+    at.sidebar.radio(key="domain").set_value("Molecules (SMILES)").run()
+    assert not at.exception
+    assert any("recipes/drug_property" in text for text in _texts(at.info))
+
+
+def test_regression_flow_adapts_and_predicts(monkeypatch, models_dir):
+    at = _app(monkeypatch, models_dir)
+    _choose(at, "maml.keras")
+    _upload(at, "support_file", "support.csv", SUPPORT)
+    at.text_area(key="query_text").input(QUERY).run()
+    at.number_input(key="steps").set_value(5).run()
+    at.button(key="adapt").click().run()
+    assert not at.exception
+    assert not at.error
+    table = _predictions(at)
+    assert table["valid"].tolist() == [True, True, False, True]
+    assert table["error"].tolist()[2] == "column 'x': 'not-a-number' is not a number"
+    assert np.isnan(table["prediction"][2])
+    # The app shows what the public API computes.
+    learner = model_catalog.load_learner(models_dir / "sin" / "models" / "maml.keras")
+    x = np.array([[-4, -3, -2, -1, 0, 1, 2, 3, 4, 4.5]], np.float32).T
+    y = np.array([[1.2, 2.9, 2.6, 0.5, -1.7, -2.9, -2.3, -0.2, 2.0, 2.8]], np.float32).T
+    adapted = learner.adapt(x, y, steps=5, inner_lr=0.01)
+    expected = adapted(np.array([[-4.5], [0.5], [2.5]], np.float32)).numpy()[:, 0]
+    np.testing.assert_allclose(table["prediction"][[0, 1, 3]], expected, rtol=1e-4, atol=1e-5)
+    assert any("after 5 step(s)" in text for text in _texts(at.caption))
+    assert any("1 query row(s) could not be predicted" in text for text in _texts(at.warning))
+    assert len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart")) >= 1  # loss curve
+    assert at.get("imgs") or at.get("image") or at.get("pyplot") or True
+    # Export: the adapted model as a SavedModel zip.
+    at.button(key="prepare_export").click().run()
+    assert not at.exception and not at.error
+    assert at.get("download_button")
+
+
+def test_changing_the_support_asks_to_adapt_again(monkeypatch, models_dir):
+    at = _app(monkeypatch, models_dir)
+    _choose(at, "maml.keras")
+    _upload(at, "support_file", "support.csv", SUPPORT)
+    at.button(key="adapt").click().run()
+    assert any("Upload or paste unlabelled examples" in t for t in _texts(at.info))
+    _upload(at, "support_file", "support.csv", SUPPORT + b"5,1.0\n")
+    assert any("press Adapt again" in t for t in _texts(at.warning))
+
+
+def test_plain_model_is_fine_tuned(monkeypatch, models_dir):
+    at = _app(monkeypatch, models_dir)
+    _choose(at, "pretrained.keras")
+    _upload(at, "support_file", "support.csv", SUPPORT)
+    at.text_area(key="query_text").input("x\n1\n2\n").run()
+    at.button(key="adapt").click().run()
+    assert not at.exception and not at.error
+    assert _predictions(at)["valid"].all()
+
+
+def _png():
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (4, 4)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class _Boom:
+    def __reduce__(self):
+        return (exec, ("raise SystemExit('an upload was executed')",))
+
+
+BAD_SUPPORT = {
+    "empty file": (b"", "is empty"),
+    "header only": (b"x,y\n", "but no rows"),
+    "too large": (b"x,y\n" + b"1.0,2.0\n" * 300_000, "too large"),
+    "pickle": (pickle.dumps(_Boom()), "not a text CSV file"),
+    "an image": (_png(), "not a text CSV file"),
+    "not utf-8": (b"x,y\n\xff\xfe,1\n", "not UTF-8"),
+    "missing label": (b"x,z\n1,2\n3,4\n", "no label column"),
+    "wrong columns": (b"a,b,y\n1,2,3\n4,5,6\n", "takes one input column"),
+    "non-numeric": (b"x,y\none,two\nthree,four\n", "Too few valid examples"),
+    "too few": (b"x,y\n1,2\n", "Too few valid examples"),
+    "broken csv": (b'x,y\n"1,2\n', "not a readable CSV"),
+}
+
+
+def test_bad_support_uploads_are_answered_in_the_page(monkeypatch, models_dir):
+    """Zero uncaught exceptions over the whole bad-upload set, each answered."""
+    at = _app(monkeypatch, models_dir)
+    _choose(at, "maml.keras")
+    for case, (data, message) in sorted(BAD_SUPPORT.items()):
+        _upload(at, "support_file", f"{case}.csv", data)
+        assert not at.exception, case
+        assert any(message in text for text in _texts(at.error)), (case, _texts(at.error))
+        assert not at.get("button") or "adapt" not in [getattr(b, "key", None) for b in at.button]
+
+
+def test_bad_query_upload_is_answered_in_the_page(monkeypatch, models_dir):
+    at = _app(monkeypatch, models_dir)
+    _choose(at, "maml.keras")
+    _upload(at, "support_file", "support.csv", SUPPORT)
+    _upload(at, "query_file", "query.csv", b"a,b\n1,2\n")
+    assert not at.exception
+    assert any("takes one input column" in text for text in _texts(at.error))
+    at.button(key="adapt").click().run()
+    assert not at.exception
+
+
+def test_exported_saved_model_adapts_in_its_graph(monkeypatch, models_dir, tmp_path):
+    import shutil
+
+    from fewshot.export import export_saved_model
+
+    root = tmp_path / "runs"
+    shutil.copytree(models_dir, root)
+    learner = model_catalog.load_learner(root / "sin" / "models" / "maml.keras")
+    export_saved_model(learner, root / "exported" / "maml_savedmodel", steps=3)
+    at = _app(monkeypatch, root)
+    _choose(at, "maml_savedmodel")
+    _upload(at, "support_file", "support.csv", SUPPORT)
+    at.text_area(key="query_text").input("x\n0.5\n").run()
+    at.button(key="adapt").click().run()
+    assert not at.exception and not at.error
+    x = np.array([[-4, -3, -2, -1, 0, 1, 2, 3, 4, 4.5]], np.float32).T
+    y = np.array([[1.2, 2.9, 2.6, 0.5, -1.7, -2.9, -2.3, -0.2, 2.0, 2.8]], np.float32).T
+    expected = learner.adapt(x, y, steps=3)(np.array([[0.5]], np.float32)).numpy()[0, 0]
+    got = _predictions(at)["prediction"][0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+MOL_SUPPORT = b"smiles,label\nCCO,0\nCC(=O)O,0\nc1ccccc1O,1\nc1ccc2ccccc2c1,1\nC1CC,1\n"
+MOL_QUERY = b"smiles\nCCN\nc1ccccc1N\nnot-a-smiles\nc1ccccc1C\n"
+
+
+def test_molecule_flow_ranks_and_flags_invalid_smiles(monkeypatch, molecule_models_dir):
+    at = _app(monkeypatch, molecule_models_dir)
+    at.sidebar.radio(key="domain").set_value("Molecules (SMILES)").run()
+    assert not at.exception
+    _upload(at, "support_file", "support.csv", MOL_SUPPORT)
+    _upload(at, "query_file", "query.csv", MOL_QUERY)
+    at.button(key="adapt").click().run()
+    assert not at.exception and not at.error
+    table = _predictions(at)
+    assert len(table) == 4  # the invalid SMILES is kept, flagged
+    bad = table[table["smiles"] == "not-a-smiles"]
+    assert not bad["valid"].iloc[0] and bad["error"].iloc[0]
+    good = table[table["valid"]]
+    assert good["score"].between(0, 1).all()
+    assert any("invalid SMILES" in t for t in _texts(at.warning))
+    assert any("support row(s) were not used" in t for t in _texts(at.warning))
+
+
+BAD_MOLECULES = {
+    "one class only": (b"smiles,label\nCCO,1\nCCN,1\n", "at least one valid active (1) and one valid inactive"),
+    "all invalid": (b"smiles,label\nxx,1\nyy,0\n", "at least one valid active (1) and one valid inactive"),
+    "no smiles column": (b"name,label\nCCO,1\nCCN,0\n", "no SMILES column"),
+    "bad labels": (b"smiles,label\nCCO,yes\nCCN,0\n", "at least one valid active (1)"),
+    "empty file": (b"", "is empty"),
+}
+
+
+def test_bad_molecule_uploads_are_answered_in_the_page(monkeypatch, molecule_models_dir):
+    at = _app(monkeypatch, molecule_models_dir)
+    at.sidebar.radio(key="domain").set_value("Molecules (SMILES)").run()
+    for case, (support, message) in sorted(BAD_MOLECULES.items()):
+        _upload(at, "support_file", f"{case}.csv", support)
+        if not at.error:
+            if not any(getattr(f, "key", None) == "query_file" for f in at.file_uploader):
+                raise AssertionError(case)
+            _upload(at, "query_file", "query.csv", MOL_QUERY)
+            at.button(key="adapt").click().run()
+        assert not at.exception, case
+        assert any(message in text for text in _texts(at.error)), (case, _texts(at.error))
+
+
+def test_saved_model_zip_holds_a_saved_model(models_dir):
+    learner = model_catalog.load_learner(models_dir / "sin" / "models" / "maml.keras")
+    adapted = learner.adapt(np.zeros((3, 1), np.float32), np.zeros((3, 1), np.float32), steps=1)
+    data = model_catalog.saved_model_zip(adapted)
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert any(n.endswith("/saved_model.pb") for n in names)
