@@ -87,14 +87,14 @@ def _cmd_export(argv):
         "--overwrite", action="store_true", help="replace OUT_DIR if it exists and is not empty"
     )
     args = parser.parse_args(argv)
-    from fewshot.export import export_saved_model, load_keras_model
+    from fewshot.export import describe_signatures, export_saved_model, load_keras_model
 
     model = load_keras_model(args.model)
-    endpoints = export_saved_model(
-        model, args.out_dir, steps=args.steps, overwrite=args.overwrite
-    )
+    export_saved_model(model, args.out_dir, steps=args.steps, overwrite=args.overwrite)
     print(f"Exported {type(model).__name__} {model.name!r} to {args.out_dir}")
-    print(f"Endpoints: {', '.join(endpoints)}")
+    print("Signatures (one task at a time; None: any number of examples):")
+    for line in describe_signatures(args.out_dir):
+        print(f"  {line}")
     print(f"Inspect: saved_model_cli show --all --dir {args.out_dir}")
     return 0
 

@@ -213,10 +213,7 @@ def export_saved_model(
             "model_name": model.name,
             "endpoints": list(endpoints),
             "inner_steps": _baked_steps(model, steps) if is_learner else None,
-            "signatures": {
-                "inputs": _describe(x_spec),
-                **({SUPPORT_Y: _describe(y_spec)} if y_spec is not None else {}),
-            },
+            "signatures": {name: _describe_function(f) for name, f in endpoints.items()},
         }
         (staging / METADATA_FILE).parent.mkdir(exist_ok=True)
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
@@ -527,6 +524,41 @@ def _named(spec, name):
 
 def _describe(spec):
     return {"shape": spec.shape.as_list(), "dtype": spec.dtype.name}
+
+
+def _describe_function(function):
+    """``{"inputs": {name: spec}, "outputs": {name: spec}}`` of an endpoint."""
+    args, kwargs = function.structured_input_signature
+    inputs = {spec.name: spec for spec in args}
+    inputs.update(kwargs)
+    return {
+        "inputs": {name: _describe(spec) for name, spec in inputs.items()},
+        "outputs": {name: _describe(spec) for name, spec in function.structured_outputs.items()},
+    }
+
+
+def describe_signatures(path):
+    """One line per endpoint of an exported model, from its metadata.
+
+    Args:
+        path: a folder written by `export_saved_model`.
+
+    Returns:
+        A list of strings such as ``"adapt_and_predict(support_x: float32
+        [None, 1], ...) -> predictions: float32 [None, 1]"``.
+    """
+    metadata = json.loads((pathlib.Path(path) / METADATA_FILE).read_text())
+
+    def fmt(specs):
+        return ", ".join(
+            f"{name}: {spec['dtype']} {spec['shape']}"
+            for name, spec in specs.items()
+        )
+
+    return [
+        f"{name}({fmt(sig['inputs'])}) -> {fmt(sig['outputs'])}"
+        for name, sig in metadata["signatures"].items()
+    ]
 
 
 def _first_line(error):

@@ -350,7 +350,10 @@ def test_signatures_state_dtypes_and_shapes(tmp_path):
     metadata = json.loads((tmp_path / "cls" / METADATA_FILE).read_text())
     assert metadata["model_class"] == "MAML"
     assert metadata["inner_steps"] == 3
-    assert metadata["signatures"]["support_y"] == {"shape": [None], "dtype": "int32"}
+    assert metadata["signatures"][ADAPT_AND_PREDICT]["inputs"]["support_y"] == {"shape": [None], "dtype": "int32"}
+    assert metadata["signatures"][ADAPT_AND_PREDICT]["outputs"] == {
+        "predictions": {"shape": [None, CLASSES], "dtype": "float32"}
+    }
 
 
 def test_metric_learner_has_embed_endpoint(tmp_path):
@@ -589,7 +592,11 @@ def test_cli_export_writes_a_servable_model(tmp_path, capsys):
     learner.save(tmp_path / "maml.keras")
     assert cli_main(["export", str(tmp_path / "maml.keras"), str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
-    assert "adapt_and_predict" in printed and "saved_model_cli show --all" in printed
+    assert "saved_model_cli show --all" in printed
+    assert (
+        "adapt_and_predict(support_x: float32 [None, 1], support_y: float32 [None, 1], "
+        "query_x: float32 [None, 1]) -> predictions: float32 [None, 1]"
+    ) in printed
     served = load_saved_model(tmp_path / "out")
     assert sorted(served.signatures) == [ADAPT_AND_PREDICT, SERVING_DEFAULT]
     # A second export to the same place needs --overwrite.
