@@ -16,6 +16,8 @@ from fewshot.episodes.episode import (
 from fewshot.episodes.stream import EpisodeStream
 
 _ACCURACY_NAMES = ("accuracy", "acc")
+# Reductions under which `keras.losses.Loss` divides by the replica count.
+_REPLICA_SCALED_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
 
 
 class MetaLearner(keras.Model):
@@ -115,9 +117,19 @@ class MetaLearner(keras.Model):
         raise NotImplementedError
 
     def per_task_loss(self, y_true, y_pred):
-        """The compiled loss of one task, a scalar."""
+        """The compiled loss of one task, a scalar.
+
+        The same value on one device and under any `tf.distribute` strategy:
+        Keras `Loss` objects divide a mean loss by the number of replicas
+        (for Keras' own train step, whose optimizer sums gradients across
+        replicas); that factor is undone here, so the inner loop's steps do
+        not depend on the replica count. `train_step` scales the meta-loss.
+        """
         self._require_compiled()
-        return tf.reduce_mean(self.task_loss(y_true, y_pred))
+        loss = tf.reduce_mean(self.task_loss(y_true, y_pred))
+        if getattr(self.task_loss, "reduction", None) in _REPLICA_SCALED_REDUCTIONS:
+            loss = loss * tf.cast(_num_replicas(), loss.dtype)
+        return loss
 
     # ---------------------------------------------------------- keras contract
     def call(self, inputs, training=False):
@@ -135,8 +147,11 @@ class MetaLearner(keras.Model):
         episodes = self._unpack(data)
         with tf.GradientTape() as tape:
             loss, query_pred = self.meta_loss(episodes, training=True)
+            # The optimizer sums gradients across replicas: scale so that the
+            # sum is the gradient of the mean query loss over the meta-batch.
+            scaled = loss / tf.cast(_num_replicas(), loss.dtype)
         variables = self.trainable_variables
-        grads = tape.gradient(loss, variables)
+        grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
         return self._update_metrics(loss, episodes[QUERY_Y], query_pred)
 
@@ -183,6 +198,19 @@ class MetaLearner(keras.Model):
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras' TF trainer reduces the first batch across replicas (a MEAN)
+        # only to learn its shapes for a symbolic build; under
+        # MultiWorkerMirroredStrategy that reduce fails on a dict of episode
+        # tensors. One replica's batch carries the same structure and dtypes.
+        if self._distribute_strategy is None or iterator is None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        for _, _, batches in iterator:
+            data_batch = tf.nest.map_structure(_first_local_value, next(batches))
+            break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
     # ---------------------------------------------------------------- helpers
     def _require_compiled(self):
         if self.task_loss is None:
@@ -207,7 +235,12 @@ class MetaLearner(keras.Model):
         y_true, y_pred = _flatten_tasks(query_y, query_pred)
         for metric in self.query_metrics:
             metric.update_state(y_true, y_pred)
-        return self.get_metrics_result()
+        logs = self.get_metrics_result()
+        if _multi_worker():
+            # Keras reduces each log across workers with
+            # strategy.reduce(MEAN, axis=0), which needs an axis to reduce.
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
 
     def _check_support(self, support_x, support_y):
         """Validates one task's support set; returns float/label tensors."""
@@ -233,6 +266,25 @@ class MetaLearner(keras.Model):
             )
         dtype = self.backbone.trainable_variables[0].dtype if self.backbone.trainable_variables else "float32"
         return tf.constant(sx, dtype=dtype), tf.constant(sy)
+
+
+def _num_replicas():
+    """Replicas in sync under the current `tf.distribute` strategy (1 if none)."""
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def _multi_worker():
+    """Whether the step runs under MultiWorkerMirroredStrategy across workers."""
+    strategy = tf.distribute.get_strategy()
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
+        strategy.extended._in_multi_worker_mode()
+    )
+
+
+def _first_local_value(value):
+    if isinstance(value, tf.distribute.DistributedValues):
+        return value.values[0]
+    return value
 
 
 def _resolve_metric(metric):

@@ -1,0 +1,86 @@
+"""One MAML meta-update under a tf.distribute strategy; writes the new weights.
+
+Run as a script by tests/algorithms/test_distribute.py, each run in its own
+process (logical devices and TF_CONFIG must be set before TensorFlow starts):
+
+    python distribute_worker.py {single|mirrored|multiworker} OUT_PREFIX
+
+`single` runs on one device; `mirrored` splits the meta-batch over two
+logical CPU devices; `multiworker` is one of the workers named in TF_CONFIG.
+Each run does two problems and writes OUT_PREFIX-{mse,sce}.npz: `mse`
+(regression, a loss function) and `sce` (classification, a
+`keras.losses.Loss` object, which Keras scales by the replica count).
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+TASKS = 4
+
+
+def episodes(loss):
+    rng = np.random.default_rng(0)
+    if loss == "mse":
+        sx = rng.uniform(-5, 5, size=(TASKS, 10, 1)).astype("float32")
+        qx = rng.uniform(-5, 5, size=(TASKS, 10, 1)).astype("float32")
+        amp = rng.uniform(0.5, 3, size=(TASKS, 1, 1)).astype("float32")
+        return {"support_x": sx, "support_y": amp * np.sin(sx),
+                "query_x": qx, "query_y": amp * np.sin(qx)}
+    sx = rng.normal(size=(TASKS, 6, 4)).astype("float32")
+    qx = rng.normal(size=(TASKS, 6, 4)).astype("float32")
+    labels = np.tile(np.arange(3, dtype="int32"), (TASKS, 2))
+    return {"support_x": sx, "support_y": labels, "query_x": qx, "query_y": labels.copy()}
+
+
+def build(loss):
+    import keras
+
+    import fewshot
+
+    keras.utils.set_random_seed(0)
+    if loss == "mse":
+        backbone = fewshot.models.mlp(hidden=(16, 16))
+        task_loss = "mse"
+    else:
+        backbone = fewshot.models.mlp(input_shape=(4,), hidden=(16,), outputs=3)
+        task_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    learner = fewshot.MAML(backbone, inner_lr=0.1, inner_steps=2)
+    learner.compile(optimizer=keras.optimizers.SGD(0.05), loss=task_loss)
+    return learner
+
+
+def main(mode, prefix):
+    if mode == "single":
+        strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    elif mode == "mirrored":
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+        )
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    elif mode == "multiworker":
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+    for loss in ("mse", "sce"):
+        with strategy.scope():
+            learner = build(loss)
+        # One global meta-batch of TASKS tasks; the strategy splits it by replica.
+        dataset = tf.data.Dataset.from_tensor_slices(episodes(loss)).batch(TASKS)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA
+        )
+        history = learner.fit(dataset.with_options(options), epochs=1, verbose=0)
+        weights = {f"w{i}": v.numpy() for i, v in enumerate(learner.trainable_variables)}
+        np.savez(f"{prefix}-{loss}.npz", loss=np.float64(history.history["loss"][0]),
+                 replicas=strategy.num_replicas_in_sync, **weights)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
