@@ -2,6 +2,7 @@
 
 from fewshot.datasets.featurize import Featurizer, MoleculeSet, featurize_table
 from fewshot.datasets.moleculenet import MoleculeTable, load_moleculenet, split_tasks
+from fewshot.datasets.omniglot import Omniglot, load_omniglot, omniglot_splits
 from fewshot.datasets.movielens import MovieLens, load_movielens, load_movielens_tfds
 
 __all__ = [
@@ -9,9 +10,12 @@ __all__ = [
     "MoleculeSet",
     "MoleculeTable",
     "MovieLens",
+    "Omniglot",
     "featurize_table",
     "load_moleculenet",
     "load_movielens",
     "load_movielens_tfds",
+    "load_omniglot",
+    "omniglot_splits",
     "split_tasks",
 ]

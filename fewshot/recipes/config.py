@@ -10,6 +10,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 # Runner name (the `runner` key of recipe.toml) -> module implementing it.
 RUNNERS = {
+    "omniglot": "fewshot.recipes.omniglot",
     "sinusoid": "fewshot.recipes.sinusoid",
     "drug_property": "fewshot.recipes.drug_property",
     "personalization": "fewshot.recipes.personalization",

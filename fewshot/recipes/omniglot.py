@@ -1,0 +1,328 @@
+"""The Omniglot recipe: one algorithm, one N-way K-shot cell per run.
+
+    fewshot run recipes/omniglot --algorithm protonet --ways 5 --shots 1 \\
+        --data-dir DIR --out OUT [--time-budget MINUTES]
+
+Trains on the meta-train characters (with rotations), picks the checkpoint
+with the best validation accuracy, and reports test accuracy over 600
+episodes with 95% intervals in ``OUT/results.json`` (merged with the cells
+already there). Each cell keeps its state in ``OUT/<algorithm>_<N>w<K>s/``:
+a `BackupAndRestore` backup, the best model, and ``curve.csv`` (epoch,
+cumulative training minutes, loss and accuracies); running the same command
+again resumes from the backup. ``--time-budget`` stops training (at an epoch
+end) after that many minutes of this invocation, then evaluates.
+"""
+
+import csv
+import json
+import pathlib
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fewshot.algorithms import (
+    ANIL,
+    MAML,
+    MetaSGD,
+    PrototypicalNetwork,
+    Reptile,
+    SiameseNetwork,
+    TaskRetrieval,
+)
+from fewshot.datasets.omniglot import load_omniglot, omniglot_splits
+from fewshot.episodes.sampler import EpisodeSampler
+from fewshot.metrics import mean_ci95
+from fewshot.models.conv4 import conv4
+from fewshot.recipes.results import markdown_table, write_results
+
+METHODS = ("maml", "fomaml", "metasgd", "reptile", "anil", "protonet", "siamese", "task_retrieval")
+METRIC_LEARNERS = ("protonet", "siamese")
+_VALIDATION_SEED = 1_000_003
+_TEST_SEED = 2_000_003
+
+
+def add_arguments(parser):
+    parser.add_argument("--algorithm", required=True, choices=METHODS, help="the method to train")
+    parser.add_argument("--ways", type=int, default=5, help="N of the test cell (5 or 20)")
+    parser.add_argument("--shots", type=int, default=1, help="K of the test cell (1 or 5)")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with images_background.zip and images_evaluation.zip "
+        "(default $FEWSHOT_OMNIGLOT_DIR, else tfds.load('omniglot'))",
+    )
+    parser.add_argument("--time-budget", type=float, default=None, help="minutes of training in this run")
+    parser.add_argument("--epochs", type=int, default=None, help="override the maximum number of epochs")
+    parser.add_argument(
+        "--eval-ways",
+        type=int,
+        nargs="+",
+        default=None,
+        help="also test the trained model on these N (same K), e.g. --eval-ways 5 20",
+    )
+    parser.add_argument("--test-episodes", type=int, default=None, help="test episodes (600)")
+    parser.add_argument("--cache-dir", default=None, help="where decoded images are cached")
+
+
+def run(config, args):
+    settings = _settings(config, args)
+    out = pathlib.Path(args.out)
+    cell = f"{settings['algorithm']}_{settings['ways']}w{settings['shots']}s"
+    work = out / cell
+    work.mkdir(parents=True, exist_ok=True)
+    verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
+    keras.utils.set_random_seed(settings["seed"])
+
+    data = load_omniglot(args.data_dir, cache_dir=args.cache_dir)
+    train_idx, val_idx, test_idx = omniglot_splits(
+        data.num_characters, settings["validation_characters"], settings["train_characters"]
+    )
+    train_x, train_y = data.arrays(train_idx, rotations=(0, 1, 2, 3))
+    val_x, val_y = data.arrays(val_idx)
+    test_x, test_y = data.arrays(test_idx)
+    _say(args, f"Omniglot from {data.source}: {len(np.unique(train_y))} meta-train classes "
+               f"(with rotations), {len(val_idx)} validation, {len(test_idx)} test characters")
+
+    learner = build_learner(settings, input_shape=train_x.shape[1:])
+    sampler = EpisodeSampler(
+        train_x, train_y, ways=settings["train_ways"], shots=settings["train_shots"],
+        queries=settings["train_queries"],
+    )
+    stream = sampler.stream(settings["meta_batch_size"], settings["batches_per_epoch"], seed=settings["seed"])
+    val_sampler = EpisodeSampler(val_x, val_y, ways=settings["ways"], shots=settings["shots"], queries=settings["eval_queries"])
+    val_stream = val_sampler.stream(settings["eval_batch"], 1, seed=settings["seed"] + _VALIDATION_SEED)
+    num_val = max(1, settings["validation_episodes"] // settings["eval_batch"])
+    val_data = tf.data.Dataset.from_tensor_slices(_stack(val_stream.take(num_val)))
+
+    best_path = work / "best.keras"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(work / "backup"), delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(
+            str(best_path), monitor="val_accuracy", mode="max", save_best_only=True,
+            initial_value_threshold=_best_so_far(work / "curve.csv") if best_path.is_file() else None,
+        ),
+        CurveLogger(work / "curve.csv", work / "clock.json"),
+    ]
+    if settings["time_budget"] is not None:
+        callbacks.append(TimeBudget(settings["time_budget"]))
+    _say(args, f"\n== training {cell}: {settings['train_ways']}-way {settings['train_shots']}-shot "
+               f"{settings['train_queries']}-query, up to {settings['epochs']} epochs of "
+               f"{settings['batches_per_epoch']} batches ==")
+    learner.fit(stream, epochs=settings["epochs"], validation_data=val_data, callbacks=callbacks, verbose=verbose)
+
+    if best_path.is_file():
+        learner = keras.models.load_model(best_path)
+    if settings["algorithm"] == "task_retrieval":
+        _fill_memory(learner, val_sampler, settings)
+    metrics = {}
+    for ways in settings["eval_ways"]:
+        accs = evaluate_accuracy(
+            learner, settings["algorithm"], test_x, test_y, ways, settings["shots"],
+            settings["test_episodes"], settings, seed=settings["seed"] + _TEST_SEED,
+        )
+        name = f"acc_{ways}w{settings['shots']}s"
+        metrics[name] = mean_ci95(100.0 * accs)
+        _say(args, f"test {name}: {metrics[name][0]:.2f} ± {metrics[name][1]:.2f} "
+                   f"({len(accs)} episodes)")
+    minutes = CurveLogger.total_minutes(work / "clock.json")
+    _merge_results(out, settings, metrics, minutes)
+    return metrics
+
+
+# ----------------------------------------------------------------- settings
+def _settings(config, args):
+    algorithm = args.algorithm
+    s = {"seed": int(config.get("seed", 0)), "algorithm": algorithm}
+    s.update(config.get("data", {}))
+    s.update(config.get("train", {}))
+    s.update(config.get("eval", {}))
+    s.update(config.get(algorithm, {}))
+    s["ways"], s["shots"] = _positive("ways", args.ways), _positive("shots", args.shots)
+    s.setdefault("train_ways", s["ways"])
+    if s["train_ways"] < s["ways"]:
+        s["train_ways"] = s["ways"]
+    if algorithm not in METRIC_LEARNERS:
+        s["train_ways"] = s["ways"]  # the head has one output per class
+    s["train_shots"] = s["shots"]
+    if args.epochs is not None:
+        s["epochs"] = _positive("epochs", args.epochs)
+    if args.test_episodes is not None:
+        s["test_episodes"] = _positive("test-episodes", args.test_episodes)
+    s["eval_ways"] = sorted(set(args.eval_ways or [s["ways"]]))
+    if algorithm not in METRIC_LEARNERS and s["eval_ways"] != [s["ways"]]:
+        raise ValueError(
+            f"--eval-ways needs a metric learner (protonet, siamese): {algorithm} has "
+            f"a {s['ways']}-way head. Received: --eval-ways {s['eval_ways']}"
+        )
+    s["time_budget"] = args.time_budget
+    if args.time_budget is not None and not args.time_budget > 0:
+        raise ValueError(f"Invalid value received for --time-budget. Expected positive minutes. Received: {args.time_budget}")
+    return s
+
+
+def _positive(flag, value):
+    if value < 1:
+        raise ValueError(f"Invalid value received for --{flag}. Expected a positive integer. Received: {value}")
+    return value
+
+
+def _say(args, text):
+    if not args.quiet:
+        print(text, flush=True)
+
+
+def build_learner(s, input_shape):
+    """The compiled learner of `s["algorithm"]` on a Conv4 backbone."""
+    algorithm = s["algorithm"]
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if algorithm in METRIC_LEARNERS:
+        encoder = conv4(input_shape=tuple(input_shape))
+        if algorithm == "protonet":
+            learner = PrototypicalNetwork(encoder, distance=s.get("distance", "euclidean"))
+        else:
+            learner = SiameseNetwork(encoder, margin=s.get("margin", 1.0))
+        learner.compile(optimizer=keras.optimizers.Adam(s["outer_lr"]), loss=ce, metrics=["accuracy"])
+        return learner
+    backbone = conv4(input_shape=tuple(input_shape), outputs=s["ways"])
+    common = {"inner_lr": s["inner_lr"], "inner_steps": s["inner_steps"]}
+    if algorithm in ("maml", "fomaml"):
+        learner = MAML(backbone, first_order=algorithm == "fomaml", **common)
+    elif algorithm == "metasgd":
+        learner = MetaSGD(backbone, first_order=s.get("first_order", False), **common)
+    elif algorithm == "anil":
+        learner = ANIL(backbone, first_order=s.get("first_order", False), **common)
+    elif algorithm == "reptile":
+        learner = Reptile(backbone, **common)
+    else:
+        learner = TaskRetrieval(backbone, memory_size=s.get("memory_size", 64), first_order=True, **common)
+    if algorithm == "reptile":
+        optimizer = keras.optimizers.SGD(s["outer_lr"])
+    else:
+        optimizer = keras.optimizers.Adam(s["outer_lr"])
+    learner.compile(optimizer=optimizer, loss=ce, metrics=["accuracy"])
+    return learner
+
+
+# --------------------------------------------------------------- evaluation
+def evaluate_accuracy(learner, algorithm, x, y, ways, shots, episodes, s, seed):
+    """Per-episode query accuracy (fractions) over `episodes` test episodes.
+
+    Metric learners in inference mode embed the test images once and draw
+    the episodes over the embeddings; the others adapt on every episode
+    (with ``eval_steps`` inner steps).
+    """
+    queries = s["eval_queries"]
+    batch = s["eval_batch"]
+    if algorithm in METRIC_LEARNERS:
+        z = learner.embed(x)
+        sampler = EpisodeSampler(z, y, ways=ways, shots=shots, queries=queries)
+        fn = tf.function(lambda e: learner.logits_from_embeddings(e["support_x"], e["support_y"], e["query_x"]))
+    else:
+        sampler = EpisodeSampler(x, y, ways=ways, shots=shots, queries=queries)
+        steps = s.get("eval_steps", learner.inner_steps)
+        fn = tf.function(lambda e: learner.query_predictions(e, training=False, steps=steps))
+    accs = []
+    for b in range(-(-episodes // batch)):
+        seed_pair = tf.constant([seed, b], tf.int64)
+        e = sampler.sample(batch, seed_pair)
+        logits = fn(e)
+        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), tf.cast(e["query_y"], tf.int32)), tf.float32)
+        accs.append(tf.reduce_mean(correct, axis=1).numpy())
+    return np.concatenate(accs)[:episodes]
+
+
+def _fill_memory(learner, sampler, s):
+    """Remembers `memory_size` validation tasks, adapted with `eval_steps` steps."""
+    learner.forget()
+    batch = sampler.sample(learner.memory_size, tf.constant([s["seed"] + _VALIDATION_SEED, 99], tf.int64))
+    for i in range(learner.memory_size):
+        learner.remember(batch["support_x"][i], batch["support_y"][i], steps=s.get("eval_steps", learner.inner_steps))
+
+
+def _best_so_far(curve):
+    if not curve.is_file():
+        return None
+    with curve.open() as f:
+        values = [float(r["val_accuracy"]) for r in csv.DictReader(f) if r.get("val_accuracy")]
+    return max(values) if values else None
+
+
+def _stack(batches):
+    return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+
+
+def _merge_results(out, settings, metrics, minutes):
+    path = out / "results.json"
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    merged = {}
+    for method, values in previous.get("metrics", {}).items():
+        merged[method] = {
+            k: (v, values.get(k + "_ci95")) for k, v in values.items() if not k.endswith("_ci95")
+        }
+    merged.setdefault(settings["algorithm"], {}).update(metrics)
+    config = previous.get("config", {})
+    cells = config.setdefault("cells", {})
+    cell = f"{settings['algorithm']}_{settings['ways']}w{settings['shots']}s"
+    cells[cell] = {k: v for k, v in settings.items() if k != "time_budget"}
+    cells[cell]["train_minutes"] = round(minutes, 1)
+    write_results(out, "omniglot", "Omniglot (Lake et al. 2015), 28x28, 1200/423 character split", config, merged)
+    names = ["acc_5w1s", "acc_5w5s", "acc_20w1s", "acc_20w5s"]
+    order = [m for m in METHODS if m in merged]
+    (out / "results.md").write_text(
+        "Omniglot test accuracy % (mean ± 95% interval over the test episodes)\n\n"
+        + markdown_table(merged, names, methods=order, fmt="{:.2f}") + "\n"
+    )
+
+
+# ---------------------------------------------------------------- callbacks
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training at the first epoch end after `minutes` of this run."""
+
+    def __init__(self, minutes):
+        super().__init__()
+        self.minutes = float(minutes)
+        self._start = None
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (time.perf_counter() - self._start) / 60.0 >= self.minutes:
+            self.model.stop_training = True
+
+
+class CurveLogger(keras.callbacks.Callback):
+    """Appends one row per epoch to a CSV: epoch, cumulative minutes, logs.
+
+    The cumulative training time survives resumption (kept in a small JSON
+    file beside the CSV).
+    """
+
+    def __init__(self, path, clock_path):
+        super().__init__()
+        self.path = pathlib.Path(path)
+        self.clock_path = pathlib.Path(clock_path)
+
+    @staticmethod
+    def total_minutes(clock_path):
+        clock_path = pathlib.Path(clock_path)
+        return json.loads(clock_path.read_text())["minutes"] if clock_path.is_file() else 0.0
+
+    def on_train_begin(self, logs=None):
+        self._base = self.total_minutes(self.clock_path)
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        minutes = self._base + (time.perf_counter() - self._start) / 60.0
+        self.clock_path.write_text(json.dumps({"minutes": minutes, "epoch": epoch + 1}))
+        row = {"epoch": epoch + 1, "minutes": round(minutes, 2)}
+        row.update({k: round(float(v), 5) for k, v in (logs or {}).items()})
+        new = not self.path.is_file()
+        with self.path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row), lineterminator="\n")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)

@@ -1,0 +1,87 @@
+"""The Omniglot loader on tiny zips the tests write, and on TFDS mock data."""
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fewshot.datasets.omniglot import Omniglot, load_omniglot, omniglot_splits
+
+
+def _png(value, size=35):
+    image = np.full((size, size), 255, np.uint8)  # white page
+    image[5 : 5 + value % 20, 10:14] = 0  # a dark stroke whose length encodes the character
+    buffer = io.BytesIO()
+    Image.fromarray(image).convert("1").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_tiny_omniglot(folder, alphabets=(("Alpha", 3), ("Beta", 2)), evaluation=(("Gamma", 3),), drawings=12):
+    """Writes images_background.zip and images_evaluation.zip in the canonical layout."""
+    folder.mkdir(parents=True, exist_ok=True)
+    char_id = 0
+    for split, groups in (("images_background", alphabets), ("images_evaluation", evaluation)):
+        with zipfile.ZipFile(folder / f"{split}.zip", "w") as archive:
+            archive.writestr(f"{split}/", b"")
+            for alphabet, count in groups:
+                for c in range(1, count + 1):
+                    char_id += 1
+                    for d in range(1, drawings + 1):
+                        name = f"{split}/{alphabet}/character{c:02d}/{char_id:04d}_{d:02d}.png"
+                        archive.writestr(name, _png(char_id))
+    return folder
+
+
+def test_reads_zips_in_fixed_order_and_caches(tmp_path):
+    data_dir = write_tiny_omniglot(tmp_path / "data")
+    data = load_omniglot(data_dir, cache_dir=tmp_path / "cache")
+    assert isinstance(data, Omniglot)
+    assert data.images.shape == (8, 12, 28, 28) and data.images.dtype == np.uint8
+    assert list(data.characters[:4]) == ["Alpha/character01", "Alpha/character02", "Alpha/character03", "Beta/character01"]
+    assert data.alphabets[-1] == "Gamma"
+    # Inverted: strokes bright on a dark page; longer strokes for later characters.
+    assert data.images[0, 0].mean() < 60
+    assert data.images[5, 0].sum() > data.images[0, 0].sum()
+    cached = list((tmp_path / "cache").glob("*.npz"))
+    assert len(cached) == 1
+    again = load_omniglot(data_dir, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(again.images, data.images)
+
+
+def test_rotations_are_new_classes():
+    images = np.random.default_rng(0).integers(0, 255, (3, 4, 28, 28)).astype(np.uint8)
+    data = Omniglot(images, ["a"] * 3, ["a/1", "a/2", "a/3"], "test")
+    x, y = data.arrays([0, 2], rotations=(0, 1, 2, 3))
+    assert x.shape == (2 * 4 * 4, 28, 28, 1) and x.dtype == np.float32
+    assert sorted(np.unique(y)) == list(range(8))
+    np.testing.assert_allclose(x[y == 1][0, ..., 0], np.rot90(images[0, 0]) / 255.0)
+    with pytest.raises(ValueError, match="Expected quarter turns"):
+        data.arrays([0], rotations=(5,))
+
+
+def test_split_is_the_1200_423_character_split():
+    train, val, test = omniglot_splits(validation_characters=0)
+    assert (len(train), len(val), len(test)) == (1200, 0, 423)
+    train, val, test = omniglot_splits()
+    assert len(set(train) | set(val) | set(test)) == 1623
+    assert train.max() < val.min() and val.max() < test.min() == 1200
+
+
+def test_missing_and_bad_zips_give_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="images_background.zip"):
+        load_omniglot(tmp_path, cache_dir=tmp_path / "cache")
+    (tmp_path / "images_background.zip").write_bytes(b"not a zip")
+    (tmp_path / "images_evaluation.zip").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable zip"):
+        load_omniglot(tmp_path, cache_dir=tmp_path / "cache")
+
+
+def test_tfds_mock_data(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=12):
+        data = load_omniglot(use_tfds=True)
+    assert data.images.ndim == 4 and data.images.shape[2:] == (28, 28)
+    assert data.images.dtype == np.uint8 and data.source == "tfds:omniglot"
+    assert len(data.characters) == data.images.shape[0] == len(data.alphabets)

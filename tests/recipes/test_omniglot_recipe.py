@@ -1,0 +1,91 @@
+"""The Omniglot recipe end to end on tiny zips: results schema, resumption, CLI errors."""
+
+import csv
+import json
+import pathlib
+import sys
+
+import pytest
+
+from fewshot import cli
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "datasets"))
+from test_omniglot import write_tiny_omniglot  # noqa: E402
+
+RECIPE = """
+runner = "omniglot"
+seed = 0
+[data]
+train_characters = 10
+validation_characters = 3
+[train]
+meta_batch_size = 2
+batches_per_epoch = 2
+epochs = 1
+train_queries = 2
+outer_lr = 0.001
+inner_lr = 0.4
+inner_steps = 1
+[eval]
+eval_steps = 1
+eval_queries = 3
+eval_batch = 4
+validation_episodes = 4
+test_episodes = 8
+[protonet]
+train_ways = 4
+"""
+
+
+@pytest.fixture
+def setup(tmp_path):
+    data = write_tiny_omniglot(
+        tmp_path / "data", alphabets=(("Alpha", 6), ("Beta", 4)), evaluation=(("Gamma", 5),), drawings=8
+    )
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(RECIPE)
+    return recipe, data, tmp_path / "out"
+
+
+def _run(recipe, data, out, *extra):
+    return cli.main(
+        ["run", str(recipe), "--out", str(out), "--data-dir", str(data), "--quiet",
+         "--cache-dir", str(out.parent / "cache"), "--ways", "3", "--shots", "1", *extra]
+    )
+
+
+def test_protonet_cell_writes_results_and_resumes(setup):
+    recipe, data, out = setup
+    assert _run(recipe, data, out, "--algorithm", "protonet", "--eval-ways", "2", "3") == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["recipe"] == "omniglot"
+    metrics = results["metrics"]["protonet"]
+    assert set(metrics) == {"acc_2w1s", "acc_2w1s_ci95", "acc_3w1s", "acc_3w1s_ci95"}
+    assert 0.0 <= metrics["acc_3w1s"] <= 100.0
+    assert "protonet_3w1s" in results["config"]["cells"]
+    # Same command with more epochs: resumes after epoch 1 from the backup.
+    assert _run(recipe, data, out, "--algorithm", "protonet", "--epochs", "2") == 0
+    with (out / "protonet_3w1s" / "curve.csv").open() as f:
+        epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
+    assert epochs == [1, 2]
+    assert (out / "protonet_3w1s" / "best.keras").is_file()
+
+
+@pytest.mark.slow
+def test_maml_cell_merges_into_the_same_results(setup):
+    recipe, data, out = setup
+    assert _run(recipe, data, out, "--algorithm", "fomaml") == 0
+    assert _run(recipe, data, out, "--algorithm", "siamese") == 0
+    metrics = json.loads((out / "results.json").read_text())["metrics"]
+    assert set(metrics) == {"fomaml", "siamese"}
+    assert "acc_3w1s" in metrics["fomaml"]
+    assert "| fomaml |" in (out / "results.md").read_text()
+
+
+def test_bad_options_are_one_line_errors(setup, capsys):
+    recipe, data, out = setup
+    assert _run(recipe, data, out, "--algorithm", "maml", "--eval-ways", "2", "3") == 2
+    assert "--eval-ways needs a metric learner" in capsys.readouterr().err
+    assert cli.main(["run", str(recipe), "--out", str(out), "--algorithm", "protonet",
+                     "--data-dir", str(out.parent / "nowhere"), "--quiet"]) == 2
+    assert "Omniglot zips not found" in capsys.readouterr().err
