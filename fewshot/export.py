@@ -213,7 +213,15 @@ def export_saved_model(
             "model_name": model.name,
             "endpoints": list(endpoints),
             "inner_steps": _baked_steps(model, steps) if is_learner else None,
-            "signatures": {name: _describe_function(f) for name, f in endpoints.items()},
+            # The inputs' and labels' specs (read by fewshot.model_catalog).
+            "signatures": {
+                "inputs": _describe(x_spec),
+                **({SUPPORT_Y: _describe(y_spec)} if y_spec is not None else {}),
+            },
+            # Every endpoint's inputs and outputs, in order.
+            "endpoint_signatures": {
+                name: _describe_function(f) for name, f in endpoints.items()
+            },
         }
         (staging / METADATA_FILE).parent.mkdir(exist_ok=True)
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
@@ -557,7 +565,7 @@ def describe_signatures(path):
 
     return [
         f"{name}({fmt(sig['inputs'])}) -> {fmt(sig['outputs'])}"
-        for name, sig in metadata["signatures"].items()
+        for name, sig in metadata["endpoint_signatures"].items()
     ]
 
 

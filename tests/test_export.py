@@ -350,8 +350,11 @@ def test_signatures_state_dtypes_and_shapes(tmp_path):
     metadata = json.loads((tmp_path / "cls" / METADATA_FILE).read_text())
     assert metadata["model_class"] == "MAML"
     assert metadata["inner_steps"] == 3
-    assert metadata["signatures"][ADAPT_AND_PREDICT]["inputs"]["support_y"] == {"shape": [None], "dtype": "int32"}
-    assert metadata["signatures"][ADAPT_AND_PREDICT]["outputs"] == {
+    assert metadata["signatures"]["inputs"] == {"shape": [None, FEATURES], "dtype": "float32"}
+    assert metadata["signatures"]["support_y"] == {"shape": [None], "dtype": "int32"}
+    signatures = metadata["endpoint_signatures"]
+    assert list(signatures[ADAPT_AND_PREDICT]["inputs"]) == ["support_x", "support_y", "query_x"]
+    assert signatures[ADAPT_AND_PREDICT]["outputs"] == {
         "predictions": {"shape": [None, CLASSES], "dtype": "float32"}
     }
 
