@@ -192,6 +192,16 @@ class UserTasks:
         """Disjoint user splits (train, validation, test) fixed by `seed`."""
         return tuple(self.subset(group) for group in split_classes(self.users, fractions, seed))
 
+    def concat(self, other):
+        """The tasks of both sets (their users must differ)."""
+        if set(self.users.tolist()) & set(other.users.tolist()):
+            raise ValueError("Invalid value received for argument `other`: users overlap.")
+        return UserTasks(
+            np.concatenate([self.users, other.users]),
+            *(getattr(self, f) + getattr(other, f) for f in (
+                "support_x", "support_y", "query_x", "query_y", "support_items", "query_items")),
+        )
+
     def support_sizes(self):
         return np.asarray([len(y) for y in self.support_y])
 

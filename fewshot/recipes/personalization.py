@@ -50,6 +50,14 @@ def add_arguments(parser):
         help="seconds of training per method (overrides the recipe)",
     )
     parser.add_argument(
+        "--extra-train-users",
+        choices=["none", "heavy"],
+        default=None,
+        help="'heavy': also train every method (baselines included) on the users with more "
+        "than max_ratings ratings, who are never validation or test users (default: the "
+        "recipe's, 'none' = the MeLU/ANCHORS protocol)",
+    )
+    parser.add_argument(
         "--methods", default=None, help="comma-separated meta-learned methods (default: all)"
     )
 
@@ -64,6 +72,14 @@ def run(config, args):
     features = RatingFeatures.from_movielens(data)
     tasks = user_tasks(data, features, **settings["data"])
     train, val, test = tasks.split(tuple(settings["split"]), seed=settings["seed"])
+    if settings["extra_train_users"] == "heavy":
+        # Users with more ratings than the task range are never new users; in
+        # this variant their ratings join the training set of every method.
+        heavy = user_tasks(data, features, settings["data"]["max_ratings"] + 1, 10**9,
+                           settings["data"]["query_size"])
+        train = train.concat(heavy)
+        _say(args, f"+ {len(heavy)} users with > {settings['data']['max_ratings']} ratings "
+                   "as extra training users")
     _say(args, f"{data}: {len(tasks)} eligible users -> {len(train)} train, "
                f"{len(val)} validation, {len(test)} test")
     _, train_items, train_ratings = train.ratings()
@@ -87,10 +103,12 @@ def run(config, args):
         _say(args, f"\n== meta-training {method} ==")
         start = time.perf_counter()
         learner = build_learner(method, features, settings, float(train_ratings.mean()))
-        if settings["method_settings"][method].get("init") == "pretrained":
+        spec = settings["method_settings"][method]
+        if spec.get("init") == "pretrained":
             # Meta-learning starts from the pretrained network (its time is
             # counted in pretrained_finetune's).
-            learner.backbone.set_weights(pretrained.backbone.get_weights())
+            for layer in pretrained.backbone.layers:
+                learner.backbone.get_layer(layer.name).set_weights(layer.get_weights())
         train_meta(learner, train, val, settings, out / "backup" / method, verbose)
         timings[method] = time.perf_counter() - start
         steps, lr, val_mae = tune_adaptation(learner, val, ev["meta_steps"], [None])
@@ -112,6 +130,7 @@ def run(config, args):
         settings,
         dataset_path=data.path,
         users={"train": len(train), "validation": len(val), "test": len(test)},
+        train_ratings=int(len(train_ratings)),
         chosen_on_validation=chosen,
         train_seconds={k: round(v, 1) for k, v in timings.items()},
         adapt_ms_per_user=adapt_ms,
@@ -121,7 +140,10 @@ def run(config, args):
         },
     )
     order = settings["methods"] + ["pretrained_finetune"] + list(BASELINES)
-    write_results(out, "personalization", f"MovieLens {data.name}, new users", run_config,
+    dataset = f"MovieLens {data.name}, new users"
+    if settings["extra_train_users"] == "heavy":
+        dataset += " (+ heavy users in training)"
+    write_results(out, "personalization", dataset, run_config,
                   {m: metrics[m] for m in order})
     table = markdown_table(metrics, list(METRICS), methods=order, fmt="{:.4f}")
     header = (f"New-user query scores on {data.name} (mean ± 95% interval over "
@@ -159,6 +181,8 @@ def _settings(config, args):
             "query_size": int(data.get("query_size", 10)),
         },
         "split": list(data.get("split", [0.7, 0.1, 0.2])),
+        "extra_train_users": str(getattr(args, "extra_train_users", None)
+                                 or data.get("extra_train_users", "none")),
         "model": {
             "embedding_dim": int(model.get("embedding_dim", 32)),
             "hidden": list(model.get("hidden", [64, 64])),
@@ -229,6 +253,10 @@ def build_learner(method, features, settings, rating_mean):
         raise ValueError(f"Invalid value received for `methods.{method}.adapt`. Expected one "
                          f"of {sorted(layers)}. Received: adapt={adapt!r}")
     train = settings["train"]
+    for name in spec.get("freeze", []):
+        # Frozen layers keep their (for example pretrained) weights; only the
+        # rest is meta-learned.
+        backbone.get_layer(name).trainable = False
     learner = MAML(
         backbone,
         inner_lr=float(spec.get("inner_lr", train["inner_lr"])),

@@ -54,26 +54,8 @@ class UserAdapter:
         self.steps = steps
         self.inner_lr = inner_lr
         self.clip = None if clip is None else (float(clip[0]), float(clip[1]))
-        num_features = learner.backbone.input_shape[-1]
-        rates = None if inner_lr is None else [float(inner_lr)] * len(learner.meta_parameters())
-        backbone = learner.backbone
-
-        def run(support_x, support_y, query_x):
-            params, _ = learner.adapt_parameters(
-                learner.meta_parameters(), support_x, support_y[:, None], steps, True,
-                learning_rates=rates,
-            )
-            non_trainable = [tf.convert_to_tensor(v) for v in backbone.non_trainable_variables]
-            pred = functional_forward(backbone, params, non_trainable, query_x, False)
-            pred = tf.reshape(pred, [-1])
-            if self.clip is not None:
-                pred = tf.clip_by_value(pred, *self.clip)
-            return pred
-
-        spec = tf.TensorSpec([None, num_features], tf.float32)
-        self._run = tf.function(
-            run, input_signature=[spec, tf.TensorSpec([None], tf.float32), spec]
-        )
+        self._run = _compiled(learner, steps, inner_lr is not None)
+        self._lr = tf.constant(0.0 if inner_lr is None else float(inner_lr), tf.float32)
 
     def __call__(self, support_x, support_y, query_x):
         """Predicted ratings ``[Q]`` of `query_x` after adapting on the support."""
@@ -88,7 +70,8 @@ class UserAdapter:
         if self.steps > 0 and len(support_y) == 0:
             # No ratings yet: the meta-learned initialisation is the prediction.
             return UserAdapter(self.learner, 0, clip=self.clip)(support_x, support_y, query_x)
-        return self._run(support_x, support_y, query_x).numpy()
+        pred = self._run(support_x, support_y, query_x, self._lr).numpy()
+        return pred if self.clip is None else np.clip(pred, *self.clip)
 
     def predict_tasks(self, tasks, support_limit=None):
         """Query predictions of every user of a `UserTasks`.
@@ -105,3 +88,34 @@ class UserAdapter:
                 sx, sy = sx[keep:], sy[keep:]
             out.append(self(sx, sy, qx))
         return out
+
+
+def _compiled(learner, steps, custom_lr):
+    """One traced function per (learner, steps, custom step size or not).
+
+    The step size is an argument, so trying several costs no retracing.
+    """
+    cache = learner.__dict__.setdefault("_user_adapter_fns", {})
+    key = (steps, custom_lr)
+    if key in cache:
+        return cache[key]
+    backbone = learner.backbone
+    num_features = backbone.input_shape[-1]
+    count = len(backbone.trainable_variables)
+
+    def run(support_x, support_y, query_x, inner_lr):
+        rates = [inner_lr] * count if custom_lr else None
+        params, _ = learner.adapt_parameters(
+            learner.meta_parameters(), support_x, support_y[:, None], steps, True,
+            learning_rates=rates,
+        )
+        non_trainable = [tf.convert_to_tensor(v) for v in backbone.non_trainable_variables]
+        pred = functional_forward(backbone, params, non_trainable, query_x, False)
+        return tf.reshape(pred, [-1])
+
+    spec = tf.TensorSpec([None, num_features], tf.float32)
+    cache[key] = tf.function(
+        run,
+        input_signature=[spec, tf.TensorSpec([None], tf.float32), spec, tf.TensorSpec([], tf.float32)],
+    )
+    return cache[key]
