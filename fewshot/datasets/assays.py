@@ -232,10 +232,13 @@ def evaluate_assays(
                 on_draw(task, d, q_y, scores)
         per["roc_auc"][task] = aucs
         per["delta_auprc"][task] = dauprcs
-    summary = {}
-    for metric, values in per.items():
-        task_means = [np.mean(v) for v in values.values()]
-        _, half = mean_ci95(np.concatenate(list(values.values())))
-        summary[metric] = (float(np.mean(task_means)), half)
-    per["summary"] = summary
+    per["summary"] = {metric: summarize_draws(values) for metric, values in per.items()}
     return per
+
+
+def summarize_draws(values_by_task):
+    """``(mean, ci95)``: the mean over tasks of each task's mean over draws,
+    with the 95% interval over all ``tasks x draws`` values."""
+    task_means = [np.mean(v) for v in values_by_task.values()]
+    _, half = mean_ci95(np.concatenate([np.asarray(v, float) for v in values_by_task.values()]))
+    return float(np.mean(task_means)), half

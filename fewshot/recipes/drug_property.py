@@ -21,14 +21,14 @@ import tensorflow as tf
 
 from fewshot.algorithms.fine_tuner import FineTuner, pretrain_multitask
 from fewshot.algorithms.maml import MAML
-from fewshot.datasets.assays import AssaySampler, evaluate_assays
+from fewshot.datasets.assays import AssaySampler, assay_scores, evaluate_assays, summarize_draws
 from fewshot.datasets.featurize import Featurizer, featurize_table, write_report
 from fewshot.datasets.moleculenet import TOX21_URL, load_moleculenet, split_tasks
 from fewshot.models.fingerprint import fingerprint_encoder
 from fewshot.predict_molecules import save_molecule_model
 from fewshot.recipes.results import markdown_table, write_results
 
-METHODS = ("protonet", "siamese", "maml", "anil", "pretrained_finetune", "random_forest", "knn")
+METHODS = ("protonet", "siamese", "maml", "anil", "pretrained_finetune", "random_forest", "knn", "ensemble")
 META_METHODS = ("protonet", "siamese", "maml", "anil")
 _VALIDATION_SEED = 7_000_001
 _TEST_SEED = 0
@@ -108,6 +108,8 @@ def run(config, args):
     shots_list = settings["eval"]["shots"]
     metrics, timings, curves, trained, validation = {}, {}, {}, {}, {}
     for method in methods:
+        if method == "ensemble":
+            continue
         _say(args, f"\n== {method} ==")
         started = time.perf_counter()
         score_fns, learner, best = _train_method(
@@ -124,7 +126,7 @@ def run(config, args):
         pooled = {k: [] for k in shots_list}
 
         def on_draw(shots, task, draw, y_true, scores):
-            pooled[shots].append((y_true, scores))
+            pooled[shots].append((y_true, scores, task))
 
         started = time.perf_counter()
         results = evaluate(score_fns, index["test"], settings["eval"]["draws"], seed + _TEST_SEED, on_draw)
@@ -142,6 +144,16 @@ def run(config, args):
             f"{k}={v[0]:.3f}" for k, v in metrics[method].items() if k.count("_") <= 3
         ) + f"  ({timings[method]} s train, {timings[method + '_eval']} s eval)")
 
+    if "ensemble" in methods:
+        members = sorted(validation, key=validation.get, reverse=True)[: settings["ensemble"]["size"]]
+        if len(members) >= 2:
+            _say(args, f"\n== ensemble of {members} (best validation ROC-AUC) ==")
+            metrics["ensemble"], curves["ensemble"] = ensemble_metrics(
+                [curves[m] for m in members], molecules.tasks)
+            settings["ensemble"]["members"] = members
+        else:
+            methods = [m for m in methods if m != "ensemble"]
+    methods = [m for m in methods if m in metrics]
     names = [f"{m}_{k}shot" for k in shots_list for m in ("roc_auc", "delta_auprc")]
     table_md = markdown_table(metrics, names, methods, fmt="{:.3f}")
     run_config = dict(
@@ -202,6 +214,7 @@ def _settings(config, args):
             f"Known: {list(METHODS)}. Received: {args.methods!r}"
         )
     settings["methods"] = methods
+    settings.setdefault("ensemble", {}).setdefault("size", 3)
     if not args.budget_scale > 0:
         raise ValueError(
             "Invalid value received for argument `--budget-scale`. Expected a "
@@ -508,6 +521,36 @@ def knn_scorer(k):
     return score
 
 
+def ensemble_metrics(member_curves, task_names):
+    """Metrics of the mean of z-scored member scores, draw by draw.
+
+    Every method sees the same support draws (same seed), so draw ``i`` of
+    each member scores the same query; each member's scores are standardised
+    within the draw and averaged.
+
+    Returns:
+        ``(metrics, pooled)`` in the runner's formats.
+    """
+    metrics, pooled = {}, {}
+    for shots in member_curves[0]:
+        per = {"roc_auc": {}, "delta_auprc": {}}
+        pooled[shots] = []
+        for draws in zip(*(curve[shots] for curve in member_curves)):
+            y_true, _, task = draws[0]
+            z = [(s - s.mean()) / (s.std() + 1e-12) for _, s, _ in draws]
+            scores = np.mean(z, axis=0)
+            auc, dauprc = assay_scores(y_true, scores)
+            per["roc_auc"].setdefault(task, []).append(auc)
+            per["delta_auprc"].setdefault(task, []).append(dauprc)
+            pooled[shots].append((y_true, scores, task))
+        for metric, values in per.items():
+            metrics[f"{metric}_{shots}shot"] = summarize_draws(values)
+        for metric, values in per.items():
+            for task, v in values.items():
+                metrics[f"{metric}_{shots}shot_{task_names[task]}"] = (float(np.mean(v)), None)
+    return metrics, pooled
+
+
 # ------------------------------------------------------------------- output
 def plot_roc(curves, path, shots, title=""):
     """Mean ROC curve over the test draws (threshold-averaged per draw), per method."""
@@ -524,7 +567,7 @@ def plot_roc(curves, path, shots, title=""):
         if not draws:
             continue
         tprs = []
-        for y_true, scores in draws:
+        for y_true, scores, _ in draws:
             fpr, tpr, _ = roc_curve(y_true, scores)
             tprs.append(np.interp(grid, fpr, tpr))
         ax.plot(grid, np.mean(tprs, 0), label=method)

@@ -13,7 +13,9 @@ TINY_RECIPE = """
 runner = "drug_property"
 seed = 0
 refit = true
-methods = ["protonet", "maml", "anil", "pretrained_finetune", "random_forest", "knn"]
+methods = ["protonet", "maml", "anil", "pretrained_finetune", "random_forest", "knn", "ensemble"]
+[ensemble]
+size = 2
 [data]
 validation_tasks = 1
 [features]
@@ -91,8 +93,10 @@ def test_recipe_runs_end_to_end_and_models_predict(tmp_path, capsys):
     assert results["recipe"] == "drug_property"
     assert results["config"]["split"]["test"] == ["nitrogen", "ring"]
     assert results["config"]["invalid_smiles"] == 2
-    methods = ["protonet", "maml", "anil", "pretrained_finetune", "random_forest", "knn"]
+    methods = ["protonet", "maml", "anil", "pretrained_finetune", "random_forest", "knn", "ensemble"]
     assert list(results["metrics"]) == methods
+    members = results["config"]["ensemble"]["members"]
+    assert len(members) == 2 and set(members) <= set(results["config"]["validation_roc_auc"])
     for method in methods:
         values = results["metrics"][method]
         for name in ("roc_auc_3shot", "delta_auprc_3shot", "roc_auc_1shot", "delta_auprc_1shot"):
