@@ -37,6 +37,8 @@ def _meta_gradient(learner, episodes):
 
 
 def _finite_differences(learner, episodes, eps=1e-5):
+    # Compiled once; it reads the variables' current values at every call.
+    meta_loss = tf.function(lambda: learner.meta_loss(episodes, training=True)[0], autograph=False)
     grads = []
     for variable in learner.trainable_variables:
         base = variable.numpy()
@@ -47,7 +49,7 @@ def _finite_differences(learner, episodes, eps=1e-5):
                 shifted = base.copy()
                 shifted[index] += sign * eps
                 variable.assign(shifted)
-                values.append(float(learner.meta_loss(episodes, training=True)[0]))
+                values.append(float(meta_loss()))
             grad[index] = (values[0] - values[1]) / (2 * eps)
         variable.assign(base)
         grads.append(grad)
