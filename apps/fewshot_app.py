@@ -47,6 +47,18 @@ def _load_learner(path, mtime):
     return model_catalog.load_learner(path)
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _warm_adaptation(path, mtime, steps, inner_lr, num_support, input_dim):
+    """Traces the adaptation graph for this support size and these settings,
+    before Adapt is pressed (the trace, not the adaptation, is what is slow)."""
+    learner = _load_learner(path, mtime)
+    zeros = np.zeros((num_support, input_dim), np.float32)
+    learner.adapt(zeros, np.zeros((num_support, 1), np.float32), steps=steps, inner_lr=inner_lr)
+    import altair  # noqa: F401  (the loss-curve chart's first import is slow)
+
+    return True
+
+
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _load_molecule_model(path, mtime):
     del mtime
@@ -230,6 +242,13 @@ def regression_flow(entry):
         _show_error(error)
         query = None
     key = _digest(entry.path, _mtime(entry.path), support.x.tobytes(), support.y.tobytes(), steps, inner_lr)
+    if not saved:
+        with st.spinner("Preparing the adaptation graph..."):
+            try:
+                _warm_adaptation(entry.path, _mtime(entry.path), steps, inner_lr, support.num_valid, input_dim)
+            except (ValueError, RuntimeError) as error:
+                _show_error(f"This model cannot adapt to this support set: {error}")
+                return
 
     if st.button("Adapt", type="primary", key="adapt"):
         started = time.perf_counter()
@@ -277,8 +296,7 @@ def _regression_predict(result, support, x):
     return outputs["predictions"].numpy().reshape(len(x), -1)
 
 
-def regression_results(entry, result, query):
-    support = result["support"]
+def _loss_curve(result):
     if result["losses"]:
         st.subheader("Adaptation loss on the support set")
         curve = pd.DataFrame({"support loss": result["losses"]})
@@ -288,8 +306,13 @@ def regression_results(entry, result, query):
             f"Support loss {result['losses'][0]:.4f} before adapting, "
             f"{result['losses'][-1]:.4f} after {len(result['losses']) - 1} step(s)."
         )
+
+
+def regression_results(entry, result, query):
+    support = result["support"]
     if query is None:
         st.info("Adapted. Upload or paste unlabelled examples above to see predictions.")
+        _loss_curve(result)
         return
     table = query.report.copy()
     predictions = np.full(len(table), np.nan)
@@ -309,6 +332,7 @@ def regression_results(entry, result, query):
         )
     if (~query.valid).any():
         st.warning(f"{int((~query.valid).sum())} query row(s) could not be predicted (see `error`).")
+    _loss_curve(result)
     if entry.input_dim == 1:
         plt = _figure()
         fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -470,7 +494,11 @@ def _embedding_projection(entry, support, report, predictions):
     if xy.shape[1] == 1:
         xy = np.concatenate([xy, np.zeros_like(xy)], axis=1)
     n = len(s_rows)
-    label_col = next(c for c in report.columns if c not in (s_col, "valid", "error"))
+    others = [c for c in report.columns if c not in (s_col, "valid", "error")]
+    named = [c for c in others if c.lower() in ("label", "active", "activity", "y", "target", "class")]
+    if not (named or others):
+        return
+    label_col = (named or others)[0]
     labels = s_rows[label_col].astype(str).str.strip().isin(["1", "1.0"]).to_numpy()
     plt = _figure()
     fig, ax = plt.subplots(figsize=(6, 4))
