@@ -17,7 +17,9 @@ def functional_forward(model, params, non_trainable, x, training):
     return outputs
 
 
-def gradient_steps(loss_fn, params, steps, learning_rates, first_order=False, mask=None):
+def gradient_steps(
+    loss_fn, params, steps, learning_rates, first_order=False, mask=None, recompute=False
+):
     """Takes `steps` steps of gradient descent on fast weights.
 
     Args:
@@ -29,6 +31,11 @@ def gradient_steps(loss_fn, params, steps, learning_rates, first_order=False, ma
         first_order: stop gradients through the inner gradients.
         mask: optional list of bools; parameters marked False stay fixed
             (ANIL adapts only the head).
+        recompute: gradient checkpointing: wrap each step in
+            `tf.recompute_grad`, so the outer backward pass keeps only each
+            step's parameters and recomputes the step's activations, instead
+            of holding every step's activations and inner gradients at once.
+            Same gradient; less memory, more compute.
 
     Returns:
         ``(params, losses)``: the adapted parameter list and the list of
@@ -46,21 +53,65 @@ def gradient_steps(loss_fn, params, steps, learning_rates, first_order=False, ma
     """
     mask = [True] * len(params) if mask is None else list(mask)
     params = list(params)
-    losses = []
-    for _ in range(steps):
-        adapted = [p for p, m in zip(params, mask) if m]
+    count = len(params)
+
+    def step(*flat):
+        current, rates = list(flat[:count]), flat[count:]
+        adapted = [p for p, m in zip(current, mask) if m]
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(adapted)
-            loss = loss_fn(params)
+            loss = loss_fn(current)
         grads = tape.gradient(
             loss, adapted, unconnected_gradients=tf.UnconnectedGradients.ZERO
         )
         if first_order:
             grads = [tf.stop_gradient(g) for g in grads]
         grads = iter(grads)
-        params = [
+        updated = [
             p - tf.cast(lr, p.dtype) * next(grads) if m else p
-            for p, m, lr in zip(params, mask, learning_rates)
+            for p, m, lr in zip(current, mask, rates)
         ]
+        return updated + [loss]
+
+    if recompute:
+        step = _checkpointed(step)
+        # Rates enter as tensors so their gradient (Meta-SGD) flows through.
+        learning_rates = [tf.convert_to_tensor(lr) for lr in learning_rates]
+    losses = []
+    for _ in range(steps):
+        outputs = step(*params, *learning_rates)
+        params, loss = list(outputs[:count]), outputs[count]
         losses.append(loss)
     return params, losses
+
+
+def _checkpointed(step):
+    """`step` whose backward pass recomputes it from its inputs.
+
+    The forward pass keeps no intermediate tensors for the enclosing tape;
+    the gradient re-runs `step` under a tape of its own (nested inner tape
+    included, so second-order terms stay) and pulls the output gradients
+    back to the inputs.
+    """
+
+    @tf.custom_gradient
+    def checkpointed(*inputs):
+        outputs = step(*inputs)
+
+        def grad(*output_grads):
+            output_grads = [
+                tf.zeros_like(o) if g is None else g for o, g in zip(outputs, output_grads)
+            ]
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(inputs)
+                recomputed = step(*inputs)
+            return tape.gradient(
+                recomputed,
+                list(inputs),
+                output_gradients=output_grads,
+                unconnected_gradients=tf.UnconnectedGradients.ZERO,
+            )
+
+        return outputs, grad
+
+    return checkpointed

@@ -40,6 +40,13 @@ class MAML(MetaLearner):
     unless ``vectorize=False``, which unrolls a Python loop over the tasks
     (the task count must then be static).
 
+    Memory of second-order MAML grows with `inner_steps`: the outer
+    gradient needs every inner step's activations and inner gradients.
+    ``recompute_inner=True`` checkpoints the inner loop (`tf.recompute_grad`
+    around each step): only each step's fast weights are kept and the step is
+    recomputed during the backward pass. The gradient is the same; the
+    compute is higher. ``first_order=True`` is the other way to flatten it.
+
     Args:
         backbone: a built Keras model.
         inner_lr: step size of the inner loop. Default 0.01.
@@ -50,6 +57,8 @@ class MAML(MetaLearner):
         vectorize: run the tasks of a batch with `tf.vectorized_map`.
         batch_norm: ``"transductive"`` (batch statistics during adaptation)
             or ``"running"`` (moving statistics). Default "transductive".
+        recompute_inner: recompute each inner step in the backward pass
+            instead of storing it (gradient checkpointing). Default False.
         **kwargs: passed to `keras.Model`.
 
     Example:
@@ -80,6 +89,7 @@ class MAML(MetaLearner):
         adapt_layers=None,
         vectorize=True,
         batch_norm="transductive",
+        recompute_inner=False,
         **kwargs,
     ):
         super().__init__(backbone, **kwargs)
@@ -104,6 +114,12 @@ class MAML(MetaLearner):
         self.adapt_layers = None if adapt_layers is None else list(adapt_layers)
         self.vectorize = bool(vectorize)
         self.batch_norm = batch_norm
+        if not isinstance(recompute_inner, bool):
+            raise ValueError(
+                "Invalid value received for argument `recompute_inner`. "
+                f"Expected a bool. Received: recompute_inner={recompute_inner!r}"
+            )
+        self.recompute_inner = recompute_inner
         self._adapt_mask = self._build_mask(self.adapt_layers)
         self._adapt_fns = {}
 
@@ -117,6 +133,7 @@ class MAML(MetaLearner):
                 "adapt_layers": self.adapt_layers,
                 "vectorize": self.vectorize,
                 "batch_norm": self.batch_norm,
+                "recompute_inner": self.recompute_inner,
             }
         )
         return config
@@ -181,7 +198,13 @@ class MAML(MetaLearner):
             return self.per_task_loss(support_y, self._forward(p, support_x))
 
         return gradient_steps(
-            support_loss, params, steps, lrs, first_order=first_order, mask=self._adapt_mask
+            support_loss,
+            params,
+            steps,
+            lrs,
+            first_order=first_order,
+            mask=self._adapt_mask,
+            recompute=self.recompute_inner,
         )
 
     def _map_tasks(self, task_fn, episodes, params):
