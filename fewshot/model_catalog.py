@@ -32,7 +32,7 @@ MODELS_DIR_ENV = "FEWSHOT_MODELS_DIR"
 #: The folder scanned when nothing else is said.
 DEFAULT_MODELS_DIR = "runs"
 #: Domains a model can serve.
-REGRESSION, MOLECULES, OTHER = "regression", "molecules", "other"
+REGRESSION, MOLECULES, IMAGES, OTHER = "regression", "molecules", "images", "other"
 _REGRESSION_LOSSES = (
     "mean_squared_error", "mse", "mean_absolute_error", "mae", "huber", "huber_loss",
     "MeanSquaredError", "MeanAbsoluteError", "Huber", "log_cosh", "LogCosh",
@@ -53,6 +53,7 @@ class ModelEntry:
         inner_lr: the learner's own inner learning rate, when it has one.
         inner_steps: the learner's own (or baked-in) inner step count.
         label: a short text for a list of choices.
+        input_shape: the shape of one input (without the batch axis).
     """
 
     path: str
@@ -63,6 +64,7 @@ class ModelEntry:
     inner_lr: object = None
     inner_steps: object = None
     label: str = ""
+    input_shape: object = None
 
 
 def models_dirs(value=None):
@@ -131,12 +133,17 @@ def describe(path):
             )
         if path.is_file() and path.suffix == ".keras":
             info = _learner_info(_keras_config(path))
-            domain = REGRESSION if info["regression"] and info["input_dim"] else OTHER
-            inputs = f", {info['input_dim']} input(s)" if info["input_dim"] else ""
+            shape = info["input_shape"]
+            if info["regression"] and info["input_dim"]:
+                domain, inputs = REGRESSION, f", {info['input_dim']} input(s)"
+            elif shape and len(shape) == 3 and not info["regression"]:
+                domain, inputs = IMAGES, f", {shape[0]}x{shape[1]}x{shape[2]} images"
+            else:
+                domain, inputs = OTHER, ""
             return ModelEntry(
                 str(path), "keras", domain, info["model_class"], info["input_dim"],
                 info["inner_lr"], info["inner_steps"],
-                label=f"{_short(path)} ({info['model_class']}{inputs})",
+                label=f"{_short(path)} ({info['model_class']}{inputs})", input_shape=shape,
             )
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
         return None
@@ -178,9 +185,11 @@ def _learner_info(config):
         if isinstance(loss.get("config"), dict):
             loss_names.add(str(loss["config"].get("name")))
     inputs = _input_layers(config)
-    input_dim = None
+    input_dim = input_shape = None
     if len(inputs) == 1:
         shape = inputs[0].get("batch_shape") or inputs[0].get("batch_input_shape")
+        if shape and all(isinstance(d, int) for d in shape[1:]):
+            input_shape = tuple(shape[1:])
         if shape and len(shape) == 2 and isinstance(shape[1], int):
             input_dim = shape[1]
     return {
@@ -188,6 +197,7 @@ def _learner_info(config):
         "inner_lr": inner.get("inner_lr"),
         "inner_steps": inner.get("inner_steps"),
         "input_dim": input_dim,
+        "input_shape": input_shape,
         "regression": bool(loss_names & set(_REGRESSION_LOSSES)),
     }
 
@@ -238,6 +248,30 @@ def load_learner(entry, inner_lr=0.01):
     learner = MAML(model, inner_lr=inner_lr, inner_steps=1, name=f"{model.name}_finetune")
     learner.compile(loss=loss)
     return learner
+
+
+def adapt(learner, support_x, support_y, steps=None, inner_lr=None):
+    """``learner.adapt`` with the arguments this learner takes.
+
+    Learners that adapt without gradient steps (prototypes) take no
+    ``inner_lr``; it is then left out, as is ``steps`` when None.
+    """
+    import inspect
+
+    accepted = inspect.signature(learner.adapt).parameters
+    kwargs = {}
+    if steps is not None and "steps" in accepted:
+        kwargs["steps"] = steps
+    if inner_lr is not None and "inner_lr" in accepted:
+        kwargs["inner_lr"] = inner_lr
+    return learner.adapt(support_x, support_y, **kwargs)
+
+
+def takes_inner_lr(learner):
+    """Whether ``learner.adapt`` takes an ``inner_lr``."""
+    import inspect
+
+    return "inner_lr" in inspect.signature(learner.adapt).parameters
 
 
 def train_default(out_dir, meta_steps=3000, seed=0, progress=None, recipe_dir=None):

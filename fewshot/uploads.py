@@ -306,3 +306,94 @@ def read_image(data, name="upload", max_bytes=MAX_UPLOAD_BYTES, size=None, grays
             f"({type(error).__name__})."
         ) from None
     return array[..., None] if array.ndim == 2 else array
+
+
+def class_from_name(name):
+    """The class of an image from its file name: ``class/x.png`` or ``class_x.png``.
+
+    The folder (when the name has one), else the text before the first
+    ``_``; ``a_1.png`` and ``a/1.png`` are both class ``a``.
+
+    Raises:
+        UploadError: the name gives no class.
+    """
+    parts = [p for p in str(name).replace("\\", "/").split("/") if p]
+    if len(parts) >= 2:
+        return parts[-2]
+    stem = parts[-1].rsplit(".", 1)[0] if parts else ""
+    if "_" in stem and stem.split("_", 1)[0]:
+        return stem.split("_", 1)[0]
+    raise UploadError(
+        f"Cannot tell the class of {name!r}: name labelled images CLASS_anything.png "
+        "(for example cat_1.png) or put them in a folder named after the class."
+    )
+
+
+@dataclasses.dataclass
+class ImageRows:
+    """Decoded images, one report row per uploaded file.
+
+    Attributes:
+        x: ``float32 [V, H, W, C]``, the valid files only.
+        classes: the class name of each valid file (labelled sets), or None.
+        valid: ``bool [N]``, one flag per file.
+        report: a table with ``file``, ``class``, ``valid``, ``error``.
+    """
+
+    x: np.ndarray
+    classes: object
+    valid: np.ndarray
+    report: object
+
+    @property
+    def num_valid(self):
+        return int(self.valid.sum())
+
+
+def read_images(files, input_shape, labelled=True, max_bytes=MAX_UPLOAD_BYTES):
+    """Decodes uploaded images for a model, flagging files that fail.
+
+    Args:
+        files: ``(name, bytes)`` pairs.
+        input_shape: the model's ``(height, width, channels)``; images are
+            resized to it and converted to 1 or 3 channels.
+        labelled: read each file's class from its name (`class_from_name`).
+        max_bytes: the size limit per file.
+
+    Returns:
+        An `ImageRows`; a file that is not an image, is empty or too large,
+        or has no class is kept in the report with its reason.
+
+    Raises:
+        UploadError: no files, or a model input that is not an image.
+    """
+    import pandas as pd
+
+    if len(input_shape) != 3 or input_shape[-1] not in (1, 3):
+        raise UploadError(
+            "This model does not take images (height, width, 1 or 3 channels). "
+            f"Its input shape: {tuple(input_shape)}"
+        )
+    if not files:
+        raise UploadError("No image files were uploaded.")
+    arrays, classes, valid, rows = [], [], [], []
+    for name, data in files:
+        label, error = "", ""
+        try:
+            if labelled:
+                label = class_from_name(name)
+            image = read_image(
+                data, name, max_bytes, size=input_shape[:2], grayscale=input_shape[-1] == 1
+            )
+            arrays.append(image)
+            classes.append(label)
+            valid.append(True)
+        except UploadError as problem:
+            error = str(problem)
+            valid.append(False)
+        rows.append({"file": name, "class": label, "valid": not error, "error": error})
+    x = np.stack(arrays).astype(np.float32) if arrays else np.zeros((0, *input_shape), np.float32)
+    return ImageRows(
+        x=x, classes=classes if labelled else None, valid=np.array(valid, bool),
+        report=pd.DataFrame(rows, columns=["file", "class", "valid", "error"]),
+    )

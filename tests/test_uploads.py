@@ -165,3 +165,40 @@ def test_read_image_rejects_non_images(data, message):
 
 def test_upload_error_is_a_value_error():
     assert issubclass(UploadError, ValueError)
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [("cat_1.png", "cat"), ("cat/1.png", "cat"), ("a/b/dog.jpg", "b"), ("x_y_z.png", "x")],
+)
+def test_class_from_name(name, expected):
+    assert uploads.class_from_name(name) == expected
+
+
+@pytest.mark.parametrize("name", ["cat.png", "_1.png", ""])
+def test_class_from_name_without_a_class(name):
+    with pytest.raises(UploadError, match="Cannot tell the class"):
+        uploads.class_from_name(name)
+
+
+def test_read_images_flags_bad_files_and_keeps_them():
+    rows = uploads.read_images(
+        [("a_1.png", _png()), ("b_1.png", b"text"), ("nolabel.png", _png()), ("c_1.png", b"")],
+        input_shape=(4, 4, 1),
+    )
+    assert rows.valid.tolist() == [True, False, False, False]
+    assert rows.x.shape == (1, 4, 4, 1) and rows.classes == ["a"]
+    assert rows.report["file"].tolist() == ["a_1.png", "b_1.png", "nolabel.png", "c_1.png"]
+    assert "not an image" in rows.report["error"][1]
+    assert "Cannot tell the class" in rows.report["error"][2]
+    assert "is empty" in rows.report["error"][3]
+
+
+def test_read_images_rgb_and_unlabelled():
+    rows = uploads.read_images([("q.png", _png())], input_shape=(2, 3, 3), labelled=False)
+    assert rows.x.shape == (1, 2, 3, 3) and rows.classes is None
+
+
+def test_read_images_needs_an_image_model():
+    with pytest.raises(UploadError, match="does not take images"):
+        uploads.read_images([("a_1.png", _png())], input_shape=(10,))

@@ -50,3 +50,27 @@ def molecule_models_dir(tmp_path_factory):
     learner.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     save_molecule_model(learner, featurizer, root / "drug" / "models" / "protonet", "protonet")
     return root
+
+
+@pytest.fixture(scope="session")
+def image_models_dir(tmp_path_factory):
+    """``img/models/{protonet,maml2way}.keras`` on 8x8 grey images."""
+    import fewshot
+
+    root = tmp_path_factory.mktemp("img_runs")
+    (root / "img" / "models").mkdir(parents=True)
+    keras.utils.set_random_seed(0)
+    sparse = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    encoder = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(8, name="head")], name="enc"
+    )
+    protonet = fewshot.PrototypicalNetwork(encoder)
+    protonet.compile(optimizer="adam", loss=sparse)
+    protonet.save(root / "img" / "models" / "protonet.keras")
+    classifier = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2, name="head")], name="clf"
+    )
+    maml = fewshot.MAML(classifier, inner_lr=0.1, inner_steps=2)
+    maml.compile(optimizer="adam", loss=sparse, metrics=["accuracy"])
+    maml.save(root / "img" / "models" / "maml2way.keras")
+    return root

@@ -238,3 +238,57 @@ def test_saved_model_zip_holds_a_saved_model(models_dir):
     data = model_catalog.saved_model_zip(adapted)
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
     assert any(n.endswith("/saved_model.pb") for n in names)
+
+
+def _image(value, size=(8, 8), fmt="PNG"):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", size, value).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def _files(*pairs):
+    return [(name, data, "image/png") for name, data in pairs]
+
+
+def test_image_flow_classifies_and_flags_bad_files(monkeypatch, image_models_dir):
+    at = _app(monkeypatch, image_models_dir)
+    at.sidebar.radio(key="domain").set_value("Images (classes by file name)").run()
+    _choose(at, "protonet.keras")
+    at.file_uploader(key="support_images").set_value(_files(
+        ("dark_1.png", _image(10)), ("dark_2.png", _image(30, fmt="BMP")),
+        ("light_1.png", _image(240)), ("light_2.jpg", _image(220, size=(16, 12), fmt="JPEG")),
+        ("notes_1.png", b"this is text, not an image"), ("noclass.png", _image(100)),
+        ("empty_1.png", b""),
+    )).run()
+    assert not at.exception
+    assert any("3 file(s) cannot be used" in t for t in _texts(at.warning))
+    at.file_uploader(key="query_images").set_value(_files(
+        ("q1.png", _image(20)), ("q2.png", _image(230)), ("q3.png", pickle.dumps(_Boom())),
+    )).run()
+    at.button(key="adapt").click().run()
+    assert not at.exception and not at.error
+    table = [d.value for d in at.dataframe if "predicted" in d.value.columns][-1]
+    assert table["predicted"].tolist() == ["dark", "light", ""]
+    assert table["valid"].tolist() == [True, True, False]
+    assert "not an image" in table["error"][2]
+    np.testing.assert_allclose(table["p(dark)"][:2] + table["p(light)"][:2], 1.0, rtol=1e-5)
+
+
+def test_image_flow_checks_the_number_of_classes(monkeypatch, image_models_dir):
+    at = _app(monkeypatch, image_models_dir)
+    at.sidebar.radio(key="domain").set_value("Images (classes by file name)").run()
+    _choose(at, "maml2way.keras")
+    at.file_uploader(key="support_images").set_value(_files(
+        ("a_1.png", _image(10)), ("b_1.png", _image(120)), ("c_1.png", _image(240)),
+    )).run()
+    assert not at.exception
+    assert any("meta-trained 2-way" in t for t in _texts(at.error))
+    at.file_uploader(key="support_images").set_value(_files(("a_1.png", _image(10)), ("a_2.png", _image(12)))).run()
+    assert any("Too few classes" in t for t in _texts(at.error))
+    at.file_uploader(key="support_images").set_value(_files(("a_1.png", _image(10)), ("b_2.png", _image(200)))).run()
+    at.number_input(key="steps").set_value(3).run()
+    at.button(key="adapt").click().run()
+    assert not at.exception and not at.error
+    assert any("after 3 step(s)" in t for t in _texts(at.caption))
