@@ -111,7 +111,8 @@ def run(config, args):
                 learner.backbone.get_layer(layer.name).set_weights(layer.get_weights())
         train_meta(learner, train, val, settings, out / "backup" / method, verbose)
         timings[method] = time.perf_counter() - start
-        steps, lr, val_mae = tune_adaptation(learner, val, ev["meta_steps"], [None])
+        steps_grid = [learner.inner_steps * f for f in ev["meta_step_factors"]]
+        steps, lr, val_mae = tune_adaptation(learner, val, steps_grid, [None])
         chosen[method] = {"steps": steps, "inner_lr": lr, "val_mae": val_mae}
         save_learner(learner, out / "models" / f"{method}.keras", steps, lr)
         predictors[method] = UserAdapter(learner, steps, lr, clip=RATING_RANGE)
@@ -192,11 +193,11 @@ def _settings(config, args):
         "train": {
             "meta_batch_size": int(train.get("meta_batch_size", 32)),
             "support_size": int(train.get("support_size", 10)),
-            "inner_lr": float(train.get("inner_lr", 0.01)),
-            "inner_steps": int(train.get("inner_steps", 2)),
+            "inner_lr": float(train.get("inner_lr", 0.1)),
+            "inner_steps": int(train.get("inner_steps", 5)),
             "first_order": bool(train.get("first_order", False)),
-            "loss": str(train.get("loss", "mse")),
-            "outer_lr": float(train.get("outer_lr", 1e-3)),
+            "loss": str(train.get("loss", "mae")),
+            "outer_lr": float(train.get("outer_lr", 3e-4)),
             "weight_decay": float(train.get("weight_decay", 0.0)),
             "batches_per_epoch": int(train.get("batches_per_epoch", 50)),
             "max_epochs": int(train.get("max_epochs", 200)),
@@ -213,9 +214,9 @@ def _settings(config, args):
         "bias": {"item_reg": float(bias.get("item_reg", 10.0)),
                  "user_reg": float(bias.get("user_reg", 5.0))},
         "eval": {
-            "meta_steps": [int(s) for s in ev.get("meta_steps", [2, 5])],
-            "finetune_steps": [int(s) for s in ev.get("finetune_steps", [1, 5, 10, 20])],
-            "finetune_lrs": [float(v) for v in ev.get("finetune_lrs", [0.001, 0.003, 0.01, 0.03])],
+            "meta_step_factors": [int(s) for s in ev.get("meta_step_factors", [1, 2])],
+            "finetune_steps": [int(s) for s in ev.get("finetune_steps", [1, 5, 10])],
+            "finetune_lrs": [float(v) for v in ev.get("finetune_lrs", [0.003, 0.01, 0.03, 0.1])],
             "support_limits": [int(k) for k in ev.get("support_limits", [0, 1, 2, 5, 10, 20, 40, 90])],
         },
     }
@@ -265,7 +266,8 @@ def build_learner(method, features, settings, rating_mean):
         adapt_layers=layers[adapt],
         name=method,
     )
-    learner.compile(optimizer=_optimizer(train["outer_lr"], train["weight_decay"]), loss=train["loss"])
+    outer_lr = float(spec.get("outer_lr", train["outer_lr"]))
+    learner.compile(optimizer=_optimizer(outer_lr, train["weight_decay"]), loss=train["loss"])
     return learner
 
 

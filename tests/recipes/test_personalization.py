@@ -20,9 +20,10 @@ def _tiny_recipe(tmp_path):
         ("first_order = false", "first_order = true"),  # traces much faster
         ("batches_per_epoch = 50", "batches_per_epoch = 2"),
         ("max_epochs = 200", "max_epochs = 2"),
-        ("finetune_steps = [1, 5, 10, 20]", "finetune_steps = [1]"),
-        ("finetune_lrs = [0.001, 0.003, 0.01, 0.03]", "finetune_lrs = [0.01]"),
-        ("meta_steps = [2, 5]", "meta_steps = [2]"),
+        ("finetune_steps = [1, 5, 10]", "finetune_steps = [1]"),
+        ("finetune_lrs = [0.003, 0.01, 0.03, 0.1]", "finetune_lrs = [0.01, 0.1]"),
+        ("meta_step_factors = [1, 2]", "meta_step_factors = [1]"),
+        ("inner_steps = 5", "inner_steps = 2"),
         ("support_limits = [0, 1, 2, 5, 10, 20, 40, 90]", "support_limits = [0, 5, 90]"),
     ]:
         assert old in text, old
@@ -43,6 +44,7 @@ def test_recipe_end_to_end_then_recommend(tmp_path, capsys):
     assert results["recipe"] == "personalization"
     methods = ["maml", "pretrained_finetune", "global_mean", "item_mean", "user_mean", "bias"]
     assert list(results["metrics"]) == methods
+    assert results["config"]["chosen_on_validation"]["maml"]["steps"] == 2
     for values in results["metrics"].values():
         assert {"mae", "mae_ci95", "rmse", "rmse_ci95", "ndcg3", "ndcg3_ci95"} <= set(values)
         assert 0 <= values["mae"] < 4 and 0 < values["ndcg3"] <= 1
