@@ -231,6 +231,14 @@ class TaskRetrieval(MAML):
         best = tf.argmax(scores, axis=1)
         return tf.where(used > 0, best, tf.constant(-1, tf.int64))
 
+    def _compiled_retrieve(self):
+        """`_retrieve` as a tf.function, one per similarity (traced once)."""
+        if not hasattr(self, "_retrieve_fns"):
+            self._retrieve_fns = {}
+        if self.similarity not in self._retrieve_fns:
+            self._retrieve_fns[self.similarity] = tf.function(self._retrieve, reduce_retracing=True)
+        return self._retrieve_fns[self.similarity]
+
     def _start_parameters(self, index):
         """Per-task starting weights ``[T, ...]`` for retrieved indices."""
         theta = self.meta_parameters()
@@ -278,7 +286,7 @@ class TaskRetrieval(MAML):
                 f"integer >= 0. Received: steps={steps!r}"
             )
         sx, sy = self._check_support(support_x, support_y)
-        index = self._retrieve(sx[None], sy[None])
+        index = self._compiled_retrieve()(sx[None], sy[None])
         start = [s[0] for s in self._start_parameters(index)]
         lrs = self.inner_learning_rates() if inner_lr is None else [float(inner_lr)] * len(start)
 
