@@ -184,8 +184,12 @@ def _cmd_app(argv):
         "--server.port", str(args.port), "--server.address", args.address,
         "--server.headless", "false" if args.browser else "true",
         "--server.maxUploadSize", "5", "--browser.gatherUsageStats", "false",
+        "--server.fileWatcherType", "none",
     ]
     print(f"fewshot app on http://{args.address}:{args.port} (Ctrl-C to stop)", flush=True)
+    if os.name == "posix":
+        # Become the server, so that signals (Ctrl-C, a supervisor's SIGTERM) reach it.
+        os.execve(sys.executable, command, env)
     return subprocess.call(command, env=env)
 
 

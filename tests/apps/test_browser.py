@@ -1,6 +1,7 @@
 """End to end in a real headless browser: Debian's chromium driven by Playwright.
 
-`streamlit run apps/fewshot_app.py` serves on 127.0.0.1 on a free port; the
+`fewshot app` (which execs `streamlit run apps/fewshot_app.py`) serves on
+127.0.0.1 on a free port; the
 browser uploads a support CSV and a query CSV, presses Adapt, waits for the
 predictions and saves a screenshot (``$FEWSHOT_SCREENSHOT_DIR`` or the test's
 tmp folder). Skips when chromium or Playwright is missing, except with
@@ -49,9 +50,8 @@ def server(models_dir, tmp_path):
     env = dict(os.environ, FEWSHOT_MODELS_DIR=str(models_dir), TF_CPP_MIN_LOG_LEVEL="2")
     log = open(tmp_path / "streamlit.log", "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        # `fewshot app` execs `streamlit run apps/fewshot_app.py` on 127.0.0.1.
+        [sys.executable, "-m", "fewshot.cli", "app", "--port", str(port)],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
     )
     url = f"http://127.0.0.1:{port}"

@@ -1,0 +1,99 @@
+"""Finding, describing, loading and training models (fewshot.model_catalog)."""
+
+import numpy as np
+import pytest
+
+import fewshot
+from fewshot import model_catalog
+
+
+def test_find_models_describes_what_the_recipes_write(models_dir, tmp_path):
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(models_dir, root)
+    (root / "sin" / "models" / "broken.keras").write_bytes(b"not a zip")
+    (root / "sin" / "backup").mkdir()
+    (root / "sin" / "backup" / "old.keras").write_bytes(b"")
+    learner = model_catalog.load_learner(root / "sin" / "models" / "maml.keras")
+    fewshot.export_saved_model(learner, root / "exported" / "maml_sm", steps=2)
+    entries = {e.path.split("runs/")[-1]: e for e in model_catalog.find_models(str(root))}
+    assert sorted(entries) == ["exported/maml_sm", "sin/models/maml.keras", "sin/models/pretrained.keras"]
+    maml = entries["sin/models/maml.keras"]
+    assert (maml.kind, maml.domain, maml.model_class, maml.input_dim) == ("keras", "regression", "MAML", 1)
+    assert maml.inner_lr == 0.01 and maml.inner_steps == 1
+    assert entries["sin/models/pretrained.keras"].model_class == "Sequential"
+    saved = entries["exported/maml_sm"]
+    assert (saved.kind, saved.domain, saved.inner_steps, saved.input_dim) == ("saved_model", "regression", 2, 1)
+
+
+def test_find_models_molecules_and_images(molecule_models_dir, image_models_dir):
+    import os
+
+    entries = model_catalog.find_models(os.pathsep.join([str(molecule_models_dir), str(image_models_dir)]))
+    domains = {e.path.rsplit("/", 1)[-1]: (e.kind, e.domain) for e in entries}
+    assert domains == {
+        "protonet": ("molecule", "molecules"),
+        "protonet.keras": ("keras", "images"),
+        "maml2way.keras": ("keras", "images"),
+    }
+    image = next(e for e in entries if e.path.endswith("protonet.keras"))
+    assert image.input_shape == (8, 8, 1)
+
+
+def test_models_dirs_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv(model_catalog.MODELS_DIR_ENV, raising=False)
+    assert [str(p) for p in model_catalog.models_dirs()] == ["runs"]
+    monkeypatch.setenv(model_catalog.MODELS_DIR_ENV, str(tmp_path))
+    assert model_catalog.models_dirs() == [tmp_path]
+    assert model_catalog.find_models() == []
+    assert model_catalog.find_models([tmp_path / "missing"]) == []
+
+
+def test_load_learner_wraps_a_plain_model_for_fine_tuning(models_dir):
+    learner = model_catalog.load_learner(models_dir / "sin" / "models" / "pretrained.keras")
+    assert isinstance(learner, fewshot.MAML)
+    x = np.linspace(-1, 1, 8, dtype=np.float32)[:, None]
+    adapted = model_catalog.adapt(learner, x, 2 * x, steps=3, inner_lr=0.05)
+    assert len(adapted.adaptation_loss) == 4
+    assert adapted.adaptation_loss[-1] < adapted.adaptation_loss[0]
+
+
+def test_adapt_leaves_out_what_a_learner_does_not_take(image_models_dir):
+    learner = model_catalog.load_learner(image_models_dir / "img" / "models" / "protonet.keras")
+    assert not model_catalog.takes_inner_lr(learner)
+    x = np.random.default_rng(0).uniform(size=(4, 8, 8, 1)).astype(np.float32)
+    adapted = model_catalog.adapt(learner, x, np.array([0, 0, 1, 1], np.int32), steps=5, inner_lr=0.1)
+    assert adapted(x).shape == (4, 2)
+
+
+def test_load_learner_reports_a_corrupt_file(tmp_path):
+    path = tmp_path / "bad.keras"
+    path.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        model_catalog.load_learner(path)
+
+
+def test_train_default_writes_a_model_and_reports_progress(tmp_path):
+    seen = []
+    path = model_catalog.train_default(tmp_path / "run", meta_steps=4, progress=lambda f, t: seen.append((f, t)))
+    assert path == tmp_path / "run" / "models" / "maml.keras"
+    assert seen[-1][0] == 1.0 and "meta-step 4 of 4" in seen[-1][1]
+    entry = model_catalog.describe(path)
+    assert (entry.domain, entry.model_class, entry.input_dim) == ("regression", "MAML", 1)
+
+
+def test_train_default_validates_meta_steps(tmp_path):
+    with pytest.raises(ValueError) as info:
+        model_catalog.train_default(tmp_path, meta_steps=0)
+    assert str(info.value) == (
+        "Invalid value received for argument `meta_steps`. Expected a positive integer. "
+        "Received: meta_steps=0"
+    )
+
+
+def test_cli_app_checks_its_port(capsys):
+    from fewshot.cli import main
+
+    assert main(["app", "--port", "70000"]) == 2
+    assert "Expected 1-65535. Received: --port=70000" in capsys.readouterr().err
