@@ -458,6 +458,41 @@ def molecule_flow(entry):
         "Download predictions (CSV)", predictions.to_csv(index=False).encode(), "predictions.csv",
         "text/csv", key="download_predictions",
     )
+    if st.button("Prepare the adapted model as a SavedModel (zip)", key="prepare_export"):
+        with st.spinner("Adapting again and exporting..."):
+            try:
+                st.session_state["export_zip"] = (result["key"], _molecule_model_zip(entry, report, steps))
+            except (ValueError, OSError, RuntimeError) as error:
+                _show_error(f"Export failed: {error}")
+    exported = st.session_state.get("export_zip")
+    if exported and exported[0] == result["key"]:
+        st.download_button(
+            "Download the adapted model (SavedModel zip)", exported[1], "adapted_model.zip",
+            "application/zip", key="download_model",
+        )
+        st.caption("The exported model takes the featuriser's vectors (see featurizer.json of the "
+                   "model folder), not SMILES strings.")
+
+
+def _support_labels(report):
+    """``(smiles, labels)`` of the valid support rows, as `predict_molecules` used them."""
+    s_col = _smiles_column(report)
+    others = [c for c in report.columns if c not in (s_col, "valid", "error")]
+    named = [c for c in others if c.lower() in ("label", "active", "activity", "y", "target", "class")]
+    rows = report[report["valid"]]
+    for column in named + others:
+        values = rows[column].astype(str).str.strip()
+        if values.isin(["0", "1", "0.0", "1.0"]).all():
+            return list(rows[s_col]), values.isin(["1", "1.0"]).to_numpy().astype(np.int32)
+    raise ValueError("cannot tell which support column holds the 0/1 labels")
+
+
+def _molecule_model_zip(entry, report, steps):
+    learner, featurizer, _ = _load_molecule_model(entry.path, _mtime(entry.path))
+    smiles, labels = _support_labels(report)
+    features, _, _ = featurizer(smiles)
+    adapted = model_catalog.adapt(learner, features, labels, steps)
+    return model_catalog.saved_model_zip(adapted)
 
 
 def _smiles_column(frame):
@@ -499,12 +534,10 @@ def _embedding_projection(entry, support, report, predictions):
     if xy.shape[1] == 1:
         xy = np.concatenate([xy, np.zeros_like(xy)], axis=1)
     n = len(s_rows)
-    others = [c for c in report.columns if c not in (s_col, "valid", "error")]
-    named = [c for c in others if c.lower() in ("label", "active", "activity", "y", "target", "class")]
-    if not (named or others):
+    try:
+        labels = _support_labels(report)[1].astype(bool)
+    except ValueError:
         return
-    label_col = (named or others)[0]
-    labels = s_rows[label_col].astype(str).str.strip().isin(["1", "1.0"]).to_numpy()
     plt = _figure()
     fig, ax = plt.subplots(figsize=(6, 4))
     sc = ax.scatter(xy[n:, 0], xy[n:, 1], c=q_rows["score"], cmap="coolwarm", vmin=0, vmax=1, s=30,

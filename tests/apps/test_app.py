@@ -207,6 +207,9 @@ def test_molecule_flow_ranks_and_flags_invalid_smiles(monkeypatch, molecule_mode
     assert good["score"].between(0, 1).all()
     assert any("invalid SMILES" in t for t in _texts(at.warning))
     assert any("support row(s) were not used" in t for t in _texts(at.warning))
+    at.button(key="prepare_export").click().run()
+    assert not at.exception and not at.error
+    assert any("featuriser's vectors" in t for t in _texts(at.caption))
 
 
 BAD_MOLECULES = {
