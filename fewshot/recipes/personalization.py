@@ -24,6 +24,7 @@ from fewshot.algorithms.maml import MAML
 from fewshot.datasets.movielens import load_movielens, load_movielens_tfds
 from fewshot.datasets.user_tasks import RatingFeatures, episode_stream, user_tasks
 from fewshot.models.recommender import decision_layer_names, recommender
+from fewshot.metrics import mean_ci95
 from fewshot.recipes.results import markdown_table, write_results
 from fewshot.recsys.adapter import UserAdapter
 from fewshot.recsys.baselines import BASELINES, BiasModel
@@ -118,9 +119,15 @@ def run(config, args):
         predictors[method] = UserAdapter(learner, steps, lr, clip=RATING_RANGE)
 
     _say(args, f"\n== scoring {len(test)} new (test) users ==")
-    metrics, curves = {}, {}
+    metrics, curves, per_user = {}, {}, {}
     for name, predictor in predictors.items():
-        metrics[name] = summarize(user_scores(test.query_y, predict_tasks(predictor, test)))
+        per_user[name] = user_scores(test.query_y, predict_tasks(predictor, test))
+        metrics[name] = summarize(per_user[name])
+    # Paired over the same test users: a method's MAE minus the bias model's.
+    paired = {
+        name: [round(v, 4) for v in mean_ci95(per_user[name]["mae"] - per_user["bias"]["mae"])]
+        for name in per_user if name != "bias"
+    }
     for name in [m for m in predictors if m not in ("global_mean", "item_mean")]:
         curves[name] = [
             summarize(user_scores(test.query_y, predict_tasks(predictors[name], test, k)))["mae"]
@@ -135,6 +142,7 @@ def run(config, args):
         chosen_on_validation=chosen,
         train_seconds={k: round(v, 1) for k, v in timings.items()},
         adapt_ms_per_user=adapt_ms,
+        paired_mae_minus_bias=paired,
         mae_by_support_size={
             "support_limits": ev["support_limits"],
             **{k: [round(m, 4) for m, _ in v] for k, v in curves.items()},

@@ -69,7 +69,7 @@ class BiasModel(GlobalMean):
     >>> from fewshot.recsys.baselines import BiasModel
     >>> model = BiasModel().fit([1, 1, 2], [5.0, 4.0, 2.0])
     >>> round(float(model.predict([1], [5.0], [2])[0]), 2)
-    3.58
+    3.71
 
     Reference:
         Koren, "Factor in the Neighbors: Scalable and Accurate Collaborative

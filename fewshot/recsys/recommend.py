@@ -96,7 +96,7 @@ def recommend(
     >>> learner.compile(loss="mse")
     >>> mine = pd.DataFrame({"item": [1, 2, 999], "rating": [5, 3, 4]})
     >>> table = recommend(learner, features, mine, pd.DataFrame({"item": [3, 4, 5]}), top_k=2)
-    >>> table["error"].notna().sum(), int(table["rank"].max())
+    >>> int(table["error"].notna().sum()), int(table["rank"].max())
     (1, 2)
     """
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
