@@ -578,7 +578,14 @@ def images_flow(entry):
     if not files:
         st.info("Upload a few images of each class; the class is the file name up to the first `_`.")
         return
+    invert = st.checkbox(
+        "Invert the images (dark strokes on light paper become bright strokes)",
+        value="omniglot" in entry.path.lower(), key="invert",
+        help="Omniglot models (recipes/omniglot) were trained on bright strokes on a black background.",
+    )
     support = uploads.read_images([(f.name, f.getvalue()) for f in files], shape)
+    if invert:
+        support.x = 1.0 - support.x
     bad = int((~support.valid).sum())
     if bad:
         st.warning(f"{bad} file(s) cannot be used (see the `error` column); the others can.")
@@ -610,6 +617,8 @@ def images_flow(entry):
     q_files = st.file_uploader("Upload unlabelled images", type=IMAGE_TYPES, accept_multiple_files=True,
                                key="query_images")
     query = uploads.read_images([(f.name, f.getvalue()) for f in q_files], shape, labelled=False) if q_files else None
+    if query is not None and invert:
+        query.x = 1.0 - query.x
     key = _digest(entry.path, _mtime(entry.path), support.x.tobytes(), y.tobytes(), steps, inner_lr)
     if st.button("Adapt", type="primary", key="adapt"):
         started = time.perf_counter()

@@ -2,6 +2,7 @@
 
     fewshot run RECIPE --out DIR [recipe options]
     fewshot export MODEL OUT_DIR [--steps N] [--overwrite]
+    fewshot app [--port 8501] [--address 127.0.0.1] [--models-dir runs]
 
 `fewshot run recipes/sinusoid --out runs/sinusoid` meta-trains and evaluates
 the embedded default; `fewshot run RECIPE --help` lists a recipe's options.

@@ -277,6 +277,11 @@ def test_image_flow_classifies_and_flags_bad_files(monkeypatch, image_models_dir
     assert table["valid"].tolist() == [True, True, False]
     assert "not an image" in table["error"][2]
     np.testing.assert_allclose(table["p(dark)"][:2] + table["p(light)"][:2], 1.0, rtol=1e-5)
+    at.checkbox(key="invert").check().run()  # inverted queries and support: same classes
+    assert any("press Adapt again" in t for t in _texts(at.warning))
+    at.button(key="adapt").click().run()
+    table = [d.value for d in at.dataframe if "predicted" in d.value.columns][-1]
+    assert table["predicted"].tolist() == ["dark", "light", ""]
 
 
 def test_image_flow_checks_the_number_of_classes(monkeypatch, image_models_dir):
