@@ -9,7 +9,6 @@ go through `fewshot.predict_molecules`.
 """
 
 import hashlib
-import io
 import os
 import time
 

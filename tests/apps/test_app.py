@@ -1,6 +1,7 @@
 """The Streamlit app, driven by `streamlit.testing.v1.AppTest` (no browser)."""
 
 import io
+import pathlib
 import pickle
 import zipfile
 
@@ -11,7 +12,8 @@ pytest.importorskip("streamlit", reason="the app needs Streamlit (pip install fe
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from fewshot import model_catalog  # noqa: E402
-from tests.apps.conftest import APP  # noqa: E402
+
+APP = pathlib.Path(__file__).resolve().parents[2] / "apps" / "fewshot_app.py"
 
 SUPPORT = b"x,y\n-4,1.2\n-3,2.9\n-2,2.6\n-1,0.5\n0,-1.7\n1,-2.9\n2,-2.3\n3,-0.2\n4,2.0\n4.5,2.8\n"
 QUERY = "x\n-4.5\n0.5\nnot-a-number\n2.5\n"

@@ -10,7 +10,6 @@ tmp folder). Skips when chromium or Playwright is missing, except with
 
 import os
 import pathlib
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,8 +18,6 @@ import urllib.request
 
 import numpy as np
 import pytest
-
-from tests.apps.conftest import APP
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
