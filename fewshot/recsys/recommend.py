@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -176,7 +177,10 @@ def load_recommender(path):
             f"No model at {str(path)!r}: expected a .keras file written by "
             "`fewshot run recipes/personalization` (OUT/models/maml.keras)."
         )
-    learner = keras.saving.load_model(path)
+    with warnings.catch_warnings():
+        # The saved optimizer state is not needed to adapt and predict.
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        learner = keras.saving.load_model(path)
     if getattr(learner, "task_loss", None) is None:
         learner.compile(loss="mse")
     sidecar = path.with_suffix(".json")
