@@ -272,7 +272,12 @@ class MAML(MetaLearner):
         The meta-weights are left untouched. The returned model is a plain
         Keras model (compiled with the learner's loss when the learner is
         compiled); its ``adaptation_loss`` attribute lists the support loss
-        before each step and after the last.
+        before each step and after the last. With
+        ``batch_norm="transductive"`` the adapted model's BatchNormalization
+        layers carry the support set's statistics (computed with the adapted
+        weights), so its predictions do not depend on which other examples
+        share a batch; ``evaluate`` and ``query_predictions`` use the query
+        batch's own statistics instead, as the MAML paper does.
 
         Args:
             support_x: ``[S, ...]`` inputs of one task (no task axis).
@@ -312,6 +317,8 @@ class MAML(MetaLearner):
             self._adapt_fns[key] = tf.function(run, reduce_retracing=True, autograph=False)
         params, losses = self._adapt_fns[key](sx, sy)
         adapted = clone_backbone(self.backbone, params)
+        if self.batch_norm == "transductive":
+            use_batch_statistics(adapted, sx)
         adapted.adaptation_loss = [float(v) for v in losses.numpy()]
         if self.task_loss is not None:
             adapted.compile(loss=self.task_loss)
@@ -327,6 +334,26 @@ def clone_backbone(backbone, trainable_values):
     for variable, value in zip(clone.trainable_variables, trainable_values):
         variable.assign(value)
     return clone
+
+
+def use_batch_statistics(model, x):
+    """Sets every BatchNormalization layer's moving statistics to those of `x`.
+
+    Runs `model` once on `x` in training mode with the layers' momentum at
+    zero, so the moving mean and variance become exactly the batch statistics
+    that transductive adaptation normalised with.
+    """
+    layers = [l for l in _all_layers(model) if isinstance(l, keras.layers.BatchNormalization)]
+    if not layers:
+        return
+    momenta = [layer.momentum for layer in layers]
+    try:
+        for layer in layers:
+            layer.momentum = 0.0
+        model(x, training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
 
 
 def _all_layers(model):

@@ -206,3 +206,23 @@ def test_tensorboard_and_checkpoint_callbacks(tmp_path):
     )
     assert list((tmp_path / "tb" / "train").glob("events.out.tfevents.*"))
     assert isinstance(keras.saving.load_model(tmp_path / "best.keras"), fewshot.MAML)
+
+
+def test_adapted_model_carries_support_batch_statistics():
+    """Transductive BN: the adapted model predicts as adaptation normalised."""
+    backbone = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8), keras.layers.BatchNormalization(), keras.layers.ReLU(), keras.layers.Dense(1)]
+    )
+    learner = fewshot.MAML(backbone, inner_lr=0.05, inner_steps=2)
+    learner.compile(loss="mse")
+    rng = np.random.default_rng(0)
+    sx = (rng.normal(size=(10, 4)) * 3 + 5).astype("float32")
+    sy = rng.normal(size=(10, 1)).astype("float32")
+    adapted = learner.adapt(sx, sy)
+    bn = adapted.layers[1]
+    hidden = adapted.layers[0](sx).numpy()
+    np.testing.assert_allclose(bn.moving_mean.numpy(), hidden.mean(0), rtol=1e-4, atol=1e-4)
+    # Inference on the support set equals the transductive forward pass.
+    np.testing.assert_allclose(adapted(sx, training=False), adapted(sx, training=True), rtol=1e-4, atol=1e-4)
+    # The learner's own statistics are untouched.
+    assert np.allclose(learner.backbone.layers[1].moving_mean.numpy(), 0.0)
