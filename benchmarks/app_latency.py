@@ -109,12 +109,17 @@ def main():
             page.get_by_text("query.csv").first.wait_for()
             adapt = page.get_by_role("button", name="Adapt", exact=True)
             seconds = []
+            idle = (
+                "() => !Array.from(document.querySelectorAll('[data-testid=stStatusWidget]'))"
+                ".some(e => e.innerText.includes('Running'))"
+            )
             for press in range(1, args.presses + 1):
+                page.wait_for_timeout(500)
+                page.wait_for_function(idle)  # the previous run has finished drawing
                 started = time.perf_counter()
                 adapt.click()
                 page.get_by_text(f"Adapt #{press} + predict:").wait_for()
                 seconds.append(time.perf_counter() - started)
-                page.wait_for_timeout(1500)
             if args.screenshot:
                 page.screenshot(path=args.screenshot, full_page=True)
             browser.close()
