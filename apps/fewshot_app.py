@@ -56,7 +56,9 @@ def _warm_adaptation(path, mtime, steps, inner_lr, num_support, input_dim):
     learner = _load_learner(path, mtime)
     zeros = np.zeros((num_support, input_dim), np.float32)
     model_catalog.adapt(learner, zeros, np.zeros((num_support, 1), np.float32), steps, inner_lr)
-    import altair  # noqa: F401  (the loss-curve chart's first import is slow)
+    import altair  # noqa: F401  (first imports of the charting libraries are slow)
+
+    _figure()
 
     return True
 
@@ -66,7 +68,9 @@ def _load_molecule_model(path, mtime):
     del mtime
     from fewshot.predict_molecules import load_molecule_model
 
-    return load_molecule_model(path)
+    loaded = load_molecule_model(path)
+    _figure()  # first imports of the charting library are slow
+    return loaded
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

@@ -108,7 +108,7 @@ def main():
             page.locator("input[type=file]").nth(1).set_input_files(str(query))
             page.get_by_text("query.csv").first.wait_for()
             adapt = page.get_by_role("button", name="Adapt", exact=True)
-            seconds = []
+            seconds, server_side = [], []
             idle = (
                 "() => !Array.from(document.querySelectorAll('[data-testid=stStatusWidget]'))"
                 ".some(e => e.innerText.includes('Running'))"
@@ -118,8 +118,10 @@ def main():
                 page.wait_for_function(idle)  # the previous run has finished drawing
                 started = time.perf_counter()
                 adapt.click()
-                page.get_by_text(f"Adapt #{press} + predict:").wait_for()
+                caption = page.get_by_text(f"Adapt #{press} + predict:").first
+                caption.wait_for()
                 seconds.append(time.perf_counter() - started)
+                server_side.append(caption.inner_text().split("predict:")[1].split(" s.")[0].strip())
             if args.screenshot:
                 page.screenshot(path=args.screenshot, full_page=True)
             browser.close()
@@ -127,9 +129,9 @@ def main():
         server.terminate()
         server.wait(timeout=30)
     print(f"domain={args.domain} support=20 queries=100 models_dir={args.models_dir}")
-    print("press | click Adapt -> predictions on screen (s)")
-    for i, s in enumerate(seconds, 1):
-        print(f"{i:5d} | {s:.2f}")
+    print("press | click Adapt -> predictions on screen (s) | of which in the app script (s)")
+    for i, (s, inside) in enumerate(zip(seconds, server_side), 1):
+        print(f"{i:5d} | {s:.2f} | {inside}")
     later = seconds[1:] or seconds
     print(f"first press {seconds[0]:.2f} s; later presses median {float(np.median(later)):.2f} s")
 
