@@ -723,12 +723,11 @@ def _image_projection(learner, result, query):
 def main():
     st.set_page_config(page_title="fewshot", layout="wide")
     st.title("fewshot: learn a new task from a few examples")
-    domain, entry, models_dir = sidebar()
-    if entry is None:
-        no_model(domain, models_dir)
-        return
     try:
-        if domain == model_catalog.MOLECULES:
+        domain, entry, models_dir = sidebar()
+        if entry is None:
+            no_model(domain, models_dir)
+        elif domain == model_catalog.MOLECULES:
             molecule_flow(entry)
         elif domain == model_catalog.IMAGES:
             images_flow(entry)
@@ -736,6 +735,14 @@ def main():
             regression_flow(entry)
     except uploads.UploadError as error:
         _show_error(error)
+    except Exception as error:  # the last resort: one line in the page, not a traceback
+        if os.environ.get("FEWSHOT_DEBUG"):
+            raise
+        first = (str(error).strip().splitlines() or [""])[0][:300]
+        _show_error(
+            f"Something went wrong: {type(error).__name__}: {first}. "
+            "Set FEWSHOT_DEBUG=1 before `fewshot app` to see the traceback."
+        )
 
 
 main()

@@ -302,3 +302,17 @@ def test_image_flow_checks_the_number_of_classes(monkeypatch, image_models_dir):
     at.button(key="adapt").click().run()
     assert not at.exception and not at.error
     assert any("after 3 step(s)" in t for t in _texts(at.caption))
+
+
+def test_a_corrupt_model_is_answered_in_the_page(monkeypatch, models_dir, tmp_path):
+    """A .keras archive whose config is readable but whose weights are not."""
+    source = zipfile.ZipFile(models_dir / "sin" / "models" / "maml.keras")
+    (tmp_path / "run" / "models").mkdir(parents=True)
+    with zipfile.ZipFile(tmp_path / "run" / "models" / "broken.keras", "w") as archive:
+        for name in source.namelist():
+            data = source.read(name)
+            archive.writestr(name, data if name.endswith(".json") else data[:100])
+    at = _app(monkeypatch, tmp_path)
+    _choose(at, "broken.keras")
+    assert not at.exception
+    assert any("Cannot load a .keras model" in t for t in _texts(at.error)), _texts(at.error)
