@@ -49,7 +49,15 @@ def build(loss):
     else:
         backbone = fewshot.models.mlp(input_shape=(4,), hidden=(16,), outputs=3)
         task_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    learner = fewshot.MAML(backbone, inner_lr=0.1, inner_steps=2)
+    class ReportingMAML(fewshot.MAML):
+        """Prints how many tasks each replica adapts in a meta-update."""
+
+        def train_step(self, data):
+            tasks = tf.shape(self._unpack(data)["support_x"])[0]
+            tf.print("TASKS_PER_REPLICA", tasks, output_stream=sys.stdout)
+            return super().train_step(data)
+
+    learner = ReportingMAML(backbone, inner_lr=0.1, inner_steps=2)
     learner.compile(optimizer=keras.optimizers.SGD(0.05), loss=task_loss)
     return learner
 

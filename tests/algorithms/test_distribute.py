@@ -38,10 +38,17 @@ def _run(mode, prefix, env=None):
 
 
 def _wait(processes):
+    """Waits for the processes; returns how many tasks each replica adapted."""
+    tasks = []
     try:
         for process in processes:
             output, _ = process.communicate(timeout=TIMEOUT_S)
             assert process.returncode == 0, output[-3000:]
+            tasks.append(
+                [int(line.split()[1]) for line in output.splitlines()
+                 if line.startswith("TASKS_PER_REPLICA")]
+            )
+        return tasks
     finally:
         for process in processes:
             if process.poll() is None:
@@ -76,13 +83,14 @@ LOSSES = ("mse", "sce")
 @pytest.fixture(scope="module")
 def single_device(tmp_path_factory):
     prefix = tmp_path_factory.mktemp("single") / "single"
-    _wait([_run("single", prefix)])
+    assert _wait([_run("single", prefix)]) == [[4, 4]]  # 4 tasks, two problems
     return prefix
 
 
 def test_mirrored_two_replicas_match_one_device(single_device, tmp_path):
     prefix = tmp_path / "mirrored"
-    _wait([_run("mirrored", prefix)])
+    # Two problems, each split over two replicas: 2 tasks per replica.
+    assert _wait([_run("mirrored", prefix)]) == [[2, 2, 2, 2]]
     for loss in LOSSES:
         _assert_same_update(f"{single_device}-{loss}.npz", f"{prefix}-{loss}.npz", replicas=2)
 
@@ -94,7 +102,8 @@ def test_multiworker_two_workers_match_one_device(single_device, tmp_path):
         config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
         env = _env(TF_CONFIG=json.dumps(config))
         workers.append(_run("multiworker", tmp_path / f"worker{index}", env))
-    _wait(workers)
+    # Each worker (one replica) adapts 2 of the 4 tasks of each problem.
+    assert _wait(workers) == [[2, 2], [2, 2]]
     for index in range(2):
         for loss in LOSSES:
             _assert_same_update(
