@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from fewshot.algorithms.maml import MAML
+from fewshot.algorithms.meta_sgd import MetaSGD
 from fewshot.datasets.movielens import load_movielens, load_movielens_tfds
 from fewshot.datasets.user_tasks import RatingFeatures, episode_stream, user_tasks
 from fewshot.models.recommender import decision_layer_names, recommender
@@ -31,6 +32,8 @@ from fewshot.recsys.baselines import BASELINES, BiasModel
 from fewshot.recsys.evaluation import summarize, user_scores
 
 DATA_ENV = "FEWSHOT_MOVIELENS_DIR"
+# The MAML family members a method may use (`algorithm = ...` in recipe.toml).
+ALGORITHMS = {"maml": MAML, "meta_sgd": MetaSGD}
 METRICS = ("mae", "rmse", "ndcg3")
 RATING_RANGE = (1.0, 5.0)  # predictions of every method are clipped to the scale
 
@@ -266,7 +269,11 @@ def build_learner(method, features, settings, rating_mean):
         # Frozen layers keep their (for example pretrained) weights; only the
         # rest is meta-learned.
         backbone.get_layer(name).trainable = False
-    learner = MAML(
+    algorithm = spec.get("algorithm", "maml")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"Invalid value received for `methods.{method}.algorithm`. Expected one "
+                         f"of {sorted(ALGORITHMS)}. Received: algorithm={algorithm!r}")
+    learner = ALGORITHMS[algorithm](
         backbone,
         inner_lr=float(spec.get("inner_lr", train["inner_lr"])),
         inner_steps=int(spec.get("inner_steps", train["inner_steps"])),

@@ -94,3 +94,27 @@ def test_real_100k_protocol_counts():
     assert len(tasks) == 582  # ANCHORS: 582 eligible users
     train, val, test = tasks.split(seed=0)
     assert (len(train), len(val), len(test)) == (407, 59, 116)
+
+
+def test_build_learner_reads_the_method_table(tmp_path):
+    import argparse
+
+    from fewshot.algorithms.meta_sgd import MetaSGD
+    from fewshot.datasets import load_movielens
+    from fewshot.datasets.user_tasks import RatingFeatures
+    from fewshot.recipes.config import load_recipe
+    from fewshot.recipes.personalization import _settings, build_learner
+
+    features = RatingFeatures.from_movielens(
+        load_movielens(write_tiny_movielens(tmp_path, num_users=4, num_items=10, ratings_per_user=(2, 3)))
+    )
+    settings = _settings(load_recipe(RECIPE), argparse.Namespace(methods=None, time_budget=None))
+    learner = build_learner("meta_sgd", features, settings, 3.5)
+    assert isinstance(learner, MetaSGD)
+    assert learner.adapt_layers == ["decision_1", "decision_2", "head"]
+    assert not learner.backbone.get_layer("embedding").trainable  # freeze = ["embedding"]
+    anil = build_learner("anil", features, settings, 3.5)
+    assert anil.adapt_layers == ["head"] and anil.inner_lr == 0.01 and anil.inner_steps == 2
+    settings["method_settings"]["odd"] = {"algorithm": "reptile9"}
+    with pytest.raises(ValueError, match="Received: algorithm='reptile9'"):
+        build_learner("odd", features, settings, 3.5)
