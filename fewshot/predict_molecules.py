@@ -87,12 +87,17 @@ def predict_molecules(
 
     Example:
 
-    >>> import pandas as pd
+    >>> import pandas as pd, fewshot
+    >>> from fewshot.datasets import Featurizer
     >>> from fewshot.predict_molecules import predict_molecules
-    >>> # learner, featurizer = ...  a trained model and its Featurizer
-    >>> # predictions, _ = predict_molecules((learner, featurizer),
-    >>> #     pd.DataFrame({"smiles": ["CCO", "c1ccccc1"], "label": [1, 0]}),
-    >>> #     pd.DataFrame({"smiles": ["CCN", "bad"]}))
+    >>> encoder = fewshot.models.fingerprint_encoder(256, hidden=(32,), embedding=8)
+    >>> learner = fewshot.PrototypicalNetwork(encoder)  # in practice: a trained model folder
+    >>> support = pd.DataFrame({"smiles": ["c1ccccc1", "Cc1ccccc1", "CCO", "CO"],
+    ...                         "label": [1, 1, 0, 0]})
+    >>> query = pd.DataFrame({"smiles": ["c1ccc2ccccc2c1", "not a smiles", "CCCO"]})
+    >>> predictions, _ = predict_molecules((learner, Featurizer(size=256)), support, query)
+    >>> predictions["valid"].tolist()
+    [True, False, True]
     """
     import pandas as pd
     import tensorflow as tf
