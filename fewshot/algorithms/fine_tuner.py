@@ -159,6 +159,19 @@ class FineTuner(MetaLearner):
             model.compile(loss=self.task_loss)
         return model
 
+    def task_predictions(self, support_x, support_y, query_x, steps=None):
+        """Logits of one task's queries after fine-tuning, in graph mode.
+
+        The graph twin of ``adapt(support_x, support_y).predict(query_x)``;
+        `fewshot.export_saved_model` uses it for ``adapt_and_predict``.
+        """
+        steps = self.finetune_steps if steps is None else steps
+        labels = tf.cast(support_y, tf.int32)
+        params, kernel, bias = self._finetune(support_x, labels, tf.reduce_max(labels) + 1, steps)
+        fixed = [tf.convert_to_tensor(v) for v in self.backbone.non_trainable_variables]
+        z = functional_forward(self.backbone, params, fixed, query_x, False)
+        return tf.matmul(tf.reshape(z, [tf.shape(z)[0], -1]), kernel) + bias
+
     def _finetune(self, x, y, num_classes, steps):
         params = [tf.convert_to_tensor(v) for v in self.backbone.trainable_variables]
         fixed = [tf.convert_to_tensor(v) for v in self.backbone.non_trainable_variables]
@@ -180,8 +193,9 @@ class FineTuner(MetaLearner):
         m = [tf.zeros_like(w) for w in weights]
         v = [tf.zeros_like(w) for w in weights]
         b1, b2, eps, lr = 0.9, 0.999, 1e-7, self.learning_rate
-        # A graph loop (not unrolled), so tracing cost does not grow with steps.
-        for step in tf.range(1, steps + 1):
+        # A graph loop (not unrolled), so tracing cost does not grow with steps;
+        # written as tf.while_loop so it also traces without AutoGraph (export).
+        def body(step, weights, m, v):
             with tf.GradientTape() as tape:
                 tape.watch(weights)
                 logits = tf.matmul(embed(weights[:-2], True), weights[-2]) + weights[-1]
@@ -194,6 +208,11 @@ class FineTuner(MetaLearner):
             t = tf.cast(step, tf.float32)
             scale = lr * tf.sqrt(1 - b2**t) / (1 - b1**t)
             weights = [w - scale * a / (tf.sqrt(b) + eps) for w, a, b in zip(weights, m, v)]
+            return step + 1, weights, m, v
+
+        _, weights, _, _ = tf.while_loop(
+            lambda step, *_: step <= steps, body, (tf.constant(1), weights, m, v)
+        )
         return weights[:-2], weights[-2], weights[-1]
 
 
