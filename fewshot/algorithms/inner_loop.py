@@ -102,12 +102,18 @@ def _checkpointed(step):
             output_grads = [
                 tf.zeros_like(o) if g is None else g for o, g in zip(outputs, output_grads)
             ]
+            # Identities that wait for the output gradients: the recomputation
+            # then runs during the backward pass, and graph optimisation
+            # cannot merge it with the forward pass (which would keep the
+            # forward activations alive after all).
+            with tf.control_dependencies(output_grads):
+                again = [tf.identity(x) for x in inputs]
             with tf.GradientTape(watch_accessed_variables=False) as tape:
-                tape.watch(inputs)
-                recomputed = step(*inputs)
+                tape.watch(again)
+                recomputed = step(*again)
             return tape.gradient(
                 recomputed,
-                list(inputs),
+                again,
                 output_gradients=output_grads,
                 unconnected_gradients=tf.UnconnectedGradients.ZERO,
             )
