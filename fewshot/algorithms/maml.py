@@ -45,7 +45,9 @@ class MAML(MetaLearner):
     ``recompute_inner=True`` checkpoints the inner loop (`tf.recompute_grad`
     around each step): only each step's fast weights are kept and the step is
     recomputed during the backward pass. The gradient is the same; the
-    compute is higher. ``first_order=True`` is the other way to flatten it.
+    compute is higher. Measured on Conv4 (benchmarks/README.md) it did not
+    lower the peak with the default ``vectorize=True``; ``first_order=True``
+    is the option that flattens memory.
 
     Args:
         backbone: a built Keras model.
