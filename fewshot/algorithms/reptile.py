@@ -67,7 +67,10 @@ class Reptile(MAML):
         theta = self.meta_parameters()
         outputs = self._map_tasks(task_fn, episodes, theta)
         phis, query_pred = outputs[:-1], outputs[-1]
-        grads = [t - tf.reduce_mean(phi, axis=0) for t, phi in zip(theta, phis)]
+        # The optimizer sums updates across tf.distribute replicas: divide so
+        # that the sum is the mean over the whole meta-batch.
+        replicas = tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, theta[0].dtype)
+        grads = [(t - tf.reduce_mean(phi, axis=0)) / replicas for t, phi in zip(theta, phis)]
         self.optimizer.apply(grads, self.backbone.trainable_variables)
         if self.batch_norm == "running" and self.backbone.non_trainable_variables:
             sx = episodes["support_x"]

@@ -7,9 +7,10 @@ process (logical devices and TF_CONFIG must be set before TensorFlow starts):
 
 `single` runs on one device; `mirrored` splits the meta-batch over two
 logical CPU devices; `multiworker` is one of the workers named in TF_CONFIG.
-Each run does two problems and writes OUT_PREFIX-{mse,sce}.npz: `mse`
-(regression, a loss function) and `sce` (classification, a
-`keras.losses.Loss` object, which Keras scales by the replica count).
+Each run does three problems and writes OUT_PREFIX-{mse,sce,reptile}.npz:
+`mse` (regression, a loss function), `sce` (classification, a
+`keras.losses.Loss` object, which Keras scales by the replica count) and
+`reptile` (regression with Reptile, whose own train_step builds the update).
 """
 
 import os
@@ -25,7 +26,7 @@ TASKS = 4
 
 def episodes(loss):
     rng = np.random.default_rng(0)
-    if loss == "mse":
+    if loss in ("mse", "reptile"):
         sx = rng.uniform(-5, 5, size=(TASKS, 10, 1)).astype("float32")
         qx = rng.uniform(-5, 5, size=(TASKS, 10, 1)).astype("float32")
         amp = rng.uniform(0.5, 3, size=(TASKS, 1, 1)).astype("float32")
@@ -43,13 +44,15 @@ def build(loss):
     import fewshot
 
     keras.utils.set_random_seed(0)
-    if loss == "mse":
+    if loss in ("mse", "reptile"):
         backbone = fewshot.models.mlp(hidden=(16, 16))
         task_loss = "mse"
     else:
         backbone = fewshot.models.mlp(input_shape=(4,), hidden=(16,), outputs=3)
         task_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    class ReportingMAML(fewshot.MAML):
+    base = fewshot.Reptile if loss == "reptile" else fewshot.MAML
+
+    class Reporting(base):
         """Prints how many tasks each replica adapts in a meta-update."""
 
         def train_step(self, data):
@@ -57,7 +60,7 @@ def build(loss):
             tf.print("TASKS_PER_REPLICA", tasks, output_stream=sys.stdout)
             return super().train_step(data)
 
-    learner = ReportingMAML(backbone, inner_lr=0.1, inner_steps=2)
+    learner = Reporting(backbone, inner_lr=0.1, inner_steps=2)
     learner.compile(optimizer=keras.optimizers.SGD(0.05), loss=task_loss)
     return learner
 
@@ -75,7 +78,7 @@ def main(mode, prefix):
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     else:
         raise SystemExit(f"unknown mode {mode!r}")
-    for loss in ("mse", "sce"):
+    for loss in ("mse", "sce", "reptile"):
         with strategy.scope():
             learner = build(loss)
         # One global meta-batch of TASKS tasks; the strategy splits it by replica.

@@ -77,20 +77,20 @@ def _assert_same_update(reference, other, replicas):
     np.testing.assert_allclose(float(many["loss"]), float(one["loss"]), rtol=1e-5)
 
 
-LOSSES = ("mse", "sce")
+LOSSES = ("mse", "sce", "reptile")
 
 
 @pytest.fixture(scope="module")
 def single_device(tmp_path_factory):
     prefix = tmp_path_factory.mktemp("single") / "single"
-    assert _wait([_run("single", prefix)]) == [[4, 4]]  # 4 tasks, two problems
+    assert _wait([_run("single", prefix)]) == [[4, 4, 4]]  # 4 tasks, three problems
     return prefix
 
 
 def test_mirrored_two_replicas_match_one_device(single_device, tmp_path):
     prefix = tmp_path / "mirrored"
-    # Two problems, each split over two replicas: 2 tasks per replica.
-    assert _wait([_run("mirrored", prefix)]) == [[2, 2, 2, 2]]
+    # Three problems, each split over two replicas: 2 tasks per replica.
+    assert _wait([_run("mirrored", prefix)]) == [[2] * 6]
     for loss in LOSSES:
         _assert_same_update(f"{single_device}-{loss}.npz", f"{prefix}-{loss}.npz", replicas=2)
 
@@ -103,7 +103,7 @@ def test_multiworker_two_workers_match_one_device(single_device, tmp_path):
         env = _env(TF_CONFIG=json.dumps(config))
         workers.append(_run("multiworker", tmp_path / f"worker{index}", env))
     # Each worker (one replica) adapts 2 of the 4 tasks of each problem.
-    assert _wait(workers) == [[2, 2], [2, 2]]
+    assert _wait(workers) == [[2, 2, 2], [2, 2, 2]]
     for index in range(2):
         for loss in LOSSES:
             _assert_same_update(
