@@ -6,13 +6,14 @@ STAMP  := $(VENV)/.installed
 EXTRAS := test,chem,app
 OUT    ?= runs/sinusoid
 
-.PHONY: demo test test-slow bench install clean help browser
+.PHONY: demo test test-slow bench bench-peers install clean help browser
 
 help:
 	@echo "make demo       create .venv, install, meta-train the sinusoid default, show adapted predictions"
 	@echo "make test       create .venv, install, run the test suite (slow tests excluded)"
 	@echo "make test-slow  run only the slow tests"
 	@echo "make bench      run the benchmark scripts (prints tables)"
+	@echo "make bench-peers  fewshot vs torch.func vs learn2learn (builds benchmarks/.venv-peers)"
 	@echo "make clean      remove .venv and runs/"
 
 $(BIN)/python:
@@ -37,6 +38,11 @@ test-slow: install
 
 bench: install
 	$(BIN)/python benchmarks/sinusoid_throughput.py
+
+# fewshot against torch.func and learn2learn; the peers get their own venv.
+bench-peers: install
+	bash benchmarks/setup_peers.sh
+	$(BIN)/python benchmarks/peers.py --rounds 3 --seconds 3 --threads 1
 
 clean:
 	rm -rf $(VENV) runs
