@@ -10,6 +10,7 @@ from fewshot.algorithms.meta_learner import MetaLearner
 from fewshot.algorithms.metric_heads import class_prototypes, pairwise_distance
 from fewshot.algorithms.protonet import embed_tasks
 from fewshot.episodes.episode import QUERY_X, SUPPORT_X, SUPPORT_Y
+from fewshot.validation import check_int, check_positive_float
 
 HEAD_INITS = ("prototypes", "prior")
 
@@ -65,16 +66,8 @@ class FineTuner(MetaLearner):
                 "Invalid value received for argument `head_init`. Expected one of "
                 f"{list(HEAD_INITS)}. Received: head_init={head_init!r}"
             )
-        if isinstance(finetune_steps, bool) or not isinstance(finetune_steps, int) or finetune_steps < 0:
-            raise ValueError(
-                "Invalid value received for argument `finetune_steps`. Expected "
-                f"an integer >= 0. Received: finetune_steps={finetune_steps!r}"
-            )
-        if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
-            raise ValueError(
-                "Invalid value received for argument `learning_rate`. Expected a "
-                f"positive float. Received: learning_rate={learning_rate!r}"
-            )
+        check_int("finetune_steps", finetune_steps)
+        check_positive_float("learning_rate", learning_rate)
         self.finetune_steps = finetune_steps
         self.learning_rate = float(learning_rate)
         self.head_init = head_init
@@ -125,11 +118,7 @@ class FineTuner(MetaLearner):
             A `keras.Model` mapping inputs to ``[batch, N]`` logits.
         """
         steps = self.finetune_steps if steps is None else steps
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise ValueError(
-                "Invalid value received for argument `steps`. Expected an "
-                f"integer >= 0. Received: steps={steps!r}"
-            )
+        check_int("steps", steps)
         sx, sy = self._check_support(support_x, support_y)
         labels = tf.cast(sy, tf.int32)
         present = sorted(set(labels.numpy().ravel().tolist()))

@@ -6,6 +6,7 @@ import tensorflow as tf
 from fewshot.algorithms.inner_loop import functional_forward, gradient_steps
 from fewshot.algorithms.meta_learner import MetaLearner
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
+from fewshot.validation import check_int, check_positive_float
 
 
 BATCH_NORM_MODES = ("transductive", "running")
@@ -100,16 +101,8 @@ class MAML(MetaLearner):
                 "Invalid value received for argument `batch_norm`. Expected "
                 f"one of {list(BATCH_NORM_MODES)}. Received: batch_norm={batch_norm!r}"
             )
-        if isinstance(inner_lr, bool) or not isinstance(inner_lr, (int, float)) or not inner_lr > 0:
-            raise ValueError(
-                "Invalid value received for argument `inner_lr`. Expected a "
-                f"positive float. Received: inner_lr={inner_lr!r}"
-            )
-        if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 0:
-            raise ValueError(
-                "Invalid value received for argument `inner_steps`. Expected "
-                f"an integer >= 0. Received: inner_steps={inner_steps!r}"
-            )
+        check_positive_float("inner_lr", inner_lr)
+        check_int("inner_steps", inner_steps)
         self.inner_lr = float(inner_lr)
         self.inner_steps = inner_steps
         self.first_order = bool(first_order)
@@ -292,18 +285,9 @@ class MAML(MetaLearner):
         """
         self._require_compiled()
         steps = self.inner_steps if steps is None else steps
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise ValueError(
-                "Invalid value received for argument `steps`. Expected an "
-                f"integer >= 0. Received: steps={steps!r}"
-            )
-        if inner_lr is not None and (
-            isinstance(inner_lr, bool) or not isinstance(inner_lr, (int, float)) or not inner_lr > 0
-        ):
-            raise ValueError(
-                "Invalid value received for argument `inner_lr`. Expected a "
-                f"positive float. Received: inner_lr={inner_lr!r}"
-            )
+        check_int("steps", steps)
+        if inner_lr is not None:
+            check_positive_float("inner_lr", inner_lr)
         sx, sy = self._check_support(support_x, support_y)
         key = (steps, inner_lr)
         if key not in self._adapt_fns:

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
 from fewshot.episodes.stream import EpisodeStream
+from fewshot.validation import check_int
 
 
 def _check_range(name, value, low_limit=None):
@@ -28,12 +29,7 @@ def _check_range(name, value, low_limit=None):
 
 
 def _check_count(name, value, minimum=1):
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(
-            f"Invalid value received for argument `{name}`. Expected an "
-            f"integer >= {minimum}. Received: {name}={value!r}"
-        )
-    return value
+    return check_int(name, value, minimum)
 
 
 class Sinusoid:

@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from fewshot.algorithms.inner_loop import functional_forward
+from fewshot.validation import check_int, check_positive_float
 
 
 class UserAdapter:
@@ -38,18 +39,9 @@ class UserAdapter:
     def __init__(self, learner, steps=None, inner_lr=None, clip=None):
         learner._require_compiled()
         steps = learner.inner_steps if steps is None else steps
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise ValueError(
-                "Invalid value received for argument `steps`. Expected an "
-                f"integer >= 0. Received: steps={steps!r}"
-            )
-        if inner_lr is not None and (
-            isinstance(inner_lr, bool) or not isinstance(inner_lr, (int, float)) or not inner_lr > 0
-        ):
-            raise ValueError(
-                "Invalid value received for argument `inner_lr`. Expected a "
-                f"positive float. Received: inner_lr={inner_lr!r}"
-            )
+        check_int("steps", steps)
+        if inner_lr is not None:
+            check_positive_float("inner_lr", inner_lr)
         self.learner = learner
         self.steps = steps
         self.inner_lr = inner_lr

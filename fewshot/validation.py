@@ -1,0 +1,43 @@
+"""Argument checks shared by constructors and methods, with Keras-style errors."""
+
+
+def check_int(name, value, minimum=0):
+    """Returns `value` if it is an int (not a bool) >= `minimum`.
+
+    Raises:
+        ValueError: "Invalid value received for argument `name`. Expected an
+            integer >= minimum. Received: name=value".
+
+    Example:
+
+    >>> from fewshot.validation import check_int
+    >>> check_int("steps", 3)
+    3
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(
+            f"Invalid value received for argument `{name}`. Expected an "
+            f"integer >= {minimum}. Received: {name}={value!r}"
+        )
+    return value
+
+
+def check_positive_float(name, value):
+    """Returns `value` if it is a real number (not a bool) > 0.
+
+    Raises:
+        ValueError: "Invalid value received for argument `name`. Expected a
+            positive float. Received: name=value".
+
+    Example:
+
+    >>> from fewshot.validation import check_positive_float
+    >>> check_positive_float("inner_lr", 0.01)
+    0.01
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(
+            f"Invalid value received for argument `{name}`. Expected a "
+            f"positive float. Received: {name}={value!r}"
+        )
+    return value
