@@ -184,7 +184,7 @@ def build_learner(s, input_shape):
             learner = PrototypicalNetwork(encoder, distance=s.get("distance", "euclidean"))
         else:
             learner = SiameseNetwork(encoder, margin=s.get("margin", 1.0))
-        learner.compile(optimizer=keras.optimizers.Adam(s["outer_lr"]), loss=ce, metrics=["accuracy"])
+        learner.compile(optimizer=keras.optimizers.Adam(_learning_rate(s)), loss=ce, metrics=["accuracy"])
         return learner
     backbone = conv4(input_shape=tuple(input_shape), outputs=s["ways"])
     common = {"inner_lr": s["inner_lr"], "inner_steps": s["inner_steps"]}
@@ -201,9 +201,18 @@ def build_learner(s, input_shape):
     if algorithm == "reptile":
         optimizer = keras.optimizers.SGD(s["outer_lr"])
     else:
-        optimizer = keras.optimizers.Adam(s["outer_lr"])
+        optimizer = keras.optimizers.Adam(_learning_rate(s))
     learner.compile(optimizer=optimizer, loss=ce, metrics=["accuracy"])
     return learner
+
+
+def _learning_rate(s):
+    """`outer_lr`, halved every `lr_halve_every` optimizer steps when that is set (Snell et al.)."""
+    if not s.get("lr_halve_every"):
+        return s["outer_lr"]
+    return keras.optimizers.schedules.ExponentialDecay(
+        s["outer_lr"], decay_steps=int(s["lr_halve_every"]), decay_rate=0.5, staircase=True
+    )
 
 
 # --------------------------------------------------------------- evaluation
