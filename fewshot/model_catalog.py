@@ -8,7 +8,11 @@
 - molecule model folders (``model.keras`` + ``featurizer.json``, written by
   `fewshot.predict_molecules.save_molecule_model`);
 - exported SavedModel folders (``saved_model.pb``), which adapt inside their
-  own graph (``adapt_and_predict``).
+  own graph (``adapt_and_predict``): regression (float labels), or
+  classification (int labels) of images;
+- personalisation models (``recipes/personalization``: a MAML-family
+  learner over a `fewshot.models.recommender` backbone), domain
+  ``"ratings"``, recognised by their ``FeatureEmbedding`` layer.
 
 A ``.keras`` file is described from its ``config.json`` alone (a JSON entry
 of the zip archive), so listing models loads no weights and runs no code.
@@ -32,7 +36,7 @@ MODELS_DIR_ENV = "FEWSHOT_MODELS_DIR"
 #: The folder scanned when nothing else is said.
 DEFAULT_MODELS_DIR = "runs"
 #: Domains a model can serve.
-REGRESSION, MOLECULES, IMAGES, OTHER = "regression", "molecules", "images", "other"
+REGRESSION, MOLECULES, IMAGES, RATINGS, OTHER = "regression", "molecules", "images", "ratings", "other"
 _REGRESSION_LOSSES = (
     "mean_squared_error", "mse", "mean_absolute_error", "mae", "huber", "huber_loss",
     "MeanSquaredError", "MeanAbsoluteError", "Huber", "log_cosh", "LogCosh",
@@ -47,13 +51,17 @@ class ModelEntry:
     Attributes:
         path: the ``.keras`` file or the model folder.
         kind: ``"keras"``, ``"molecule"`` or ``"saved_model"``.
-        domain: ``"regression"``, ``"molecules"`` or ``"other"``.
+        domain: ``"regression"``, ``"molecules"``, ``"images"``,
+            ``"ratings"`` or ``"other"``.
         model_class: the class name (``MAML``, ``PrototypicalNetwork``...).
         input_dim: the number of inputs of a tabular model, or None.
         inner_lr: the learner's own inner learning rate, when it has one.
         inner_steps: the learner's own (or baked-in) inner step count.
         label: a short text for a list of choices.
         input_shape: the shape of one input (without the batch axis).
+        num_classes: the fixed number of classes of an exported classifier
+            (None: any number, as for prototypes, or not a classifier).
+        endpoints: the endpoints of an exported SavedModel.
     """
 
     path: str
@@ -65,6 +73,8 @@ class ModelEntry:
     inner_steps: object = None
     label: str = ""
     input_shape: object = None
+    num_classes: object = None
+    endpoints: tuple = ()
 
 
 def models_dirs(value=None):
@@ -134,7 +144,9 @@ def describe(path):
         if path.is_file() and path.suffix == ".keras":
             info = _learner_info(_keras_config(path))
             shape = info["input_shape"]
-            if info["regression"] and info["input_dim"]:
+            if info["ratings"]:
+                domain, inputs = RATINGS, ", user ratings"
+            elif info["regression"] and info["input_dim"]:
                 domain, inputs = REGRESSION, f", {info['input_dim']} input(s)"
             elif shape and len(shape) == 3 and not info["regression"]:
                 domain, inputs = IMAGES, f", {shape[0]}x{shape[1]}x{shape[2]} images"
@@ -199,24 +211,52 @@ def _learner_info(config):
         "input_dim": input_dim,
         "input_shape": input_shape,
         "regression": bool(loss_names & set(_REGRESSION_LOSSES)),
+        "ratings": _has_layer(config, "FeatureEmbedding"),
     }
+
+
+def _has_layer(config, class_name):
+    """Whether a layer of class `class_name` appears anywhere in `config`."""
+    if isinstance(config, dict):
+        if config.get("class_name") == class_name:
+            return True
+        return any(_has_layer(v, class_name) for v in config.values())
+    if isinstance(config, list):
+        return any(_has_layer(v, class_name) for v in config)
+    return False
 
 
 def _describe_saved_model(path):
     meta_file = path / "assets.extra" / "fewshot.json"
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-    endpoints = meta.get("endpoints", [])
+    endpoints = tuple(meta.get("endpoints", []))
     shape = (meta.get("signatures", {}).get("inputs") or {}).get("shape")
-    input_dim = shape[1] if isinstance(shape, list) and len(shape) == 2 else None
-    label_spec = meta.get("signatures", {}).get("support_y") or {}
-    regression = "adapt_and_predict" in endpoints and str(label_spec.get("dtype", "")).startswith(
-        "float"
+    shape = tuple(shape) if isinstance(shape, list) else None
+    input_dim = shape[1] if shape and len(shape) == 2 else None
+    label_dtype = str((meta.get("signatures", {}).get("support_y") or {}).get("dtype", ""))
+    adapts = "adapt_and_predict" in endpoints
+    image = bool(
+        shape and len(shape) == 4 and all(isinstance(d, int) for d in shape[1:]) and shape[-1] in (1, 3)
     )
+    predictions = (
+        ((meta.get("endpoint_signatures") or {}).get("adapt_and_predict") or {}).get("outputs") or {}
+    ).get("predictions") or {}
+    out_shape = predictions.get("shape") or []
+    num_classes = out_shape[-1] if len(out_shape) == 2 and isinstance(out_shape[-1], int) else None
+    if adapts and label_dtype.startswith("float") and input_dim:
+        domain, text = REGRESSION, ""
+    elif adapts and label_dtype.startswith("int") and image:
+        domain, text = IMAGES, f", {shape[1]}x{shape[2]}x{shape[3]} images"
+    else:
+        domain, text = OTHER, ""
+    model_class = meta.get("model_class", "SavedModel")
     return ModelEntry(
-        str(path), "saved_model", REGRESSION if regression and input_dim else OTHER,
-        meta.get("model_class", "SavedModel"), input_dim,
+        str(path), "saved_model", domain, model_class, input_dim,
         inner_steps=meta.get("inner_steps"),
-        label=f"{_short(path)} (exported {meta.get('model_class', 'SavedModel')})",
+        label=f"{_short(path)} (exported {model_class}{text})",
+        input_shape=shape[1:] if shape else None,
+        num_classes=num_classes if domain == IMAGES else None,
+        endpoints=endpoints,
     )
 
 

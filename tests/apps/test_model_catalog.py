@@ -97,3 +97,21 @@ def test_cli_app_checks_its_port(capsys):
 
     assert main(["app", "--port", "70000"]) == 2
     assert "Expected 1-65535. Received: --port=70000" in capsys.readouterr().err
+
+
+def test_personalisation_models_are_the_ratings_domain(ratings_setup):
+    root, _ = ratings_setup
+    (entry,) = model_catalog.find_models(str(root))
+    assert (entry.kind, entry.domain, entry.model_class) == ("keras", model_catalog.RATINGS, "MAML")
+    assert entry.inner_steps == 2 and "ratings" in entry.label
+
+
+def test_exported_classifiers_are_images(image_models_dir, tmp_path):
+    for name in ("protonet", "maml2way"):
+        learner = model_catalog.load_learner(image_models_dir / "img" / "models" / f"{name}.keras")
+        fewshot.export_saved_model(learner, tmp_path / f"{name}_sm")
+    entries = {e.path.rsplit("/", 1)[-1]: e for e in model_catalog.find_models(str(tmp_path))}
+    proto, maml = entries["protonet_sm"], entries["maml2way_sm"]
+    assert (proto.kind, proto.domain, proto.input_shape, proto.num_classes) == ("saved_model", "images", (8, 8, 1), None)
+    assert "embed" in proto.endpoints
+    assert (maml.domain, maml.num_classes, maml.inner_steps) == ("images", 2, 2)
