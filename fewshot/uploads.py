@@ -397,3 +397,87 @@ def read_images(files, input_shape, labelled=True, max_bytes=MAX_UPLOAD_BYTES):
         x=x, classes=classes if labelled else None, valid=np.array(valid, bool),
         report=pd.DataFrame(rows, columns=["file", "class", "valid", "error"]),
     )
+
+
+#: Names recognised as the item column of a ratings or candidates table, in order.
+ITEM_NAMES = ("item", "item_id", "movie_id", "movieid", "itemid")
+#: The rating scale of a ratings table (MovieLens: 1 to 5 stars).
+RATING_SCALE = (1.0, 5.0)
+
+
+def item_ratings(frame, name="upload", need_rating=True, scale=RATING_SCALE):
+    """Checks a table of item ids (and ratings), flagging rows that fail.
+
+    A user's ratings need an item column (one of `ITEM_NAMES`, any case)
+    and a ``rating`` column; a candidates list needs the item column only.
+    Item ids must be integers and ratings numbers within `scale`. Rows that
+    fail are kept in the report with their reason (``valid``, ``error``).
+
+    Args:
+        frame: a table from `read_csv`.
+        name: the file name, used in messages.
+        need_rating: require a ``rating`` column (a ratings table).
+        scale: ``(low, high)`` of the rating scale.
+
+    Returns:
+        ``(report, item_column)``: the table with ``valid`` and ``error``
+        columns, and the name of its item column.
+
+    Raises:
+        UploadError: a column is missing, or no row at all can be used.
+
+    Example:
+
+    >>> from fewshot.uploads import read_csv, item_ratings
+    >>> frame = read_csv(b"item_id,rating\\n50,5\\n181,seven\\n7,9\\n", name="mine.csv")
+    >>> report, column = item_ratings(frame, name="mine.csv")
+    >>> column, report["valid"].tolist()
+    ('item_id', [True, False, False])
+    >>> report["error"].tolist()[1:]
+    ["rating 'seven' is not a number", 'rating 9 is outside the scale 1 to 5']
+    """
+    columns = list(frame.columns)
+    lowered = {c.lower(): c for c in reversed(columns)}
+    item_column = next((lowered[n] for n in ITEM_NAMES if n in lowered), None)
+    if item_column is None:
+        raise UploadError(
+            f"The file {name!r} has no item column: name the column of item ids "
+            f"{' or '.join(repr(n) for n in ITEM_NAMES[:3])}. Its columns: {columns}"
+        )
+    rating_column = lowered.get("rating")
+    if need_rating and rating_column is None:
+        raise UploadError(
+            f"The file {name!r} has no 'rating' column (the user's rating of each "
+            f"item, {scale[0]:g} to {scale[1]:g}). Its columns: {columns}"
+        )
+    low, high = scale
+    valid, errors = [], []
+    for i in range(len(frame)):
+        item = str(frame[item_column].iloc[i]).strip()
+        error = ""
+        try:
+            number = _number(item)
+            if number != int(number):
+                raise ValueError(item)
+        except (TypeError, ValueError):
+            error = f"item id {item[:40]!r} is not an integer" if item else "item id is empty"
+        if not error and need_rating:
+            text = str(frame[rating_column].iloc[i]).strip()
+            try:
+                rating = _number(text)
+                if not low <= rating <= high:
+                    error = f"rating {rating:g} is outside the scale {low:g} to {high:g}"
+            except (TypeError, ValueError):
+                error = f"rating {text[:40]!r} is not a number" if text else "rating is empty"
+        valid.append(not error)
+        errors.append(error)
+    report = frame.copy()
+    report["valid"] = np.array(valid, bool)
+    report["error"] = errors
+    if not any(valid):
+        what = "ratings" if need_rating else "item ids"
+        raise UploadError(
+            f"None of the {len(frame)} row(s) of {name!r} can be used as {what}; "
+            f"the first: {errors[0]}."
+        )
+    return report, item_column

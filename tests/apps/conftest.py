@@ -74,3 +74,36 @@ def image_models_dir(tmp_path_factory):
     maml.compile(optimizer="adam", loss=sparse, metrics=["accuracy"])
     maml.save(root / "img" / "models" / "maml2way.keras")
     return root
+
+
+@pytest.fixture(scope="session")
+def ratings_setup(tmp_path_factory):
+    """A tiny MovieLens-100K-format folder and ``rec/models/maml.keras`` trained on it.
+
+    Returns ``(models_root, data_folder)``. The model is a MAML over the
+    recommender backbone, meta-trained for a few steps, saved with the
+    ``.json`` of adaptation settings the personalization recipe writes.
+    """
+    import json
+
+    import fewshot
+    from fewshot.datasets import load_movielens
+    from fewshot.datasets.movielens import write_tiny_movielens
+    from fewshot.datasets.user_tasks import RatingFeatures, episode_stream, user_tasks
+    from fewshot.models.recommender import decision_layer_names
+
+    root = tmp_path_factory.mktemp("rec")
+    data_dir = write_tiny_movielens(root / "data", num_users=12, num_items=30)
+    data = load_movielens(data_dir)
+    features = RatingFeatures.from_movielens(data)
+    keras.utils.set_random_seed(0)
+    backbone = fewshot.models.recommender(features.vocabulary_sizes(), len(features.genres), 4, (8,))
+    learner = fewshot.MAML(backbone, inner_lr=0.05, inner_steps=2, adapt_layers=decision_layer_names(backbone))
+    learner.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    tasks = user_tasks(data, features, min_ratings=13, query_size=5)
+    learner.fit(episode_stream(tasks, meta_batch_size=4, support_size=5, batches_per_epoch=3), epochs=1, verbose=0)
+    models = root / "runs" / "rec" / "models"
+    models.mkdir(parents=True)
+    learner.save(models / "maml.keras")
+    (models / "maml.json").write_text(json.dumps({"steps": 3, "inner_lr": None}) + "\n")
+    return root / "runs", data_dir

@@ -316,3 +316,96 @@ def test_a_corrupt_model_is_answered_in_the_page(monkeypatch, models_dir, tmp_pa
     _choose(at, "broken.keras")
     assert not at.exception
     assert any("Cannot load a .keras model" in t for t in _texts(at.error)), _texts(at.error)
+
+
+RATINGS_DOMAIN = "User ratings (recommendations)"
+MY_RATINGS = b"item_id,rating\n1,5\n2,4\n3,1\n999,4\n5,seven\n"
+
+
+def _ratings_app(monkeypatch, ratings_setup):
+    root, data_dir = ratings_setup
+    at = _app(monkeypatch, root, FEWSHOT_MOVIELENS_DIR=data_dir)
+    at.sidebar.radio(key="domain").set_value(RATINGS_DOMAIN).run()
+    assert not at.exception
+    return at
+
+
+def test_ratings_flow_recommends_and_keeps_bad_rows(monkeypatch, ratings_setup):
+    import pandas as pd
+
+    from fewshot.datasets import load_movielens
+    from fewshot.datasets.user_tasks import RatingFeatures
+    from fewshot.recsys.recommend import load_recommender, recommend
+
+    root, data_dir = ratings_setup
+    at = _ratings_app(monkeypatch, ratings_setup)
+    assert any("maml.keras" in o and "ratings" in o for o in at.sidebar.selectbox(key="model").options)
+    _upload(at, "support_file", "mine.csv", MY_RATINGS)
+    assert any("2 rating(s) of 'mine.csv' cannot be used" in t for t in _texts(at.warning))
+    at.number_input(key="age").set_value(30).run()
+    at.selectbox(key="gender").select("F").run()
+    at.number_input(key="top_k").set_value(4).run()
+    at.button(key="adapt").click().run()
+    assert not at.exception and not at.error
+    table = [d.value for d in at.dataframe if "predicted_rating" in d.value.columns][-1]
+    ranked, errors = table[table["error"].isna()], table[table["error"].notna()]
+    assert ranked["rank"].tolist() == [1, 2, 3, 4]
+    assert ranked["title"].str.startswith("Film").all()
+    assert not {1, 2, 3} & set(ranked["item"])  # rated items are not recommended
+    messages = " | ".join(errors["error"])
+    assert "unknown item id 999" in messages and "rating 'seven'" in messages
+    # The page shows what the public API computes (steps from the model's .json: 3).
+    learner, _ = load_recommender(root / "rec" / "models" / "maml.keras")
+    features = RatingFeatures.from_movielens(load_movielens(data_dir))
+    mine = pd.DataFrame({"item": ["1", "2", "3", "999", "5"], "rating": ["5", "4", "1", "4", "seven"]})
+    expected = recommend(learner, features, mine, top_k=4, age=30, gender="F", steps=3)
+    assert ranked["item"].tolist() == expected["item"][:4].tolist()
+    np.testing.assert_allclose(ranked["predicted_rating"], expected["predicted_rating"][:4], rtol=1e-5)
+    assert any("after 3 step(s)" in t for t in _texts(at.caption))
+    assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")  # bar chart + loss curve
+    assert at.get("download_button")
+    # Listed candidates: an unknown id comes back as an error row.
+    at.radio(key="candidates_mode").set_value("Only the items I list (CSV)").run()
+    at.text_area(key="query_text").input("item_id\n4\n6\n12345\n").run()
+    assert any("press Adapt again" in t for t in _texts(at.warning))
+    at.button(key="adapt").click().run()
+    assert not at.exception and not at.error
+    table = [d.value for d in at.dataframe if "predicted_rating" in d.value.columns][-1]
+    assert sorted(table[table["error"].isna()]["item"]) == [4, 6]
+    assert "unknown item id 12345" in " | ".join(table["error"].dropna())
+
+
+BAD_RATINGS = {
+    "empty file": (b"", "is empty"),
+    "too large": (b"item_id,rating\n" + b"1,5\n" * 600_000, "too large"),
+    "no rating column": (b"item_id,stars\n1,5\n", "no 'rating' column"),
+    "no item column": (b"film,rating\n1,5\n", "no item column"),
+    "non-numeric ratings": (b"item_id,rating\n1,good\n2,bad\n", "rating 'good' is not a number"),
+    "outside 1-5": (b"item_id,rating\n1,0\n2,10\n", "rating 0 is outside the scale 1 to 5"),
+    "unknown items only": (b"item_id,rating\n900,5\n901,3\n", "not in the items table"),
+    "a pickle": (pickle.dumps(_Boom()), "not a text CSV file"),
+}
+
+
+def test_bad_ratings_uploads_are_answered_in_the_page(monkeypatch, ratings_setup):
+    at = _ratings_app(monkeypatch, ratings_setup)
+    for case, (data, message) in sorted(BAD_RATINGS.items()):
+        _upload(at, "support_file", f"{case}.csv", data)
+        assert not at.exception, case
+        assert any(message in text for text in _texts(at.error)), (case, _texts(at.error))
+        assert "adapt" not in [getattr(b, "key", None) for b in at.button], case
+    _upload(at, "support_file", "mine.csv", MY_RATINGS)
+    at.radio(key="candidates_mode").set_value("Only the items I list (CSV)").run()
+    at.text_area(key="query_text").input("film\n4\n").run()
+    assert any("no item column" in t for t in _texts(at.error))
+
+
+def test_ratings_flow_asks_for_the_movielens_folder(monkeypatch, ratings_setup, tmp_path):
+    monkeypatch.delenv("FEWSHOT_MOVIELENS_DIR", raising=False)
+    root, _ = ratings_setup
+    at = _app(monkeypatch, root)
+    at.sidebar.radio(key="domain").set_value(RATINGS_DOMAIN).run()
+    assert any("FEWSHOT_MOVIELENS_DIR" in t for t in _texts(at.info))
+    at.text_input(key="movielens_dir").input(str(tmp_path / "nowhere")).run()
+    assert not at.exception
+    assert any("MovieLens folder not found" in t for t in _texts(at.error))

@@ -1,0 +1,1 @@
+"""The flows of the fewshot app, one module per domain (UI only)."""

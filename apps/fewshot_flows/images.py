@@ -1,0 +1,172 @@
+"""Images, classes from file names: classify query images, project embeddings."""
+
+import time
+
+import numpy as np
+import streamlit as st
+
+from fewshot import model_catalog, uploads
+from fewshot_flows import common
+
+IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp"]
+
+
+def flow(entry):
+    shape = tuple(entry.input_shape)
+    with st.spinner("Loading the model..."):
+        try:
+            learner = common.load_learner(entry.path, common.mtime(entry.path))
+        except (ValueError, OSError) as error:
+            common.show_error(error)
+            return
+    metric = callable(getattr(learner, "embed", None))
+    outputs = None if metric else int(learner.backbone.output_shape[-1])
+    st.caption(
+        f"Model: `{entry.path}` ({entry.model_class}), {shape[0]}x{shape[1]} images with "
+        f"{shape[2]} channel(s); images are resized and converted to fit. "
+        + ("Any number of classes." if metric else f"It was meta-trained {outputs}-way: give exactly {outputs} classes.")
+    )
+    st.header("2. Labelled images (support set)")
+    files = st.file_uploader(
+        "Upload labelled images, named CLASS_anything.png (for example cat_1.png)",
+        type=IMAGE_TYPES, accept_multiple_files=True, key="support_images",
+    )
+    if not files:
+        st.info("Upload a few images of each class; the class is the file name up to the first `_`.")
+        return
+    invert = st.checkbox(
+        "Invert the images (dark strokes on light paper become bright strokes)",
+        value="omniglot" in entry.path.lower(), key="invert",
+        help="Omniglot models (recipes/omniglot) were trained on bright strokes on a black background.",
+    )
+    support = uploads.read_images([(f.name, f.getvalue()) for f in files], shape)
+    if invert:
+        support.x = 1.0 - support.x
+    bad = int((~support.valid).sum())
+    if bad:
+        st.warning(f"{bad} file(s) cannot be used (see the `error` column); the others can.")
+    with st.expander(f"Support set: {support.num_valid} usable of {len(files)} files", expanded=bad > 0):
+        st.dataframe(support.report, width="stretch")
+    names = sorted(set(support.classes))
+    if len(names) < 2:
+        common.show_error(f"Too few classes among the usable images: {len(names)} ({names}); at least 2 needed.")
+        return
+    if outputs is not None and len(names) != outputs:
+        common.show_error(
+            f"This model was meta-trained {outputs}-way: it needs exactly {outputs} classes; "
+            f"the usable images have {len(names)}: {names}."
+        )
+        return
+    y = np.array([names.index(c) for c in support.classes], np.int32)
+
+    st.header("3. Adapt")
+    c1, c2 = st.columns(2)
+    steps = inner_lr = None
+    if model_catalog.takes_inner_lr(learner):
+        steps = int(c1.number_input("Gradient steps", 0, 500, int(entry.inner_steps or 1), key="steps"))
+        inner_lr = float(c2.number_input(
+            "Learning rate", 1e-5, 10.0, float(entry.inner_lr or 0.01), format="%.4f", key="inner_lr",
+        ))
+    else:
+        c1.caption(f"{entry.model_class} adapts without gradient steps (class prototypes).")
+    st.header("4. Images to classify (queries)")
+    q_files = st.file_uploader("Upload unlabelled images", type=IMAGE_TYPES, accept_multiple_files=True,
+                               key="query_images")
+    query = uploads.read_images([(f.name, f.getvalue()) for f in q_files], shape, labelled=False) if q_files else None
+    if query is not None and invert:
+        query.x = 1.0 - query.x
+    key = common.digest(entry.path, common.mtime(entry.path), support.x.tobytes(), y.tobytes(), steps, inner_lr)
+    if st.button("Adapt", type="primary", key="adapt"):
+        started = time.perf_counter()
+        bar = st.progress(0.3, text=f"Adapting to {len(names)} classes from {support.num_valid} images...")
+        try:
+            adapted = model_catalog.adapt(learner, support.x, y, steps, inner_lr)
+        except (ValueError, RuntimeError) as error:
+            bar.empty()
+            common.show_error(f"Adaptation failed: {error}")
+            return
+        bar.progress(1.0, text="Adapted.")
+        st.session_state["adapt_count"] = st.session_state.get("adapt_count", 0) + 1
+        st.session_state["image_result"] = {
+            "key": key, "adapted": adapted, "names": names, "support": support, "y": y,
+            "losses": getattr(adapted, "adaptation_loss", None), "started": started,
+        }
+    result = st.session_state.get("image_result")
+    if not result:
+        return
+    if result["key"] != key:
+        st.warning("The model, the images or the settings changed: press Adapt again.")
+        return
+    if query is None:
+        st.info("Adapted. Upload images to classify above.")
+        common.loss_curve(result)
+        return
+    table = query.report.drop(columns=["class"])
+    probs = np.full((len(table), len(names)), np.nan)
+    if query.num_valid:
+        import tensorflow as tf
+
+        logits = result["adapted"](query.x, training=False)
+        probs[query.valid] = tf.nn.softmax(tf.reshape(logits, [query.num_valid, -1]), axis=-1).numpy()
+    predicted = [names[int(np.argmax(p))] if np.isfinite(p).all() else "" for p in probs]
+    table.insert(1, "predicted", predicted)
+    table.insert(2, "probability", [p.max() if np.isfinite(p).all() else np.nan for p in probs])
+    for j, name in enumerate(names):
+        table[f"p({name})"] = probs[:, j]
+    st.subheader("Predictions")
+    st.dataframe(table, width="stretch")
+    started = result.pop("started", None)
+    if started is not None:
+        result["seconds"] = time.perf_counter() - started
+    st.caption(
+        f"Adapt #{st.session_state.get('adapt_count', 1)} + predict: {result.get('seconds', float('nan')):.2f} s. "
+        "`probability` is the model's softmax probability of the predicted class."
+    )
+    if (~query.valid).any():
+        st.warning(f"{int((~query.valid).sum())} file(s) could not be classified (see `error`).")
+    rows = np.flatnonzero(query.valid)[:24]  # query.x holds the valid files, in order
+    if len(rows):
+        st.image([np.clip(query.x[k].squeeze(), 0, 1) for k in range(len(rows))], width=84,
+                 caption=[f"{predicted[i]} ({probs[i].max():.2f})" for i in rows])
+    common.loss_curve(result)
+    if metric:
+        _image_projection(learner, result, query)
+    st.download_button(
+        "Download predictions (CSV)", table.to_csv(index=False).encode(), "predictions.csv",
+        "text/csv", key="download_predictions",
+    )
+    if st.button("Prepare the adapted model as a SavedModel (zip)", key="prepare_export"):
+        with st.spinner("Exporting..."):
+            try:
+                st.session_state["export_zip"] = (result["key"], model_catalog.saved_model_zip(result["adapted"]))
+            except (ValueError, OSError) as error:
+                common.show_error(f"Export failed: {error}")
+    exported = st.session_state.get("export_zip")
+    if exported and exported[0] == result["key"]:
+        st.download_button("Download the adapted model (SavedModel zip)", exported[1], "adapted_model.zip",
+                           "application/zip", key="download_model")
+
+
+def _image_projection(learner, result, query):
+    support = result["support"]
+    z = np.asarray(learner.embed(np.concatenate([support.x, query.x])))
+    if len(z) < 3:
+        return
+    z = z - z.mean(axis=0)
+    _, _, vt = np.linalg.svd(z, full_matrices=False)
+    xy = z @ vt[:2].T
+    if xy.shape[1] == 1:
+        xy = np.concatenate([xy, np.zeros_like(xy)], axis=1)
+    n = len(support.x)
+    plt = common.figure()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for j, name in enumerate(result["names"]):
+        mask = result["y"] == j
+        ax.scatter(xy[:n][mask, 0], xy[:n][mask, 1], marker="*", s=200, color=f"C{j % 10}",
+                   edgecolors="k", label=f"support: {name}")
+    ax.scatter(xy[n:, 0], xy[n:, 1], marker="o", s=40, facecolors="none", edgecolors="k", label="queries")
+    ax.set_title("Embeddings, first two principal components")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    st.pyplot(fig)
+    plt.close(fig)

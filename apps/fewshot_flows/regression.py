@@ -1,0 +1,213 @@
+"""Regression / tabular CSV: adapt on a few (x, y) rows, predict with intervals."""
+
+import time
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from fewshot import model_catalog, uploads
+from fewshot_flows import common
+
+MIN_SUPPORT = 2
+EXAMPLE = (
+    "x,y\n-4.0,1.2\n-3.0,2.9\n-2.0,2.6\n-1.0,0.5\n0.0,-1.7\n1.0,-2.9\n2.0,-2.3\n3.0,-0.2\n4.0,2.0\n4.5,2.8\n",
+    "x\n-4.5\n-2.5\n-0.5\n1.5\n3.5\n",
+)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def warm_adaptation(path, mtime, steps, inner_lr, num_support, input_dim):
+    """Traces the adaptation graph for this support size and these settings,
+    before Adapt is pressed (the trace, not the adaptation, is what is slow)."""
+    learner = common.load_learner(path, mtime)
+    zeros = np.zeros((num_support, input_dim), np.float32)
+    model_catalog.adapt(learner, zeros, np.zeros((num_support, 1), np.float32), steps, inner_lr)
+    import altair  # noqa: F401  (first imports of the charting libraries are slow)
+
+    common.figure()
+
+    return True
+
+
+def flow(entry):
+    saved = entry.kind == "saved_model"
+    with st.spinner("Loading the model..."):
+        try:  # loaded once per file (cached), before Adapt is pressed
+            if saved:
+                common.load_saved_model(entry.path, common.mtime(entry.path))
+            else:
+                common.load_learner(entry.path, common.mtime(entry.path))
+        except (ValueError, OSError) as error:
+            common.show_error(error)
+            return
+    input_dim = entry.input_dim
+    st.caption(
+        f"Model: `{entry.path}` ({entry.model_class}). It takes {input_dim} input column(s) "
+        "and a label column named `y` (or target/label/value)."
+    )
+    st.header("2. Labelled examples (support set)")
+    try:
+        frame, name = common.read_table("support", EXAMPLE[0])
+    except uploads.UploadError as error:
+        common.show_error(error)
+        return
+    if frame is None:
+        st.info("Upload or paste a CSV of a few labelled examples, for example:")
+        st.code(EXAMPLE[0], language="text")
+        return
+    try:
+        features, label = uploads.regression_columns(frame, input_dim, name=name)
+        support = uploads.numeric_rows(frame, features, label, name=name)
+    except uploads.UploadError as error:
+        common.show_error(error)
+        return
+    bad = int((~support.valid).sum())
+    if bad:
+        st.warning(f"{bad} row(s) of {name!r} cannot be used (see the `error` column); the others can.")
+    with st.expander(f"Support set: {support.num_valid} usable of {len(frame)} rows", expanded=bad > 0):
+        st.dataframe(support.report, width="stretch")
+    try:
+        uploads.check_enough(support.num_valid, MIN_SUPPORT, name)
+    except uploads.UploadError as error:
+        common.show_error(error)
+        return
+
+    st.header("3. Adapt")
+    c1, c2 = st.columns(2)
+    default_steps = int(entry.inner_steps or 1)
+    if saved:
+        c1.write(f"Steps: {entry.inner_steps} (baked into the exported graph)")
+        steps, inner_lr = entry.inner_steps, None
+    else:
+        steps = int(c1.number_input("Gradient steps", 0, 500, max(default_steps, 5), key="steps"))
+        inner_lr = float(c2.number_input(
+            "Learning rate", 1e-5, 10.0, float(entry.inner_lr or 0.01), format="%.4f", key="inner_lr",
+        ))
+
+    st.header("4. Unlabelled examples (queries)")
+    try:
+        query_frame, query_name = common.read_table("query", EXAMPLE[1])
+        query = None
+        if query_frame is not None:
+            q_features, _ = uploads.regression_columns(
+                query_frame, input_dim, require_label=False, name=query_name
+            )
+            query = uploads.numeric_rows(query_frame, q_features, None, name=query_name)
+    except uploads.UploadError as error:
+        common.show_error(error)
+        query = None
+    key = common.digest(entry.path, common.mtime(entry.path), support.x.tobytes(), support.y.tobytes(), steps, inner_lr)
+    if not saved:
+        with st.spinner("Preparing the adaptation graph..."):
+            try:
+                warm_adaptation(entry.path, common.mtime(entry.path), steps, inner_lr, support.num_valid, input_dim)
+            except (ValueError, RuntimeError) as error:
+                common.show_error(f"This model cannot adapt to this support set: {error}")
+                return
+
+    if st.button("Adapt", type="primary", key="adapt"):
+        started = time.perf_counter()
+        bar = st.progress(0.0, text="Loading the model...")
+        try:
+            if saved:
+                served = common.load_saved_model(entry.path, common.mtime(entry.path))
+                result = {"key": key, "saved": served, "losses": None}
+            else:
+                learner = common.load_learner(entry.path, common.mtime(entry.path))
+                bar.progress(0.3, text=f"Adapting: {steps} gradient step(s) on {support.num_valid} examples...")
+                adapted = model_catalog.adapt(learner, support.x, support.y, steps, inner_lr)
+                result = {"key": key, "adapted": adapted, "losses": getattr(adapted, "adaptation_loss", None)}
+        except (ValueError, RuntimeError, OSError) as error:
+            bar.empty()
+            common.show_error(f"Adaptation failed: {error}")
+            return
+        bar.progress(0.8, text="Predicting...")
+        result["support"] = support
+        st.session_state["regression_result"] = result
+        st.session_state["adapt_started"] = started
+        st.session_state["adapt_count"] = st.session_state.get("adapt_count", 0) + 1
+        bar.progress(1.0, text="Adapted.")
+
+    result = st.session_state.get("regression_result")
+    if not result:
+        return
+    if result["key"] != key:
+        st.warning("The model, the support set or the settings changed: press Adapt again.")
+        return
+    regression_results(entry, result, query)
+
+
+def _regression_predict(result, support, x):
+    if "adapted" in result:
+        model = result["adapted"]
+        if len(x) <= 4096:  # one eager call is faster than building `predict`
+            return np.asarray(model(x, training=False)).reshape(len(x), -1)
+        return np.asarray(model.predict(x, verbose=0, batch_size=4096)).reshape(len(x), -1)
+    import tensorflow as tf
+
+    outputs = result["saved"].signatures["adapt_and_predict"](
+        support_x=tf.constant(support.x), support_y=tf.constant(support.y), query_x=tf.constant(x)
+    )
+    return outputs["predictions"].numpy().reshape(len(x), -1)
+
+
+def regression_results(entry, result, query):
+    support = result["support"]
+    if query is None:
+        st.info("Adapted. Upload or paste unlabelled examples above to see predictions.")
+        common.loss_curve(result)
+        return
+    table = query.report.copy()
+    predictions = np.full(len(table), np.nan)
+    if query.num_valid:
+        predictions[query.valid] = _regression_predict(result, support, query.x)[:, 0]
+    table.insert(len(table.columns) - 2, "prediction", predictions)
+    started = st.session_state.pop("adapt_started", None)
+    st.subheader("Predictions")
+    st.dataframe(table, width="stretch", key="predictions_table")
+    if started is not None:
+        st.session_state["last_seconds"] = time.perf_counter() - started
+    if "last_seconds" in st.session_state:
+        st.caption(
+            f"Adapt #{st.session_state.get('adapt_count', 1)} + predict: "
+            f"{st.session_state['last_seconds']:.2f} s. Point predictions "
+            "(this model gives no intervals)."
+        )
+    if (~query.valid).any():
+        st.warning(f"{int((~query.valid).sum())} query row(s) could not be predicted (see `error`).")
+    common.loss_curve(result)
+    if entry.input_dim == 1:
+        plt = common.figure()
+        fig, ax = plt.subplots(figsize=(7, 3.6))
+        xs = np.concatenate([support.x[:, 0], query.x[:, 0]]) if query.num_valid else support.x[:, 0]
+        low, high = float(xs.min()), float(xs.max())
+        pad = 0.1 * (high - low or 1.0)
+        grid = np.linspace(low - pad, high + pad, 200, dtype=np.float32)[:, None]
+        ax.plot(grid[:, 0], _regression_predict(result, support, grid)[:, 0], "C0-", label="adapted model")
+        ax.plot(support.x[:, 0], support.y[:, 0], "k^", ms=8, label="support (labelled)")
+        if query.num_valid:
+            ax.plot(query.x[:, 0], predictions[query.valid], "o", color="C1", ms=7, label="queries (predicted)")
+        ax.set_xlabel("x")
+        ax.set_ylabel("y")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        st.pyplot(fig)
+        plt.close(fig)
+    st.download_button(
+        "Download predictions (CSV)", table.to_csv(index=False).encode(), "predictions.csv",
+        "text/csv", key="download_predictions",
+    )
+    if "adapted" in result:
+        if st.button("Prepare the adapted model as a SavedModel (zip)", key="prepare_export"):
+            with st.spinner("Exporting..."):
+                try:
+                    st.session_state["export_zip"] = (result["key"], model_catalog.saved_model_zip(result["adapted"]))
+                except (ValueError, OSError) as error:
+                    common.show_error(f"Export failed: {error}")
+        exported = st.session_state.get("export_zip")
+        if exported and exported[0] == result["key"]:
+            st.download_button(
+                "Download the adapted model (SavedModel zip)", exported[1], "adapted_model.zip",
+                "application/zip", key="download_model",
+            )
