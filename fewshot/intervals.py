@@ -178,8 +178,8 @@ def learner_predictor(learner, steps=None, inner_lr=None):
     gradient steps as ``learner.adapt(sx, sy, steps, inner_lr)``, run on
     every task of a batch at once with `tf.vectorized_map`, then the
     adapted weights predict that task's queries (inference mode). Traced
-    once per learner, step count and step-size choice; the support and
-    query sizes may vary without retracing.
+    once per learner, step count and step-size choice (one input
+    signature: any number of tasks, support and query examples).
 
     Args:
         learner: a compiled learner with ``adapt_parameters``.
@@ -187,7 +187,7 @@ def learner_predictor(learner, steps=None, inner_lr=None):
         inner_lr: one step size for every weight (default the learner's).
 
     Returns:
-        ``fn(support_x [T,S,...], support_y [T,S,...], query_x [T,Q,...])
+        ``fn(support_x [T,S,...], support_y [T,S,outputs], query_x [T,Q,...])
         -> numpy [T, Q, outputs]``.
 
     Raises:
@@ -218,7 +218,11 @@ def learner_predictor(learner, steps=None, inner_lr=None):
             non_trainable = [tf.convert_to_tensor(v) for v in backbone.non_trainable_variables]
             return functional_forward(backbone, params, non_trainable, qx, False)
 
-        @tf.function(reduce_retracing=True, autograph=False)
+        features = [None, None, *backbone.input_shape[1:]]
+        x_spec = tf.TensorSpec(features, tf.float32)
+        signature = [x_spec, tf.TensorSpec([None, None, None], tf.float32), x_spec]
+
+        @tf.function(input_signature=signature, autograph=False)
         def run(sx, sy, qx):
             return tf.vectorized_map(one_task, (sx, sy, qx))
 

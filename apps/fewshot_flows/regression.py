@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from fewshot import model_catalog, uploads
+from fewshot import intervals, model_catalog, uploads
 from fewshot_flows import common
 
 MIN_SUPPORT = 2
+LEVELS = {"80%": 0.2, "90%": 0.1, "95%": 0.05}
 EXAMPLE = (
     "x,y\n-4.0,1.2\n-3.0,2.9\n-2.0,2.6\n-1.0,0.5\n0.0,-1.7\n1.0,-2.9\n2.0,-2.3\n3.0,-0.2\n4.0,2.0\n4.5,2.8\n",
     "x\n-4.5\n-2.5\n-0.5\n1.5\n3.5\n",
@@ -23,6 +24,9 @@ def warm_adaptation(path, mtime, steps, inner_lr, num_support, input_dim):
     learner = common.load_learner(path, mtime)
     zeros = np.zeros((num_support, input_dim), np.float32)
     model_catalog.adapt(learner, zeros, np.zeros((num_support, 1), np.float32), steps, inner_lr)
+    if num_support >= 2:  # and the leave-one-out adaptations of the intervals
+        loo_x, loo_y = intervals.leave_one_out(zeros, np.zeros((num_support, 1), np.float32))
+        intervals.learner_predictor(learner, steps, inner_lr)(loo_x, loo_y, zeros[:, None].repeat(3, 1))
     import altair  # noqa: F401  (first imports of the charting libraries are slow)
 
     common.figure()
@@ -117,7 +121,8 @@ def flow(entry):
                 learner = common.load_learner(entry.path, common.mtime(entry.path))
                 bar.progress(0.3, text=f"Adapting: {steps} gradient step(s) on {support.num_valid} examples...")
                 adapted = model_catalog.adapt(learner, support.x, support.y, steps, inner_lr)
-                result = {"key": key, "adapted": adapted, "losses": getattr(adapted, "adaptation_loss", None)}
+                result = {"key": key, "adapted": adapted, "losses": getattr(adapted, "adaptation_loss", None),
+                          "steps": steps, "inner_lr": inner_lr}
         except (ValueError, RuntimeError, OSError) as error:
             bar.empty()
             common.show_error(f"Adaptation failed: {error}")
@@ -152,42 +157,103 @@ def _regression_predict(result, support, x):
     return outputs["predictions"].numpy().reshape(len(x), -1)
 
 
+def _intervals(entry, result, support, x, alpha, prediction):
+    """Jackknife+ intervals of `x` (fewshot.intervals), or None with the reason."""
+    if "adapted" in result:
+        learner = common.load_learner(entry.path, common.mtime(entry.path))
+        predictor = intervals.learner_predictor(learner, result["steps"], result["inner_lr"])
+    else:
+        import tensorflow as tf
+
+        signature = result["saved"].signatures["adapt_and_predict"]
+        predictor = intervals.per_task(lambda sx, sy, qx: signature(
+            support_x=tf.constant(sx), support_y=tf.constant(sy), query_x=tf.constant(qx)
+        )["predictions"].numpy())
+    try:
+        return intervals.jackknife_plus(predictor, support.x, support.y, x, alpha, prediction=prediction), None
+    except (ValueError, RuntimeError) as error:
+        return None, str(error)
+
+
 def regression_results(entry, result, query):
     support = result["support"]
     if query is None:
         st.info("Adapted. Upload or paste unlabelled examples above to see predictions.")
         common.loss_curve(result)
         return
+    level = st.radio(
+        "Prediction interval", list(LEVELS), index=1, key="level", horizontal=True,
+        help="Jackknife+ intervals from leave-one-out adaptations on the support set "
+        "(fewshot.intervals): each support example is left out once, the model adapted on "
+        "the others predicts it, and the residuals set the width.",
+    )
+    alpha = LEVELS[level]
     table = query.report.copy()
     predictions = np.full(len(table), np.nan)
-    if query.num_valid:
-        predictions[query.valid] = _regression_predict(result, support, query.x)[:, 0]
-    table.insert(len(table.columns) - 2, "prediction", predictions)
+    lower, upper = np.full(len(table), np.nan), np.full(len(table), np.nan)
+    grid = None
+    if entry.input_dim == 1:
+        xs = np.concatenate([support.x[:, 0], query.x[:, 0]]) if query.num_valid else support.x[:, 0]
+        low, high = float(xs.min()), float(xs.max())
+        pad = 0.1 * (high - low or 1.0)
+        grid = np.linspace(low - pad, high + pad, 200, dtype=np.float32)[:, None]
+    points = query.x if grid is None else np.concatenate([query.x, grid])
+    point_predictions = _regression_predict(result, support, points)[:, 0] if len(points) else np.zeros(0)
+    band, why_not = _intervals(entry, result, support, points, alpha, point_predictions)
+    n = query.num_valid
+    if n:
+        predictions[query.valid] = point_predictions[:n]
+        if band is not None:
+            lower[query.valid], upper[query.valid] = band.lower[:n], band.upper[:n]
+    at = len(table.columns) - 2
+    table.insert(at, "prediction", predictions)
+    if band is not None:
+        table.insert(at + 1, f"lower ({level})", lower)
+        table.insert(at + 2, f"upper ({level})", upper)
     started = st.session_state.pop("adapt_started", None)
     st.subheader("Predictions")
     st.dataframe(table, width="stretch", key="predictions_table")
     if started is not None:
         st.session_state["last_seconds"] = time.perf_counter() - started
+    if band is None:
+        interval_text = f"Point predictions only (no interval: {why_not})"
+    elif band.bounded:
+        interval_text = (
+            f"`lower`/`upper`: a {level} jackknife+ prediction interval from {support.num_valid} "
+            "leave-one-out adaptations (it covers the true value about "
+            f"{level} of the time when the queries come from the same task as the support set)"
+        )
+    else:
+        interval_text = (
+            f"The {level} interval is unbounded: {support.num_valid} support examples are too few; "
+            f"it needs at least {intervals.min_support(alpha)} (add examples or choose a lower level)"
+        )
     if "last_seconds" in st.session_state:
         st.caption(
             f"Adapt #{st.session_state.get('adapt_count', 1)} + predict: "
-            f"{st.session_state['last_seconds']:.2f} s. Point predictions "
-            "(this model gives no intervals)."
+            f"{st.session_state['last_seconds']:.2f} s. {interval_text}."
         )
+    else:
+        st.caption(interval_text + ".")
     if (~query.valid).any():
         st.warning(f"{int((~query.valid).sum())} query row(s) could not be predicted (see `error`).")
     common.loss_curve(result)
-    if entry.input_dim == 1:
+    if grid is not None:
         plt = common.figure()
         fig, ax = plt.subplots(figsize=(7, 3.6))
-        xs = np.concatenate([support.x[:, 0], query.x[:, 0]]) if query.num_valid else support.x[:, 0]
-        low, high = float(xs.min()), float(xs.max())
-        pad = 0.1 * (high - low or 1.0)
-        grid = np.linspace(low - pad, high + pad, 200, dtype=np.float32)[:, None]
-        ax.plot(grid[:, 0], _regression_predict(result, support, grid)[:, 0], "C0-", label="adapted model")
+        if band is not None and band.bounded:
+            ax.fill_between(grid[:, 0], band.lower[n:], band.upper[n:], color="C0", alpha=0.18,
+                            label=f"{level} jackknife+ interval")
+        ax.plot(grid[:, 0], point_predictions[n:], "C0-", label="adapted model")
         ax.plot(support.x[:, 0], support.y[:, 0], "k^", ms=8, label="support (labelled)")
-        if query.num_valid:
-            ax.plot(query.x[:, 0], predictions[query.valid], "o", color="C1", ms=7, label="queries (predicted)")
+        if n:
+            if band is not None and band.bounded:
+                ax.errorbar(query.x[:, 0], predictions[query.valid],
+                            yerr=np.maximum(0, [predictions[query.valid] - lower[query.valid],
+                                                upper[query.valid] - predictions[query.valid]]),
+                            fmt="o", color="C1", ms=7, capsize=3, label="queries (predicted)")
+            else:
+                ax.plot(query.x[:, 0], predictions[query.valid], "o", color="C1", ms=7, label="queries (predicted)")
         ax.set_xlabel("x")
         ax.set_ylabel("y")
         ax.legend(fontsize=8)

@@ -87,6 +87,20 @@ def test_regression_flow_adapts_and_predicts(monkeypatch, models_dir):
     adapted = learner.adapt(x, y, steps=5, inner_lr=0.01)
     expected = adapted(np.array([[-4.5], [0.5], [2.5]], np.float32)).numpy()[:, 0]
     np.testing.assert_allclose(table["prediction"][[0, 1, 3]], expected, rtol=1e-4, atol=1e-5)
+    # 90% jackknife+ intervals, as fewshot.intervals computes them (10 examples: bounded).
+    from fewshot import intervals
+
+    queries = np.array([[-4.5], [0.5], [2.5]], np.float32)
+    band = intervals.jackknife_plus(intervals.learner_predictor(learner, 5, 0.01), x, y, queries, alpha=0.1)
+    np.testing.assert_allclose(table["lower (90%)"][[0, 1, 3]], band.lower, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(table["upper (90%)"][[0, 1, 3]], band.upper, rtol=1e-4, atol=1e-4)
+    assert (table["upper (90%)"][[0, 1, 3]] > table["lower (90%)"][[0, 1, 3]]).all()
+    assert np.isnan(table["lower (90%)"][2])
+    assert any("90% jackknife+ prediction interval from 10 leave-one-out" in t for t in _texts(at.caption))
+    at.radio(key="level").set_value("80%").run()
+    narrower = _predictions(at)
+    assert (narrower["upper (80%)"] - narrower["lower (80%)"]).dropna().le(
+        (table["upper (90%)"] - table["lower (90%)"]).dropna() + 1e-6).all()
     assert any("after 5 step(s)" in text for text in _texts(at.caption))
     assert any("1 query row(s) could not be predicted" in text for text in _texts(at.warning))
     assert len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart")) >= 1  # loss curve
@@ -187,6 +201,22 @@ def test_exported_saved_model_adapts_in_its_graph(monkeypatch, models_dir, tmp_p
     expected = learner.adapt(x, y, steps=3)(np.array([[0.5]], np.float32)).numpy()[0, 0]
     got = _predictions(at)["prediction"][0]
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    lower, upper = _predictions(at)["lower (90%)"][0], _predictions(at)["upper (90%)"][0]
+    assert np.isfinite(lower) and np.isfinite(upper) and lower < upper  # intervals from the signature
+
+
+def test_too_few_examples_for_the_interval_level_are_said(monkeypatch, models_dir):
+    at = _app(monkeypatch, models_dir)
+    _choose(at, "maml.keras")
+    _upload(at, "support_file", "support.csv", b"x,y\n-3,1\n-1,0.5\n0,0\n1,-0.5\n3,-1\n")
+    at.text_area(key="query_text").input("x\n0.5\n").run()
+    at.button(key="adapt").click().run()
+    assert not at.exception and not at.error
+    assert any("90% interval is unbounded: 5 support examples are too few; it needs at least 9" in t
+               for t in _texts(at.caption))
+    at.radio(key="level").set_value("80%").run()
+    table = _predictions(at)
+    assert np.isfinite(table["lower (80%)"][0]) and table["lower (80%)"][0] < table["upper (80%)"][0]
 
 
 MOL_SUPPORT = b"smiles,label\nCCO,0\nCC(=O)O,0\nc1ccccc1O,1\nc1ccc2ccccc2c1,1\nC1CC,1\n"
