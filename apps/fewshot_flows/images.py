@@ -13,18 +13,26 @@ IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp"]
 
 def flow(entry):
     shape = tuple(entry.input_shape)
+    saved = entry.kind == "saved_model"
     with st.spinner("Loading the model..."):
         try:
-            learner = common.load_learner(entry.path, common.mtime(entry.path))
+            if saved:  # an exported classifier adapts inside its graph (adapt_and_predict)
+                learner = common.load_saved_model(entry.path, common.mtime(entry.path))
+            else:
+                learner = common.load_learner(entry.path, common.mtime(entry.path))
         except (ValueError, OSError) as error:
             common.show_error(error)
             return
-    metric = callable(getattr(learner, "embed", None))
-    outputs = None if metric else int(learner.backbone.output_shape[-1])
+    if saved:
+        metric = "embed" in entry.endpoints
+        outputs = entry.num_classes
+    else:
+        metric = callable(getattr(learner, "embed", None))
+        outputs = None if metric else int(learner.backbone.output_shape[-1])
     st.caption(
         f"Model: `{entry.path}` ({entry.model_class}), {shape[0]}x{shape[1]} images with "
         f"{shape[2]} channel(s); images are resized and converted to fit. "
-        + ("Any number of classes." if metric else f"It was meta-trained {outputs}-way: give exactly {outputs} classes.")
+        + ("Any number of classes." if outputs is None else f"It was meta-trained {outputs}-way: give exactly {outputs} classes.")
     )
     st.header("2. Labelled images (support set)")
     files = st.file_uploader(
@@ -62,7 +70,12 @@ def flow(entry):
     st.header("3. Adapt")
     c1, c2 = st.columns(2)
     steps = inner_lr = None
-    if model_catalog.takes_inner_lr(learner):
+    if saved:
+        c1.caption(
+            f"Exported {entry.model_class}: it adapts inside its graph ("
+            + (f"{entry.inner_steps} gradient step(s), baked in)." if entry.inner_steps else "class prototypes).")
+        )
+    elif model_catalog.takes_inner_lr(learner):
         steps = int(c1.number_input("Gradient steps", 0, 500, int(entry.inner_steps or 1), key="steps"))
         inner_lr = float(c2.number_input(
             "Learning rate", 1e-5, 10.0, float(entry.inner_lr or 0.01), format="%.4f", key="inner_lr",
@@ -80,7 +93,11 @@ def flow(entry):
         started = time.perf_counter()
         bar = st.progress(0.3, text=f"Adapting to {len(names)} classes from {support.num_valid} images...")
         try:
-            adapted = model_catalog.adapt(learner, support.x, y, steps, inner_lr)
+            if saved:
+                adapted = _SavedClassifier(learner, support.x, y)
+                adapted(support.x[:1])  # a bad support set fails here, not later
+            else:
+                adapted = model_catalog.adapt(learner, support.x, y, steps, inner_lr)
         except (ValueError, RuntimeError) as error:
             bar.empty()
             common.show_error(f"Adaptation failed: {error}")
@@ -130,11 +147,15 @@ def flow(entry):
                  caption=[f"{predicted[i]} ({probs[i].max():.2f})" for i in rows])
     common.loss_curve(result)
     if metric:
-        _image_projection(learner, result, query)
+        _image_projection(result["adapted"] if saved else learner, result, query)
     st.download_button(
         "Download predictions (CSV)", table.to_csv(index=False).encode(), "predictions.csv",
         "text/csv", key="download_predictions",
     )
+    if saved:
+        st.caption("An exported model adapts inside its own graph: the SavedModel folder you picked "
+                   "is the model to deploy (its `adapt_and_predict` takes the support images).")
+        return
     if st.button("Prepare the adapted model as a SavedModel (zip)", key="prepare_export"):
         with st.spinner("Exporting..."):
             try:
@@ -145,6 +166,33 @@ def flow(entry):
     if exported and exported[0] == result["key"]:
         st.download_button("Download the adapted model (SavedModel zip)", exported[1], "adapted_model.zip",
                            "application/zip", key="download_model")
+
+
+class _SavedClassifier:
+    """An exported classifier bound to one support set: called like a Keras model.
+
+    Calls run the SavedModel's ``adapt_and_predict`` signature (the learner's
+    own adaptation, inside the graph) and return the query logits; ``embed``
+    runs its ``embed`` signature (metric learners).
+    """
+
+    def __init__(self, served, support_x, support_y):
+        self.served, self.support_x, self.support_y = served, support_x, support_y
+        self.adaptation_loss = None
+
+    def __call__(self, x, training=False):
+        import tensorflow as tf
+
+        out = self.served.signatures["adapt_and_predict"](
+            support_x=tf.constant(self.support_x, tf.float32), support_y=tf.constant(self.support_y, tf.int32),
+            query_x=tf.constant(x, tf.float32),
+        )
+        return out["predictions"]
+
+    def embed(self, x):
+        import tensorflow as tf
+
+        return self.served.signatures["embed"](inputs=tf.constant(x, tf.float32))["embeddings"].numpy()
 
 
 def _image_projection(learner, result, query):

@@ -439,3 +439,43 @@ def test_ratings_flow_asks_for_the_movielens_folder(monkeypatch, ratings_setup, 
     at.text_input(key="movielens_dir").input(str(tmp_path / "nowhere")).run()
     assert not at.exception
     assert any("MovieLens folder not found" in t for t in _texts(at.error))
+
+
+def test_exported_image_classifiers_adapt_in_their_graph(monkeypatch, image_models_dir, tmp_path):
+    """Exported ProtoNet (any number of classes) and 2-way MAML in the images flow."""
+    from fewshot.export import export_saved_model
+
+    for name in ("protonet", "maml2way"):
+        learner = model_catalog.load_learner(image_models_dir / "img" / "models" / f"{name}.keras")
+        export_saved_model(learner, tmp_path / "exported" / f"{name}_sm")
+    at = _app(monkeypatch, tmp_path)
+    at.sidebar.radio(key="domain").set_value("Images (classes by file name)").run()
+    _choose(at, "protonet_sm")
+    assert any("Any number of classes" in t for t in _texts(at.caption))
+    support = _files(("dark_1.png", _image(10)), ("dark_2.png", _image(30)), ("mid_1.png", _image(128)),
+                     ("light_1.png", _image(240)), ("light_2.png", _image(220)))
+    at.file_uploader(key="support_images").set_value(support).run()
+    at.file_uploader(key="query_images").set_value(_files(("q1.png", _image(20)), ("q2.png", _image(235)))).run()
+    at.button(key="adapt").click().run()
+    assert not at.exception and not at.error
+    table = [d.value for d in at.dataframe if "predicted" in d.value.columns][-1]
+    assert table["predicted"].tolist() == ["dark", "light"]
+    # The same probabilities as the Keras learner's own adapt (3 classes, prototypes).
+    learner = model_catalog.load_learner(image_models_dir / "img" / "models" / "protonet.keras")
+    x = np.array([[10], [30], [128], [240], [220]], np.float32)[:, :, None, None] * np.ones((1, 8, 8, 1)) / 255
+    adapted = learner.adapt(x.astype(np.float32), np.array([0, 0, 2, 1, 1], np.int32))
+    q = (np.array([20, 235], np.float32)[:, None, None, None] * np.ones((1, 8, 8, 1)) / 255).astype(np.float32)
+    expected = np.exp(adapted(q).numpy())
+    expected /= expected.sum(-1, keepdims=True)
+    np.testing.assert_allclose(table[["p(dark)", "p(light)", "p(mid)"]].to_numpy(), expected, rtol=1e-4, atol=1e-5)
+    assert any("adapts inside its own graph" in t for t in _texts(at.caption))
+    # The exported 2-way MAML asks for exactly 2 classes, then adapts with its baked-in steps.
+    _choose(at, "maml2way_sm")
+    assert any("exactly 2 classes" in t for t in _texts(at.error))
+    at.file_uploader(key="support_images").set_value(support[:2] + support[3:]).run()
+    at.file_uploader(key="query_images").set_value(_files(("q1.png", _image(20)))).run()
+    assert any("2 gradient step(s), baked in" in t for t in _texts(at.caption))
+    at.button(key="adapt").click().run()
+    assert not at.exception and not at.error
+    table = [d.value for d in at.dataframe if "predicted" in d.value.columns][-1]
+    np.testing.assert_allclose(table["p(dark)"] + table["p(light)"], 1.0, rtol=1e-5)
