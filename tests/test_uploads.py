@@ -1,6 +1,7 @@
 """Upload parsing and validation (fewshot.uploads)."""
 
 import io
+import re
 import pickle
 
 import numpy as np
@@ -202,3 +203,33 @@ def test_read_images_rgb_and_unlabelled():
 def test_read_images_needs_an_image_model():
     with pytest.raises(UploadError, match="does not take images"):
         uploads.read_images([("a_1.png", _png())], input_shape=(10,))
+
+
+def test_item_ratings_flags_bad_rows_and_keeps_them():
+    frame = uploads.read_csv(b"Movie_ID,Rating\n50,5\n1.5,4\n7,\n8,0.5\n9,3.5\n,2\n", name="mine.csv")
+    report, column = uploads.item_ratings(frame, name="mine.csv")
+    assert column == "Movie_ID"
+    assert report["valid"].tolist() == [True, False, False, False, True, False]
+    assert report["error"].tolist() == [
+        "", "item id '1.5' is not an integer", "rating is empty",
+        "rating 0.5 is outside the scale 1 to 5", "", "item id is empty",
+    ]
+
+
+def test_item_ratings_candidates_need_only_an_item_column():
+    frame = uploads.read_csv(b"item\n4\nx\n", name="cands.csv")
+    report, column = uploads.item_ratings(frame, name="cands.csv", need_rating=False)
+    assert column == "item" and report["valid"].tolist() == [True, False]
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"film,rating\n1,5\n", "has no item column"),
+        (b"item_id,stars\n1,5\n", "has no 'rating' column"),
+        (b"item_id,rating\n1,five\n2,6\n", "None of the 2 row(s) of 'mine.csv' can be used as ratings; the first: rating 'five' is not a number"),
+    ],
+)
+def test_item_ratings_rejects_unusable_tables(data, message):
+    with pytest.raises(UploadError, match=re.escape(message)):
+        uploads.item_ratings(uploads.read_csv(data, name="mine.csv"), name="mine.csv")
