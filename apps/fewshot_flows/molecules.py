@@ -5,7 +5,7 @@ import time
 import numpy as np
 import streamlit as st
 
-from fewshot import model_catalog
+from fewshot import model_catalog, uploads
 from fewshot_flows import common
 
 EXAMPLE = (

@@ -3,7 +3,6 @@
 import time
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from fewshot import intervals, model_catalog, uploads
