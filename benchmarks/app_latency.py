@@ -8,9 +8,13 @@ model itself is loaded when it is selected, before any press).
     python benchmarks/app_latency.py --models-dir runs --domain regression
     python benchmarks/app_latency.py --models-dir runs --domain molecules \
         --tox21 /work/shared/data/tox21/tox21.csv.gz --assay SR-p53
+    python benchmarks/app_latency.py --models-dir runs/personalization --domain ratings \
+        --movielens /work/shared/data/movielens-100k --model maml.keras
 
-Regression uses 20 points of a sinusoid; molecules use 10 actives + 10
-inactives of one Tox21 assay as the support and 100 other molecules as queries.
+Regression uses 20 points of a sinusoid (predictions with 90 % jackknife+
+intervals); molecules use 10 actives + 10 inactives of one Tox21 assay as the
+support and 100 other molecules as queries; ratings use 10 ratings of one
+MovieLens user as the support and rank every item they have not rated.
 """
 
 import argparse
@@ -45,6 +49,16 @@ def _files(args, folder):
         amplitude, phase = rng.uniform(0.1, 5), rng.uniform(0, np.pi)
         support.write_text("x,y\n" + "".join(f"{a:.4f},{amplitude * np.sin(a - phase):.4f}\n" for a in x))
         query.write_text("x\n" + "".join(f"{a:.3f}\n" for a in np.linspace(-5, 5, 100)))
+    elif args.domain == "ratings":
+        import pandas as pd
+
+        from fewshot.datasets.movielens import load_movielens
+
+        ratings = load_movielens(args.movielens).ratings
+        user = rng.choice(ratings["user"].unique())
+        mine = ratings[ratings["user"] == user].sample(10, random_state=args.seed)
+        pd.DataFrame({"item_id": mine["item"], "rating": mine["rating"].astype(int)}).to_csv(support, index=False)
+        query = None
     else:
         import pandas as pd
 
@@ -64,10 +78,11 @@ def _files(args, folder):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models-dir", required=True)
-    parser.add_argument("--domain", choices=["regression", "molecules"], default="regression")
+    parser.add_argument("--domain", choices=["regression", "molecules", "ratings"], default="regression")
     parser.add_argument("--model", default="", help="a substring of the model's label to pick")
     parser.add_argument("--tox21", default="/work/shared/data/tox21/tox21.csv.gz")
     parser.add_argument("--assay", default="SR-p53")
+    parser.add_argument("--movielens", default=os.environ.get("FEWSHOT_MOVIELENS_DIR", "/work/shared/data/movielens-100k"))
     parser.add_argument("--presses", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--screenshot", default=None)
@@ -77,7 +92,8 @@ def main():
     folder = pathlib.Path(tempfile.mkdtemp(prefix="app-latency-"))
     support, query = _files(args, folder)
     port = _free_port()
-    env = dict(os.environ, FEWSHOT_MODELS_DIR=args.models_dir, TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(os.environ, FEWSHOT_MODELS_DIR=args.models_dir, TF_CPP_MIN_LOG_LEVEL="2",
+               FEWSHOT_MOVIELENS_DIR=args.movielens)
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true",
@@ -99,14 +115,19 @@ def main():
             page.goto(url)
             if args.domain == "molecules":
                 page.get_by_text("Molecules (SMILES)").click()
+            elif args.domain == "ratings":
+                page.get_by_text("User ratings (recommendations)").click()
             if args.model:
                 page.locator("[data-testid=stSelectbox]").click()
                 page.get_by_role("option").filter(has_text=args.model).first.click()
             page.get_by_text("Upload the support CSV").wait_for()
             page.locator("input[type=file]").nth(0).set_input_files(str(support))
-            page.get_by_text("Upload the query CSV").wait_for()
-            page.locator("input[type=file]").nth(1).set_input_files(str(query))
-            page.get_by_text("query.csv").first.wait_for()
+            if query is not None:
+                page.get_by_text("Upload the query CSV").wait_for()
+                page.locator("input[type=file]").nth(1).set_input_files(str(query))
+                page.get_by_text("query.csv").first.wait_for()
+            else:
+                page.get_by_text("support.csv").first.wait_for()
             adapt = page.get_by_role("button", name="Adapt", exact=True)
             seconds, server_side = [], []
             idle = (
@@ -118,17 +139,19 @@ def main():
                 page.wait_for_function(idle)  # the previous run has finished drawing
                 started = time.perf_counter()
                 adapt.click()
-                caption = page.get_by_text(f"Adapt #{press} + predict:").first
+                word = "recommend" if args.domain == "ratings" else "predict"
+                caption = page.get_by_text(f"Adapt #{press} + {word}:").first
                 caption.wait_for()
                 seconds.append(time.perf_counter() - started)
-                server_side.append(caption.inner_text().split("predict:")[1].split(" s.")[0].strip())
+                server_side.append(caption.inner_text().split(f"{word}:")[1].split(" s.")[0].strip())
             if args.screenshot:
                 page.screenshot(path=args.screenshot, full_page=True)
             browser.close()
     finally:
         server.terminate()
         server.wait(timeout=30)
-    print(f"domain={args.domain} support=20 queries=100 models_dir={args.models_dir}")
+    sizes = "support=10 candidates=all unrated" if args.domain == "ratings" else "support=20 queries=100"
+    print(f"domain={args.domain} {sizes} models_dir={args.models_dir}")
     print("press | click Adapt -> predictions on screen (s) | of which in the app script (s)")
     for i, (s, inside) in enumerate(zip(seconds, server_side), 1):
         print(f"{i:5d} | {s:.2f} | {inside}")

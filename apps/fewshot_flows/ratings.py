@@ -165,9 +165,9 @@ def flow(entry):
                 learner, features, ratings, candidates, top_k=top_k, age=age, gender=gender,
                 occupation=occupation, steps=steps, inner_lr=inner_lr,
             )
-            seconds = time.perf_counter() - started
             bar.progress(0.8, text="Recording the adaptation loss...")
             losses = _loss_curve(learner, features, report, item_column, age, gender, occupation, steps, inner_lr)
+            seconds = time.perf_counter() - started
         except (ValueError, RuntimeError, OSError) as error:
             bar.empty()
             common.show_error(f"Adaptation failed: {error}")

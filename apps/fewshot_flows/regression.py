@@ -246,7 +246,7 @@ def regression_results(entry, result, query):
         ax.plot(grid[:, 0], point_predictions[n:], "C0-", label="adapted model")
         ax.plot(support.x[:, 0], support.y[:, 0], "k^", ms=8, label="support (labelled)")
         if n:
-            if band is not None and band.bounded:
+            if band is not None and band.bounded and n <= 20:  # more: the band says it
                 ax.errorbar(query.x[:, 0], predictions[query.valid],
                             yerr=np.maximum(0, [predictions[query.valid] - lower[query.valid],
                                                 upper[query.valid] - predictions[query.valid]]),
