@@ -48,7 +48,9 @@ class MAML(MetaLearner):
     recomputed during the backward pass. The gradient is the same; the
     compute is higher. Measured on Conv4 (benchmarks/README.md) it did not
     lower the peak with the default ``vectorize=True``; ``first_order=True``
-    is the option that flattens memory.
+    is the option that flattens memory in the number of inner steps, and
+    ``tasks_per_chunk`` bounds it in the number of tasks (the meta-gradient
+    is accumulated chunk by chunk, as learn2learn's per-task backward does).
 
     Args:
         backbone: a built Keras model.
@@ -62,6 +64,10 @@ class MAML(MetaLearner):
             or ``"running"`` (moving statistics). Default "transductive".
         recompute_inner: recompute each inner step in the backward pass
             instead of storing it (gradient checkpointing). Default False.
+        tasks_per_chunk: accumulate the meta-gradient over chunks of this
+            many tasks, one chunk at a time, instead of differentiating the
+            whole meta-batch at once: the same update, with the peak memory
+            of one chunk. None (the default) takes the whole batch at once.
         **kwargs: passed to `keras.Model`.
 
     Example:
@@ -93,6 +99,7 @@ class MAML(MetaLearner):
         vectorize=True,
         batch_norm="transductive",
         recompute_inner=False,
+        tasks_per_chunk=None,
         **kwargs,
     ):
         super().__init__(backbone, **kwargs)
@@ -115,6 +122,9 @@ class MAML(MetaLearner):
                 f"Expected a bool. Received: recompute_inner={recompute_inner!r}"
             )
         self.recompute_inner = recompute_inner
+        if tasks_per_chunk is not None:
+            check_int("tasks_per_chunk", tasks_per_chunk, minimum=1)
+        self.tasks_per_chunk = tasks_per_chunk
         self._adapt_mask = self._build_mask(self.adapt_layers)
         self._adapt_fns = {}
 
@@ -129,6 +139,7 @@ class MAML(MetaLearner):
                 "vectorize": self.vectorize,
                 "batch_norm": self.batch_norm,
                 "recompute_inner": self.recompute_inner,
+                "tasks_per_chunk": self.tasks_per_chunk,
             }
         )
         return config

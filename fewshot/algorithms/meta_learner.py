@@ -143,8 +143,14 @@ class MetaLearner(keras.Model):
         y_true, y_pred = _flatten_tasks(episodes[QUERY_Y], query_pred)
         return self.per_task_loss(y_true, y_pred), query_pred
 
+    #: Tasks whose meta-gradient is computed at once; None: the whole batch.
+    #: Subclasses that take a ``tasks_per_chunk`` argument set it.
+    tasks_per_chunk = None
+
     def train_step(self, data):
         episodes = self._unpack(data)
+        if self.tasks_per_chunk is not None:
+            return self._chunked_train_step(episodes, self.tasks_per_chunk)
         with tf.GradientTape() as tape:
             loss, query_pred = self.meta_loss(episodes, training=True)
             # The optimizer sums gradients across replicas: scale so that the
@@ -153,6 +159,58 @@ class MetaLearner(keras.Model):
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
+        return self._update_metrics(loss, episodes[QUERY_Y], query_pred)
+
+    def _chunked_train_step(self, episodes, chunk):
+        """The meta-update of `train_step`, accumulated over chunks of tasks.
+
+        A `tf.while_loop` (one iteration at a time) takes the meta-gradient
+        of `chunk` tasks per iteration and sums them, weighted by each
+        chunk's share of the batch: the same update as one pass over the
+        whole batch, but only one chunk's activations (and, for second-order
+        MAML, inner-loop graph) are alive at a time, so peak memory does not
+        grow with the meta-batch size. The task count must be a multiple of
+        `chunk`.
+        """
+        support_x = episodes[SUPPORT_X]
+        num_tasks = tf.shape(support_x)[0]
+        static_tasks = support_x.shape[0]
+        if static_tasks is not None and static_tasks % chunk:
+            raise ValueError(
+                f"The number of tasks per batch ({static_tasks}) must be a multiple of "
+                f"`tasks_per_chunk`. Received: tasks_per_chunk={chunk}"
+            )
+        variables = self.trainable_variables
+        num_chunks = num_tasks // chunk
+        replicas = tf.cast(_num_replicas(), support_x.dtype)
+
+        def body(i, total, grads, predictions):
+            part = {
+                key: tf.ensure_shape(value[i * chunk:(i + 1) * chunk], [chunk] + value.shape[1:])
+                for key, value in episodes.items()
+            }
+            with tf.GradientTape() as tape:
+                loss, pred = self.meta_loss(part, training=True)
+                share = loss / tf.cast(num_chunks, loss.dtype)
+                scaled = share / tf.cast(replicas, share.dtype)
+            step = tape.gradient(scaled, variables)
+            grads = [g if d is None else g + d for g, d in zip(grads, step)]
+            pred_shape[:] = pred.shape.as_list()
+            return i + 1, total + share, grads, predictions.write(i, pred)
+
+        pred_shape = []
+        zeros = [tf.zeros_like(v) for v in variables]
+        predictions = tf.TensorArray(self.compute_dtype, size=num_chunks, infer_shape=False)
+        _, loss, grads, predictions = tf.while_loop(
+            lambda i, *_: i < num_chunks,
+            body,
+            (tf.constant(0), tf.constant(0.0, self.compute_dtype), zeros, predictions),
+            parallel_iterations=1,
+        )
+        self.optimizer.apply(grads, variables)
+        query_pred = predictions.concat()
+        # [T, Q, ...]: the prediction's trailing shape is that of the chunks.
+        query_pred.set_shape([static_tasks] + pred_shape[1:])
         return self._update_metrics(loss, episodes[QUERY_Y], query_pred)
 
     def test_step(self, data):

@@ -7,7 +7,7 @@ process (logical devices and TF_CONFIG must be set before TensorFlow starts):
 
 `single` runs on one device; `mirrored` splits the meta-batch over two
 logical CPU devices; `multiworker` is one of the workers named in TF_CONFIG.
-Each run does three problems and writes OUT_PREFIX-{mse,sce,reptile}.npz:
+Each run does four problems and writes OUT_PREFIX-{mse,sce,reptile,chunked}.npz:
 `mse` (regression, a loss function), `sce` (classification, a
 `keras.losses.Loss` object, which Keras scales by the replica count) and
 `reptile` (regression with Reptile, whose own train_step builds the update).
@@ -26,7 +26,7 @@ TASKS = 4
 
 def episodes(loss):
     rng = np.random.default_rng(0)
-    if loss in ("mse", "reptile"):
+    if loss in ("mse", "reptile", "chunked"):
         sx = rng.uniform(-5, 5, size=(TASKS, 10, 1)).astype("float32")
         qx = rng.uniform(-5, 5, size=(TASKS, 10, 1)).astype("float32")
         amp = rng.uniform(0.5, 3, size=(TASKS, 1, 1)).astype("float32")
@@ -44,7 +44,7 @@ def build(loss):
     import fewshot
 
     keras.utils.set_random_seed(0)
-    if loss in ("mse", "reptile"):
+    if loss in ("mse", "reptile", "chunked"):
         backbone = fewshot.models.mlp(hidden=(16, 16))
         task_loss = "mse"
     else:
@@ -60,7 +60,9 @@ def build(loss):
             tf.print("TASKS_PER_REPLICA", tasks, output_stream=sys.stdout)
             return super().train_step(data)
 
-    learner = Reporting(backbone, inner_lr=0.1, inner_steps=2)
+    # `chunked`: the `mse` problem with the meta-gradient accumulated task by task.
+    chunks = {"tasks_per_chunk": 1} if loss == "chunked" else {}
+    learner = Reporting(backbone, inner_lr=0.1, inner_steps=2, **chunks)
     learner.compile(optimizer=keras.optimizers.SGD(0.05), loss=task_loss)
     return learner
 
@@ -78,7 +80,7 @@ def main(mode, prefix):
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     else:
         raise SystemExit(f"unknown mode {mode!r}")
-    for loss in ("mse", "sce", "reptile"):
+    for loss in ("mse", "sce", "reptile", "chunked"):
         with strategy.scope():
             learner = build(loss)
         # One global meta-batch of TASKS tasks; the strategy splits it by replica.

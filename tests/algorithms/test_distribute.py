@@ -77,20 +77,25 @@ def _assert_same_update(reference, other, replicas):
     np.testing.assert_allclose(float(many["loss"]), float(one["loss"]), rtol=1e-5)
 
 
-LOSSES = ("mse", "sce", "reptile")
+LOSSES = ("mse", "sce", "reptile", "chunked")
 
 
 @pytest.fixture(scope="module")
 def single_device(tmp_path_factory):
     prefix = tmp_path_factory.mktemp("single") / "single"
-    assert _wait([_run("single", prefix)]) == [[4, 4, 4]]  # 4 tasks, three problems
+    assert _wait([_run("single", prefix)]) == [[4, 4, 4, 4]]  # 4 tasks, four problems
     return prefix
+
+
+def test_chunked_meta_gradient_matches_the_whole_batch(single_device):
+    """`tasks_per_chunk=1` accumulates the same update as the whole batch at once."""
+    _assert_same_update(f"{single_device}-mse.npz", f"{single_device}-chunked.npz", replicas=1)
 
 
 def test_mirrored_two_replicas_match_one_device(single_device, tmp_path):
     prefix = tmp_path / "mirrored"
-    # Three problems, each split over two replicas: 2 tasks per replica.
-    assert _wait([_run("mirrored", prefix)]) == [[2] * 6]
+    # Four problems, each split over two replicas: 2 tasks per replica.
+    assert _wait([_run("mirrored", prefix)]) == [[2] * 8]
     for loss in LOSSES:
         _assert_same_update(f"{single_device}-{loss}.npz", f"{prefix}-{loss}.npz", replicas=2)
 
@@ -103,7 +108,7 @@ def test_multiworker_two_workers_match_one_device(single_device, tmp_path):
         env = _env(TF_CONFIG=json.dumps(config))
         workers.append(_run("multiworker", tmp_path / f"worker{index}", env))
     # Each worker (one replica) adapts 2 of the 4 tasks of each problem.
-    assert _wait(workers) == [[2, 2, 2], [2, 2, 2]]
+    assert _wait(workers) == [[2] * 4, [2] * 4]
     for index in range(2):
         for loss in LOSSES:
             _assert_same_update(

@@ -152,3 +152,44 @@ def test_recompute_inner_is_validated_and_serialised():
     assert config["recompute_inner"] is True
     restored = fewshot.MAML.from_config(config)
     assert restored.recompute_inner is True
+
+
+def _one_update(learner, loss, episodes):
+    learner.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
+    logs = learner.train_on_batch(episodes, return_dict=True)
+    return logs["loss"], [v.numpy() for v in learner.trainable_variables]
+
+
+@pytest.mark.parametrize("vectorize", [True, False])
+@pytest.mark.parametrize("backbone", sorted(CASES))
+def test_tasks_per_chunk_gives_the_same_meta_update(backbone, vectorize):
+    """Accumulating the meta-gradient chunk by chunk equals the whole batch."""
+    results = {}
+    for chunk in (None, 1, 2):
+        keras.utils.set_random_seed(0)
+        model, loss, arrays = CASES[backbone]("float32")
+        learner = fewshot.MAML(
+            model, inner_lr=0.1, inner_steps=2, vectorize=vectorize, tasks_per_chunk=chunk
+        )
+        results[chunk] = _one_update(learner, loss, _episodes(arrays, "float32"))
+    keras.utils.set_random_seed(0)
+    initial = [v.numpy() for v in CASES[backbone]("float32")[0].trainable_variables]
+    whole_loss, whole = results[None]
+    assert max(float(np.abs(w - i).max()) for w, i in zip(whole, initial)) > 1e-4
+    for chunk in (1, 2):
+        chunk_loss, weights = results[chunk]
+        np.testing.assert_allclose(chunk_loss, whole_loss, rtol=1e-5)
+        for a, b in zip(weights, whole):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def test_tasks_per_chunk_is_validated_and_serialised():
+    backbone = fewshot.models.mlp(hidden=(4,))
+    with pytest.raises(ValueError, match="Received: tasks_per_chunk=0"):
+        fewshot.MAML(backbone, tasks_per_chunk=0)
+    learner = fewshot.MetaSGD(backbone, tasks_per_chunk=3)
+    assert fewshot.MetaSGD.from_config(learner.get_config()).tasks_per_chunk == 3
+    learner.compile(optimizer="sgd", loss="mse")
+    batch = fewshot.episodes.Sinusoid().sample(4, seed=0)
+    with pytest.raises(ValueError, match=r"must be a multiple of `tasks_per_chunk`. Received: tasks_per_chunk=3"):
+        learner.train_on_batch(batch)
