@@ -53,8 +53,14 @@ WORKLOADS = {
     "conv4-5w1s-5step-2nd": ("conv4", 32, 5, False, 0.4),
     "conv4-5w1s-5step-1st": ("conv4", 32, 5, True, 0.4),
 }
-FRAMEWORKS = ("fewshot", "fewshot+XLA", "fewshot task loop", "torch.func", "learn2learn")
-XLA_MODELS = ("mlp",)  # XLA was slower for Conv4 in ANCHORS.md; measured only here
+FRAMEWORKS = (
+    "fewshot", "fewshot+XLA", "fewshot fit", "fewshot fit+XLA", "fewshot task loop",
+    "torch.func", "learn2learn",
+)
+# XLA was slower for Conv4 in ANCHORS.md, and `fit` only pays where a step
+# takes milliseconds: these variants are measured on the MLP only.
+MLP_ONLY = ("fewshot+XLA", "fewshot fit", "fewshot fit+XLA")
+FIT_STEPS = 200  # meta-steps per `fit` call, run `steps_per_execution` at a time
 WAYS, SHOTS, QUERIES = 5, 1, 5
 SIN_SHOTS = 10
 
@@ -105,7 +111,7 @@ def meta_step_flops(name):
 
 
 # --------------------------------------------------------------- fewshot
-def build_fewshot(name, device, xla, vectorize=True):
+def build_fewshot(name, device, xla, vectorize=True, fit=False):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import tensorflow as tf
@@ -125,18 +131,33 @@ def build_fewshot(name, device, xla, vectorize=True):
     learner = fewshot.MAML(
         backbone, inner_lr=lr, inner_steps=steps, first_order=first_order, vectorize=vectorize
     )
-    learner.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, jit_compile=xla)
+    learner.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss=loss, jit_compile=xla,
+        steps_per_execution=FIT_STEPS if fit else 1,
+    )
     batches = [{k: tf.constant(v) for k, v in b.items()} for b in make_batches(model, tasks)]
     state = {"i": 0}
-
-    def step():
-        learner.train_on_batch(batches[state["i"] % len(batches)])
-        state["i"] += 1
 
     def peak_mib():
         if device == "gpu":
             return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
         return None
+
+    if fit:
+        # Keras' own loop: one `fit` call runs FIT_STEPS meta-steps inside one
+        # compiled function (steps_per_execution), with no Python per step.
+        stacked = {k: tf.stack([b[k] for b in batches]) for k in batches[0]}
+        dataset = tf.data.Dataset.from_tensor_slices(stacked).repeat().prefetch(2)
+
+        def fit_steps():
+            learner.fit(dataset, epochs=1, steps_per_epoch=FIT_STEPS, verbose=0)
+            return FIT_STEPS
+
+        return fit_steps, lambda: None, peak_mib
+
+    def step():
+        learner.train_on_batch(batches[state["i"] % len(batches)])
+        state["i"] += 1
 
     return step, lambda: None, peak_mib
 
@@ -267,7 +288,8 @@ def worker(framework, name, device, threads):
             torch.set_num_interop_threads(threads)
     if framework.startswith("fewshot"):
         step, sync, peak = build_fewshot(
-            name, device, xla=framework == "fewshot+XLA", vectorize=framework != "fewshot task loop"
+            name, device, xla=framework.endswith("+XLA"),
+            vectorize=framework != "fewshot task loop", fit=framework.startswith("fewshot fit"),
         )
     else:
         if framework == "learn2learn":
@@ -283,8 +305,7 @@ def worker(framework, name, device, threads):
             budget, count = float(command[1]), 0
             start = time.perf_counter()
             while True:
-                step()
-                count += 1
+                count += step() or 1  # a `fit` call runs several meta-steps
                 sync()
                 elapsed = time.perf_counter() - start
                 if elapsed >= budget:
@@ -355,7 +376,9 @@ def main():
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--frameworks", nargs="+", choices=list(FRAMEWORKS),
-                        default=[f for f in FRAMEWORKS if f != "fewshot task loop"])
+                        default=[f for f in FRAMEWORKS if f != "fewshot task loop"],
+                        help="fewshot: train_on_batch per meta-step; fewshot fit: Keras fit with "
+                             f"steps_per_execution={FIT_STEPS}; +XLA: jit_compile")
     parser.add_argument("--threads", type=int, default=0,
                         help="intra- and inter-op threads of every framework (0: each one's default)")
     parser.add_argument("--json", help="also write the measurements to this file")
@@ -370,7 +393,7 @@ def main():
     results = {}
     for name in args.workloads:
         model = WORKLOADS[name][0]
-        frameworks = [f for f in args.frameworks if f != "fewshot+XLA" or model in XLA_MODELS]
+        frameworks = [f for f in args.frameworks if f not in MLP_ONLY or model == "mlp"]
         workers = {}
         try:
             for framework in frameworks:
