@@ -48,11 +48,18 @@ class FeatureEmbedding(keras.layers.Layer):
         self.vocabulary_sizes = {c: int(vocabulary_sizes[c]) for c in _CODES}
         self.num_genres = num_genres
         self.embedding_dim = embedding_dim
+        # `trainable=False` from a saved config reaches Layer.__init__ before
+        # the tables exist: pass it on to them, or a reloaded frozen layer
+        # would train (and MetaSGD would expect rates for its tables).
         self.tables = {
-            code: keras.layers.Embedding(size, embedding_dim, name=f"{code}_embedding")
+            code: keras.layers.Embedding(
+                size, embedding_dim, name=f"{code}_embedding", trainable=self.trainable
+            )
             for code, size in self.vocabulary_sizes.items()
         }
-        self.genre_table = keras.layers.Dense(embedding_dim, use_bias=False, name="genre_embedding")
+        self.genre_table = keras.layers.Dense(
+            embedding_dim, use_bias=False, name="genre_embedding", trainable=self.trainable
+        )
 
     def build(self, input_shape):
         for table in self.tables.values():

@@ -32,6 +32,20 @@ def test_config_round_trip_and_saving(tmp_path):
     np.testing.assert_allclose(loaded(_x()).numpy(), model(_x()).numpy(), rtol=1e-6)
 
 
+def test_frozen_embeddings_stay_frozen_after_loading(tmp_path):
+    """A MetaSGD around a frozen embedding reloads with the same rates."""
+    model = recommender(SIZES, num_genres=4, embedding_dim=8)
+    model.get_layer("embedding").trainable = False
+    learner = fewshot.MetaSGD(model, inner_lr=0.1)
+    learner.compile(optimizer="adam", loss="mae")
+    assert len(model.trainable_variables) == 6  # decision layers and head
+    learner.save(tmp_path / "meta_sgd.keras")
+    loaded = keras.saving.load_model(tmp_path / "meta_sgd.keras")
+    assert len(loaded.backbone.trainable_variables) == 6
+    for a, b in zip(loaded.learned_rates, learner.learned_rates):
+        np.testing.assert_allclose(a.numpy(), b.numpy())
+
+
 def test_maml_adapts_only_the_decision_layers():
     backbone = recommender(SIZES, num_genres=4, embedding_dim=4, hidden=(8,))
     learner = fewshot.MAML(backbone, inner_lr=0.1, inner_steps=1,
