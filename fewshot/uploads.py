@@ -30,6 +30,8 @@ import numpy as np
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 #: Names recognised as the label column of a regression table, in order.
 LABEL_NAMES = ("y", "target", "label", "value")
+#: Names recognised as the class column of a classification table, in order.
+CLASS_LABEL_NAMES = ("label", "class", "y", "target")
 #: Columns the app itself writes into tables; ignored as features.
 REPORT_COLUMNS = ("valid", "error", "prediction", "score", "rank")
 _IMAGE_SIGNATURES = {
@@ -173,10 +175,30 @@ def regression_columns(frame, input_dim, label_column=None, require_label=True, 
         UploadError: the label column is missing, or the number of feature
             columns does not match the model.
     """
+    return _columns(frame, input_dim, LABEL_NAMES, label_column, require_label, name)
+
+
+def classification_columns(frame, input_dim, label_column=None, require_label=True, name="upload"):
+    """Chooses the feature and class-label columns of a classification table.
+
+    As `regression_columns`, with the label found among `CLASS_LABEL_NAMES`
+    (``label``, ``class``, ``y``, ``target``; any case).
+
+    Returns:
+        ``(feature_columns, label_column_or_None)``.
+
+    Raises:
+        UploadError: the label column is missing, or the number of feature
+            columns does not match the model.
+    """
+    return _columns(frame, input_dim, CLASS_LABEL_NAMES, label_column, require_label, name)
+
+
+def _columns(frame, input_dim, label_names, label_column, require_label, name):
     columns = list(frame.columns)
     if label_column is None:
         lowered = {c.lower(): c for c in reversed(columns)}
-        label_column = next((lowered[n] for n in LABEL_NAMES if n in lowered), None)
+        label_column = next((lowered[n] for n in label_names if n in lowered), None)
     elif label_column not in columns:
         raise UploadError(
             f"The file {name!r} has no column {label_column!r}. Its columns: {columns}"
@@ -184,7 +206,7 @@ def regression_columns(frame, input_dim, label_column=None, require_label=True, 
     if label_column is None and require_label:
         raise UploadError(
             f"The file {name!r} has no label column: name the column to learn "
-            f"{' or '.join(repr(n) for n in LABEL_NAMES)}. Its columns: {columns}"
+            f"{' or '.join(repr(n) for n in label_names)}. Its columns: {columns}"
         )
     features = [c for c in columns if c != label_column and c.lower() not in REPORT_COLUMNS]
     if len(features) != input_dim:
@@ -264,6 +286,127 @@ def check_enough(num_valid, minimum, name="upload", what="valid examples"):
             f"Too few {what} in {name!r} for this model: {num_valid} usable, at "
             f"least {minimum} needed."
         )
+
+
+@dataclasses.dataclass
+class ClassRows:
+    """A labelled classification table: numbers, integer labels, class names.
+
+    Attributes:
+        x: ``float32 [V, features]``, the valid rows only.
+        y: ``int32 [V]``, each valid row's class as an index into `classes`.
+        classes: the class names of the valid rows, in label order (label
+            ``i`` is ``classes[i]``): sorted by value when every name is a
+            number, else alphabetically.
+        valid: ``bool [N]``, one flag per input row.
+        report: the input table (every row, in order) with ``valid`` and
+            ``error`` columns added.
+        labels: the label text of every input row (``[N]``, valid or not).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    classes: list
+    valid: np.ndarray
+    report: object
+    labels: list
+
+    @property
+    def num_valid(self):
+        return int(self.valid.sum())
+
+
+def class_rows(frame, feature_columns, label_column, name="upload"):
+    """Converts a labelled table to numbers and class indices ``0..N-1``.
+
+    Feature cells must be finite numbers (``nan``, ``inf`` and text are
+    flagged) and labels non-empty; other rows are flagged (``valid``,
+    ``error``), not dropped. Labels may be any text (``cat``, ``3``,
+    ``yes``): they become indices ``0..N-1`` and ``classes`` maps them
+    back. `check_classes` then says whether the classes suit a model.
+
+    Args:
+        frame: a table from `read_csv`.
+        feature_columns: the input columns, in the model's order.
+        label_column: the class column.
+        name: the file name, used in messages.
+
+    Returns:
+        A `ClassRows`.
+
+    Raises:
+        UploadError: a named column does not exist.
+
+    Example:
+
+    >>> from fewshot.uploads import read_csv, class_rows
+    >>> frame = read_csv(b"a,b,label\\n1,2,cat\\n3,4,dog\\n5,nan,dog\\n6,7,dog\\n")
+    >>> rows = class_rows(frame, ["a", "b"], "label")
+    >>> rows.classes, rows.y.tolist(), rows.valid.tolist()
+    (['cat', 'dog'], [0, 1, 1], [True, True, False, True])
+    """
+    if label_column not in frame.columns:
+        raise UploadError(
+            f"The file {name!r} is missing the column {label_column!r}. Its columns: "
+            f"{list(frame.columns)}"
+        )
+    numeric = numeric_rows(frame, feature_columns, None, name=name)
+    valid = numeric.valid.copy()
+    errors = list(numeric.report["error"])
+    labels = [str(v).strip() for v in frame[label_column].tolist()]
+    for i, label in enumerate(labels):
+        if valid[i] and not label:
+            valid[i] = False
+            errors[i] = f"column {label_column!r}: the label is empty"
+    report = numeric.report
+    report["valid"] = valid
+    report["error"] = errors
+    rows = np.flatnonzero(valid)
+    classes = sorted({labels[i] for i in rows}, key=_class_order)
+    index = {c: k for k, c in enumerate(classes)}
+    y = np.array([index[labels[i]] for i in rows], np.int32)
+    x = numeric.x[valid[numeric.valid]]
+    return ClassRows(x=x, y=y, classes=classes, valid=valid, report=report, labels=labels)
+
+
+def check_classes(rows, name="upload", min_per_class=1, num_classes=None):
+    """Raises `UploadError` unless the classes of `rows` suit the model.
+
+    Args:
+        rows: a `ClassRows`.
+        name: the file name, used in messages.
+        min_per_class: usable rows each class needs (a class whose rows
+            are all flagged has 0).
+        num_classes: the number of classes the model needs (a fixed-size
+            output layer), or None for any number of at least 2.
+    """
+    usable = [rows.labels[i] for i in np.flatnonzero(rows.valid)]
+    present = sorted({label for label in rows.labels if label}, key=_class_order)
+    short = {c: usable.count(c) for c in present if usable.count(c) < min_per_class}
+    if short:
+        listed = ", ".join(f"{c!r}: {n}" for c, n in short.items())
+        raise UploadError(
+            f"Too few usable examples per class in {name!r}: every class needs at least "
+            f"{min_per_class}. Received: {listed} (rows flagged in the `error` column do not count)."
+        )
+    if len(rows.classes) < 2:
+        raise UploadError(
+            f"The file {name!r} has {len(rows.classes)} class(es) with usable rows; a classifier "
+            f"needs at least 2. Received: labels {rows.classes}."
+        )
+    if num_classes is not None and len(rows.classes) != num_classes:
+        raise UploadError(
+            f"This model was meta-trained {num_classes}-way: it needs exactly {num_classes} "
+            f"classes. Received: {len(rows.classes)} in {name!r}: {rows.classes}."
+        )
+
+
+def _class_order(name):
+    """Numbers by value (``2`` before ``10``), then text alphabetically."""
+    try:
+        return (0, _number(name), name)
+    except (TypeError, ValueError):
+        return (1, 0.0, name)
 
 
 def read_image(data, name="upload", max_bytes=MAX_UPLOAD_BYTES, size=None, grayscale=True):

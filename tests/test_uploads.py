@@ -233,3 +233,64 @@ def test_item_ratings_candidates_need_only_an_item_column():
 def test_item_ratings_rejects_unusable_tables(data, message):
     with pytest.raises(UploadError, match=re.escape(message)):
         uploads.item_ratings(uploads.read_csv(data, name="mine.csv"), name="mine.csv")
+
+
+def test_classification_columns_finds_the_label_and_counts_features():
+    frame = uploads.read_csv(b"a,b,Label\n1,2,x\n")
+    assert uploads.classification_columns(frame, 2) == (["a", "b"], "Label")
+    frame = uploads.read_csv(b"a,b,class\n1,2,x\n")
+    assert uploads.classification_columns(frame, 2) == (["a", "b"], "class")
+    with pytest.raises(uploads.UploadError) as info:
+        uploads.classification_columns(uploads.read_csv(b"a,b\n1,2\n"), 2, name="s.csv")
+    assert str(info.value) == (
+        "The file 's.csv' has no label column: name the column to learn 'label' or 'class' or 'y' "
+        "or 'target'. Its columns: ['a', 'b']"
+    )
+    with pytest.raises(uploads.UploadError, match=r"takes 3 input columns besides the label 'label'; "
+                       r"the file 's.csv' has 2: \['a', 'b'\]"):
+        uploads.classification_columns(frame.rename(columns={"class": "label"}), 3, name="s.csv")
+    assert uploads.classification_columns(uploads.read_csv(b"a,b\n1,2\n"), 2, require_label=False) == (["a", "b"], None)
+
+
+def test_class_rows_maps_labels_and_flags_bad_rows():
+    frame = uploads.read_csv(b"a,b,label\n1,2,10\n3,nan,2\n4,5,2\n6,inf,10\n7,8,\n9,x,2\n0,1,10\n")
+    rows = uploads.class_rows(frame, ["a", "b"], "label", name="s.csv")
+    assert rows.classes == ["2", "10"]  # numbers by value, not as text
+    assert rows.y.tolist() == [1, 0, 1]
+    np.testing.assert_array_equal(rows.x, [[1, 2], [4, 5], [0, 1]])
+    assert rows.valid.tolist() == [True, False, True, False, False, False, True]
+    assert rows.report["error"].tolist() == [
+        "", "column 'b': 'nan' is not a number", "", "column 'b': 'inf' is not a number",
+        "column 'label': the label is empty", "column 'b': 'x' is not a number", "",
+    ]
+    uploads.check_classes(rows, "s.csv")
+    uploads.check_classes(rows, "s.csv", num_classes=2)
+
+
+def test_class_rows_text_labels_sort_alphabetically():
+    rows = uploads.class_rows(uploads.read_csv(b"a,label\n1,dog\n2,cat\n3,10\n"), ["a"], "label")
+    assert rows.classes == ["10", "cat", "dog"] and rows.y.tolist() == [2, 1, 0]
+
+
+@pytest.mark.parametrize(
+    "data, kwargs, message",
+    [
+        (b"a,label\n1,x\n2,x\n", {}, "The file 's.csv' has 1 class(es) with usable rows; a classifier needs at "
+         "least 2. Received: labels ['x']."),
+        (b"a,label\n1,x\nnan,y\n", {}, "Too few usable examples per class in 's.csv': every class needs at "
+         "least 1. Received: 'y': 0 (rows flagged in the `error` column do not count)."),
+        (b"a,label\n1,x\n2,x\n3,y\n", {"min_per_class": 2}, "Received: 'y': 1"),
+        (b"a,label\n1,x\n2,y\n", {"num_classes": 3}, "This model was meta-trained 3-way: it needs exactly 3 "
+         "classes. Received: 2 in 's.csv': ['x', 'y']."),
+    ],
+)
+def test_check_classes_rejects_classes_that_do_not_suit(data, kwargs, message):
+    rows = uploads.class_rows(uploads.read_csv(data), ["a"], "label", name="s.csv")
+    with pytest.raises(uploads.UploadError) as info:
+        uploads.check_classes(rows, "s.csv", **kwargs)
+    assert message in str(info.value)
+
+
+def test_class_rows_missing_label_column():
+    with pytest.raises(uploads.UploadError, match="is missing the column 'label'"):
+        uploads.class_rows(uploads.read_csv(b"a\n1\n"), ["a"], "label", name="s.csv")
