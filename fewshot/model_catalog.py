@@ -12,7 +12,12 @@
   classification (int labels) of images;
 - personalisation models (``recipes/personalization``: a MAML-family
   learner over a `fewshot.models.recommender` backbone), domain
-  ``"ratings"``, recognised by their ``FeatureEmbedding`` layer.
+  ``"ratings"``, recognised by their ``FeatureEmbedding`` layer;
+- tabular classifiers, domain ``"tabular"``: a learner over rows of numbers
+  (one input of shape ``[batch, features]``) that is a metric learner
+  (`PrototypicalNetwork`, `SiameseNetwork`) or is compiled with a sparse
+  categorical loss (integer labels: MAML, ANIL, MetaSGD...); exported, a
+  SavedModel whose ``adapt_and_predict`` takes int labels and rank-2 inputs.
 
 A ``.keras`` file is described from its ``config.json`` alone (a JSON entry
 of the zip archive), so listing models loads no weights and runs no code.
@@ -37,6 +42,12 @@ MODELS_DIR_ENV = "FEWSHOT_MODELS_DIR"
 DEFAULT_MODELS_DIR = "runs"
 #: Domains a model can serve.
 REGRESSION, MOLECULES, IMAGES, RATINGS, OTHER = "regression", "molecules", "images", "ratings", "other"
+TABULAR = "tabular"
+#: Learners that classify by distances between embeddings (any number of classes).
+METRIC_LEARNERS = ("PrototypicalNetwork", "SiameseNetwork")
+_CLASSIFICATION_LOSSES = (
+    "sparse_categorical_crossentropy", "SparseCategoricalCrossentropy",
+)
 _REGRESSION_LOSSES = (
     "mean_squared_error", "mse", "mean_absolute_error", "mae", "huber", "huber_loss",
     "MeanSquaredError", "MeanAbsoluteError", "Huber", "log_cosh", "LogCosh",
@@ -52,7 +63,7 @@ class ModelEntry:
         path: the ``.keras`` file or the model folder.
         kind: ``"keras"``, ``"molecule"`` or ``"saved_model"``.
         domain: ``"regression"``, ``"molecules"``, ``"images"``,
-            ``"ratings"`` or ``"other"``.
+            ``"ratings"``, ``"tabular"`` or ``"other"``.
         model_class: the class name (``MAML``, ``PrototypicalNetwork``...).
         input_dim: the number of inputs of a tabular model, or None.
         inner_lr: the learner's own inner learning rate, when it has one.
@@ -60,7 +71,8 @@ class ModelEntry:
         label: a short text for a list of choices.
         input_shape: the shape of one input (without the batch axis).
         num_classes: the fixed number of classes of an exported classifier
-            (None: any number, as for prototypes, or not a classifier).
+            (None: any number, as for prototypes, not a classifier, or a
+            ``.keras`` file, whose class count is read once it is loaded).
         endpoints: the endpoints of an exported SavedModel.
     """
 
@@ -150,6 +162,8 @@ def describe(path):
                 domain, inputs = REGRESSION, f", {info['input_dim']} input(s)"
             elif shape and len(shape) == 3 and not info["regression"]:
                 domain, inputs = IMAGES, f", {shape[0]}x{shape[1]}x{shape[2]} images"
+            elif info["input_dim"] and (info["classification"] or info["metric"]):
+                domain, inputs = TABULAR, f", {info['input_dim']} feature(s), classifier"
             else:
                 domain, inputs = OTHER, ""
             return ModelEntry(
@@ -211,6 +225,8 @@ def _learner_info(config):
         "input_dim": input_dim,
         "input_shape": input_shape,
         "regression": bool(loss_names & set(_REGRESSION_LOSSES)),
+        "classification": bool(loss_names & set(_CLASSIFICATION_LOSSES)),
+        "metric": config.get("class_name") in METRIC_LEARNERS,
         "ratings": _has_layer(config, "FeatureEmbedding"),
     }
 
@@ -247,6 +263,8 @@ def _describe_saved_model(path):
         domain, text = REGRESSION, ""
     elif adapts and label_dtype.startswith("int") and image:
         domain, text = IMAGES, f", {shape[1]}x{shape[2]}x{shape[3]} images"
+    elif adapts and label_dtype.startswith("int") and isinstance(input_dim, int):
+        domain, text = TABULAR, f", {input_dim} feature(s), classifier"
     else:
         domain, text = OTHER, ""
     model_class = meta.get("model_class", "SavedModel")
@@ -255,7 +273,7 @@ def _describe_saved_model(path):
         inner_steps=meta.get("inner_steps"),
         label=f"{_short(path)} (exported {model_class}{text})",
         input_shape=shape[1:] if shape else None,
-        num_classes=num_classes if domain == IMAGES else None,
+        num_classes=num_classes if domain in (IMAGES, TABULAR) else None,
         endpoints=endpoints,
     )
 
@@ -403,13 +421,16 @@ def _sinusoid_settings(recipe_dir=None):
     return settings
 
 
-def saved_model_zip(model, steps=None):
+def saved_model_zip(model, steps=None, extra_files=None):
     """Exports `model` as a SavedModel and returns the folder zipped, as bytes.
 
     Args:
         model: an adapted Keras model (from `MetaLearner.adapt`) or a
             compiled meta-learner; see `fewshot.export_saved_model`.
         steps: inner steps baked into a learner's ``adapt_and_predict``.
+        extra_files: optional ``{relative path: text or bytes}`` written
+            into the folder too (for example ``assets.extra/classes.json``,
+            the class names of an adapted classifier's outputs).
 
     Returns:
         The bytes of a zip archive whose top folder is the SavedModel.
@@ -423,6 +444,15 @@ def saved_model_zip(model, steps=None):
     with tempfile.TemporaryDirectory(prefix="fewshot-export-") as tmp:
         folder = pathlib.Path(tmp) / (model.name or "model")
         export_saved_model(model, folder, steps=steps)
+        for relative, content in (extra_files or {}).items():
+            target = (folder / relative).resolve()
+            if folder.resolve() not in target.parents:
+                raise ValueError(
+                    "Invalid value received for argument `extra_files`: paths must stay "
+                    f"inside the SavedModel folder. Received: {relative!r}"
+                )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content.encode() if isinstance(content, str) else bytes(content))
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for file in sorted(folder.rglob("*")):

@@ -107,3 +107,47 @@ def ratings_setup(tmp_path_factory):
     learner.save(models / "maml.keras")
     (models / "maml.json").write_text(json.dumps({"steps": 3, "inner_lr": None}) + "\n")
     return root / "runs", data_dir
+
+
+def tabular_data(num_classes=6, per_class=12, features=4, seed=0):
+    """Gaussian clusters: ``x float32 [num_classes*per_class, features]``, ``y``, centres."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0.0, 3.0, size=(num_classes, features)).astype(np.float32)
+    y = np.repeat(np.arange(num_classes), per_class)
+    x = (centres[y] + rng.normal(0.0, 0.5, size=(len(y), features))).astype(np.float32)
+    return x, y.astype(np.int32), centres
+
+
+@pytest.fixture(scope="session")
+def tabular_models_dir(tmp_path_factory):
+    """Tabular classifiers on 4 features, meta-trained for a few steps.
+
+    ``tab/models/protonet.keras`` (any number of classes),
+    ``tab/models/maml3way.keras`` (MAML over an MLP with 3 outputs,
+    sparse cross-entropy) and their exports ``exported/{protonet,maml3way}_sm``.
+    """
+    import fewshot
+    from fewshot.models.mlp import mlp
+
+    root = tmp_path_factory.mktemp("tab_runs")
+    models = root / "tab" / "models"
+    models.mkdir(parents=True)
+    x, y, _ = tabular_data()
+    stream = fewshot.episodes.EpisodeSampler(x, y, ways=3, shots=2, queries=3).stream(
+        meta_batch_size=2, batches_per_epoch=5
+    )
+    sparse = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    keras.utils.set_random_seed(0)
+    protonet = fewshot.PrototypicalNetwork(mlp(input_shape=(4,), hidden=(16,), outputs=8))
+    protonet.compile(optimizer="adam", loss=sparse)
+    protonet.fit(stream, epochs=1, verbose=0)
+    protonet.save(models / "protonet.keras")
+    maml = fewshot.MAML(mlp(input_shape=(4,), hidden=(16,), outputs=3), inner_lr=0.1, inner_steps=2)
+    maml.compile(optimizer="adam", loss=sparse, metrics=["accuracy"])
+    maml.fit(stream, epochs=1, verbose=0)
+    maml.save(models / "maml3way.keras")
+    fewshot.export_saved_model(protonet, root / "exported" / "protonet_sm")
+    fewshot.export_saved_model(maml, root / "exported" / "maml3way_sm")
+    return root

@@ -115,3 +115,59 @@ def test_exported_classifiers_are_images(image_models_dir, tmp_path):
     assert (proto.kind, proto.domain, proto.input_shape, proto.num_classes) == ("saved_model", "images", (8, 8, 1), None)
     assert "embed" in proto.endpoints
     assert (maml.domain, maml.num_classes, maml.inner_steps) == ("images", 2, 2)
+
+
+def test_tabular_classifiers_are_the_tabular_domain(tabular_models_dir):
+    entries = {e.path.rsplit("/", 1)[-1]: e for e in model_catalog.find_models(str(tabular_models_dir))}
+    assert {k: (e.kind, e.domain) for k, e in entries.items()} == {
+        "protonet.keras": ("keras", model_catalog.TABULAR),
+        "maml3way.keras": ("keras", model_catalog.TABULAR),
+        "protonet_sm": ("saved_model", model_catalog.TABULAR),
+        "maml3way_sm": ("saved_model", model_catalog.TABULAR),
+    }
+    assert all(e.input_dim == 4 for e in entries.values())
+    maml, proto_sm, maml_sm = entries["maml3way.keras"], entries["protonet_sm"], entries["maml3way_sm"]
+    assert (maml.model_class, maml.inner_lr, maml.inner_steps) == ("MAML", 0.1, 2)
+    assert "4 feature(s), classifier" in maml.label
+    assert (proto_sm.num_classes, maml_sm.num_classes, maml_sm.inner_steps) == (None, 3, 2)
+    assert "embed" in proto_sm.endpoints and "embed" not in maml_sm.endpoints
+
+
+def test_what_is_not_a_tabular_classifier_keeps_its_domain(tmp_path):
+    """A regression MLP, a classifier of images, an MLP with a one-hot loss: not tabular."""
+    import keras
+
+    from fewshot.models.mlp import mlp
+
+    regression = fewshot.MAML(mlp(input_shape=(4,), hidden=(8,), outputs=1), inner_lr=0.1)
+    regression.compile(loss="mse")
+    regression.save(tmp_path / "regression.keras")
+    one_hot = fewshot.MAML(mlp(input_shape=(4,), hidden=(8,), outputs=3), inner_lr=0.1)
+    one_hot.compile(loss="categorical_crossentropy")  # one-hot labels: not what the flow gives
+    one_hot.save(tmp_path / "one_hot.keras")
+    plain = mlp(input_shape=(4,), hidden=(8,), outputs=3, name="plain")
+    plain.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    plain.save(tmp_path / "plain_classifier.keras")  # fine-tuned with gradient steps: tabular too
+    domains = {e.path.rsplit("/", 1)[-1]: e.domain for e in model_catalog.find_models(str(tmp_path))}
+    assert domains == {
+        "regression.keras": model_catalog.REGRESSION,
+        "one_hot.keras": model_catalog.OTHER,
+        "plain_classifier.keras": model_catalog.TABULAR,
+    }
+
+
+def test_saved_model_zip_writes_extra_files_inside_the_folder(tabular_models_dir):
+    import io
+    import json
+    import zipfile
+
+    learner = model_catalog.load_learner(tabular_models_dir / "tab" / "models" / "protonet.keras")
+    x = np.eye(4, dtype=np.float32)
+    adapted = learner.adapt(x, np.array([0, 0, 1, 1], np.int32))
+    data = model_catalog.saved_model_zip(adapted, extra_files={"assets.extra/classes.json": '{"classes": ["a", "b"]}'})
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    (name,) = [n for n in archive.namelist() if n.endswith("classes.json")]
+    assert name.split("/")[1:] == ["assets.extra", "classes.json"]
+    assert json.loads(archive.read(name)) == {"classes": ["a", "b"]}
+    with pytest.raises(ValueError, match="paths must stay inside the SavedModel folder. Received: '../x'"):
+        model_catalog.saved_model_zip(adapted, extra_files={"../x": "no"})
