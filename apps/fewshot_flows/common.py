@@ -90,3 +90,109 @@ def loss_curve(result):
             f"Support loss {result['losses'][0]:.4f} before adapting, "
             f"{result['losses'][-1]:.4f} after {len(result['losses']) - 1} step(s)."
         )
+
+
+def offer_saved_model(key, make_zip, spinner="Exporting..."):
+    """Buttons to export an adapted model as a SavedModel zip, then download it.
+
+    Args:
+        key: the adaptation's key: a zip made for another key is not offered.
+        make_zip: ``fn() -> bytes``, for example
+            ``lambda: model_catalog.saved_model_zip(adapted)``.
+        spinner: the text shown while exporting.
+
+    Returns:
+        Whether the download button is on the page.
+    """
+    if st.button("Prepare the adapted model as a SavedModel (zip)", key="prepare_export"):
+        with st.spinner(spinner):
+            try:
+                st.session_state["export_zip"] = (key, make_zip())
+            except (ValueError, OSError, RuntimeError) as error:
+                show_error(f"Export failed: {error}")
+    exported = st.session_state.get("export_zip")
+    if exported and exported[0] == key:
+        st.download_button("Download the adapted model (SavedModel zip)", exported[1], "adapted_model.zip",
+                           "application/zip", key="download_model")
+        return True
+    return False
+
+
+class SavedClassifier:
+    """An exported classifier bound to one support set: called like a Keras model.
+
+    Calls run the SavedModel's ``adapt_and_predict`` signature (the learner's
+    own adaptation, inside the graph) and return the query logits; ``embed``
+    runs its ``embed`` signature (metric learners).
+    """
+
+    def __init__(self, served, support_x, support_y):
+        self.served, self.support_x, self.support_y = served, support_x, support_y
+        self.adaptation_loss = None
+
+    def __call__(self, x, training=False):
+        import tensorflow as tf
+
+        out = self.served.signatures["adapt_and_predict"](
+            support_x=tf.constant(self.support_x, tf.float32), support_y=tf.constant(self.support_y, tf.int32),
+            query_x=tf.constant(x, tf.float32),
+        )
+        return out["predictions"]
+
+    def embed(self, x):
+        import tensorflow as tf
+
+        return self.served.signatures["embed"](inputs=tf.constant(x, tf.float32))["embeddings"].numpy()
+
+
+def class_probabilities(model, x):
+    """Softmax probabilities ``[len(x), N]`` of a classifier's logits."""
+    import numpy as np
+    import tensorflow as tf
+
+    logits = model(x, training=False)
+    return tf.nn.softmax(tf.reshape(logits, [len(x), -1]), axis=-1).numpy().astype(np.float64)
+
+
+def principal_components(z):
+    """``[n, 2]``: the rows of `z` on their first two principal components."""
+    import numpy as np
+
+    z = np.asarray(z, np.float64)
+    z = z - z.mean(axis=0)
+    _, _, vt = np.linalg.svd(z, full_matrices=False)
+    xy = z @ vt[:2].T
+    if xy.shape[1] == 1:
+        xy = np.concatenate([xy, np.zeros_like(xy)], axis=1)
+    return xy
+
+
+def embedding_projection(embedder, support_x, support_y, names, query_x):
+    """Plots the embeddings of support and queries on their first two principal components.
+
+    Args:
+        embedder: anything with ``embed(x) -> [n, D]`` (a metric learner, or
+            `SavedClassifier` of an exported one).
+        support_x, support_y: the support inputs and their class indices.
+        names: the class names, by index.
+        query_x: the query inputs (may be empty).
+    """
+    import numpy as np
+
+    z = np.asarray(embedder.embed(np.concatenate([support_x, query_x])))
+    if len(z) < 3:
+        return
+    xy = principal_components(z)
+    n = len(support_x)
+    plt = figure()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for j, name in enumerate(names):
+        mask = np.asarray(support_y) == j
+        ax.scatter(xy[:n][mask, 0], xy[:n][mask, 1], marker="*", s=200, color=f"C{j % 10}",
+                   edgecolors="k", label=f"support: {name}")
+    ax.scatter(xy[n:, 0], xy[n:, 1], marker="o", s=40, facecolors="none", edgecolors="k", label="queries")
+    ax.set_title("Embeddings, first two principal components")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    st.pyplot(fig)
+    plt.close(fig)

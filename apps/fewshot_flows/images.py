@@ -94,7 +94,7 @@ def flow(entry):
         bar = st.progress(0.3, text=f"Adapting to {len(names)} classes from {support.num_valid} images...")
         try:
             if saved:
-                adapted = _SavedClassifier(learner, support.x, y)
+                adapted = common.SavedClassifier(learner, support.x, y)
                 adapted(support.x[:1])  # a bad support set fails here, not later
             else:
                 adapted = model_catalog.adapt(learner, support.x, y, steps, inner_lr)
@@ -121,10 +121,7 @@ def flow(entry):
     table = query.report.drop(columns=["class"])
     probs = np.full((len(table), len(names)), np.nan)
     if query.num_valid:
-        import tensorflow as tf
-
-        logits = result["adapted"](query.x, training=False)
-        probs[query.valid] = tf.nn.softmax(tf.reshape(logits, [query.num_valid, -1]), axis=-1).numpy()
+        probs[query.valid] = common.class_probabilities(result["adapted"], query.x)
     predicted = [names[int(np.argmax(p))] if np.isfinite(p).all() else "" for p in probs]
     table.insert(1, "predicted", predicted)
     table.insert(2, "probability", [p.max() if np.isfinite(p).all() else np.nan for p in probs])
@@ -147,7 +144,8 @@ def flow(entry):
                  caption=[f"{predicted[i]} ({probs[i].max():.2f})" for i in rows])
     common.loss_curve(result)
     if metric:
-        _image_projection(result["adapted"] if saved else learner, result, query)
+        common.embedding_projection(result["adapted"] if saved else learner, result["support"].x, result["y"],
+                                    result["names"], query.x)
     st.download_button(
         "Download predictions (CSV)", table.to_csv(index=False).encode(), "predictions.csv",
         "text/csv", key="download_predictions",
@@ -156,65 +154,4 @@ def flow(entry):
         st.caption("An exported model adapts inside its own graph: the SavedModel folder you picked "
                    "is the model to deploy (its `adapt_and_predict` takes the support images).")
         return
-    if st.button("Prepare the adapted model as a SavedModel (zip)", key="prepare_export"):
-        with st.spinner("Exporting..."):
-            try:
-                st.session_state["export_zip"] = (result["key"], model_catalog.saved_model_zip(result["adapted"]))
-            except (ValueError, OSError) as error:
-                common.show_error(f"Export failed: {error}")
-    exported = st.session_state.get("export_zip")
-    if exported and exported[0] == result["key"]:
-        st.download_button("Download the adapted model (SavedModel zip)", exported[1], "adapted_model.zip",
-                           "application/zip", key="download_model")
-
-
-class _SavedClassifier:
-    """An exported classifier bound to one support set: called like a Keras model.
-
-    Calls run the SavedModel's ``adapt_and_predict`` signature (the learner's
-    own adaptation, inside the graph) and return the query logits; ``embed``
-    runs its ``embed`` signature (metric learners).
-    """
-
-    def __init__(self, served, support_x, support_y):
-        self.served, self.support_x, self.support_y = served, support_x, support_y
-        self.adaptation_loss = None
-
-    def __call__(self, x, training=False):
-        import tensorflow as tf
-
-        out = self.served.signatures["adapt_and_predict"](
-            support_x=tf.constant(self.support_x, tf.float32), support_y=tf.constant(self.support_y, tf.int32),
-            query_x=tf.constant(x, tf.float32),
-        )
-        return out["predictions"]
-
-    def embed(self, x):
-        import tensorflow as tf
-
-        return self.served.signatures["embed"](inputs=tf.constant(x, tf.float32))["embeddings"].numpy()
-
-
-def _image_projection(learner, result, query):
-    support = result["support"]
-    z = np.asarray(learner.embed(np.concatenate([support.x, query.x])))
-    if len(z) < 3:
-        return
-    z = z - z.mean(axis=0)
-    _, _, vt = np.linalg.svd(z, full_matrices=False)
-    xy = z @ vt[:2].T
-    if xy.shape[1] == 1:
-        xy = np.concatenate([xy, np.zeros_like(xy)], axis=1)
-    n = len(support.x)
-    plt = common.figure()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for j, name in enumerate(result["names"]):
-        mask = result["y"] == j
-        ax.scatter(xy[:n][mask, 0], xy[:n][mask, 1], marker="*", s=200, color=f"C{j % 10}",
-                   edgecolors="k", label=f"support: {name}")
-    ax.scatter(xy[n:, 0], xy[n:, 1], marker="o", s=40, facecolors="none", edgecolors="k", label="queries")
-    ax.set_title("Embeddings, first two principal components")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    st.pyplot(fig)
-    plt.close(fig)
+    common.offer_saved_model(result["key"], lambda: model_catalog.saved_model_zip(result["adapted"]))

@@ -97,18 +97,8 @@ def flow(entry):
         "Download predictions (CSV)", predictions.to_csv(index=False).encode(), "predictions.csv",
         "text/csv", key="download_predictions",
     )
-    if st.button("Prepare the adapted model as a SavedModel (zip)", key="prepare_export"):
-        with st.spinner("Adapting again and exporting..."):
-            try:
-                st.session_state["export_zip"] = (result["key"], _molecule_model_zip(entry, report, steps))
-            except (ValueError, OSError, RuntimeError) as error:
-                common.show_error(f"Export failed: {error}")
-    exported = st.session_state.get("export_zip")
-    if exported and exported[0] == result["key"]:
-        st.download_button(
-            "Download the adapted model (SavedModel zip)", exported[1], "adapted_model.zip",
-            "application/zip", key="download_model",
-        )
+    if common.offer_saved_model(result["key"], lambda: _molecule_model_zip(entry, report, steps),
+                                "Adapting again and exporting..."):
         st.caption("The exported model takes the featuriser's vectors (see featurizer.json of the "
                    "model folder), not SMILES strings.")
 
@@ -166,12 +156,7 @@ def _embedding_projection(entry, support, report, predictions):
     s_col, q_col = _smiles_column(s_rows), _smiles_column(q_rows)
     smiles = list(s_rows[s_col]) + list(q_rows[q_col])
     features, _, _ = featurizer(smiles)
-    z = np.asarray(learner.embed(features))
-    z = z - z.mean(axis=0)
-    _, _, vt = np.linalg.svd(z, full_matrices=False)
-    xy = z @ vt[:2].T
-    if xy.shape[1] == 1:
-        xy = np.concatenate([xy, np.zeros_like(xy)], axis=1)
+    xy = common.principal_components(learner.embed(features))
     n = len(s_rows)
     try:
         labels = _support_labels(report)[1].astype(bool)

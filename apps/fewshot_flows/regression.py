@@ -1,4 +1,4 @@
-"""Regression / tabular CSV: adapt on a few (x, y) rows, predict with intervals."""
+"""Regression from a tabular CSV: adapt on a few (x, y) rows, predict with intervals."""
 
 import time
 
@@ -264,15 +264,4 @@ def regression_results(entry, result, query):
         "text/csv", key="download_predictions",
     )
     if "adapted" in result:
-        if st.button("Prepare the adapted model as a SavedModel (zip)", key="prepare_export"):
-            with st.spinner("Exporting..."):
-                try:
-                    st.session_state["export_zip"] = (result["key"], model_catalog.saved_model_zip(result["adapted"]))
-                except (ValueError, OSError) as error:
-                    common.show_error(f"Export failed: {error}")
-        exported = st.session_state.get("export_zip")
-        if exported and exported[0] == result["key"]:
-            st.download_button(
-                "Download the adapted model (SavedModel zip)", exported[1], "adapted_model.zip",
-                "application/zip", key="download_model",
-            )
+        common.offer_saved_model(result["key"], lambda: model_catalog.saved_model_zip(result["adapted"]))
