@@ -8,7 +8,8 @@ and the choice of flow); each domain's flow is a module of
 `fewshot.uploads`, finding, loading and training models is
 `fewshot.model_catalog`, adapting is the learner's own `adapt`, molecules go
 through `fewshot.predict_molecules`, user ratings through
-`fewshot.recsys.recommend`, intervals through `fewshot.intervals`.
+`fewshot.recsys.recommend`, intervals through `fewshot.intervals`; tabular
+classifiers adapt through their `adapt` or an export's ``adapt_and_predict``.
 """
 
 import os
@@ -20,10 +21,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # apps/fewshot_f
 import streamlit as st  # noqa: E402
 
 from fewshot import model_catalog, uploads  # noqa: E402
-from fewshot_flows import common, images, molecules, ratings, regression  # noqa: E402
+from fewshot_flows import common, images, molecules, ratings, regression, tabular  # noqa: E402
 
 DOMAINS = {
-    "Regression / tabular CSV": model_catalog.REGRESSION,
+    "Regression (tabular CSV)": model_catalog.REGRESSION,
+    "Tabular classification (CSV)": model_catalog.TABULAR,
     "Molecules (SMILES)": model_catalog.MOLECULES,
     "Images (classes by file name)": model_catalog.IMAGES,
     "User ratings (recommendations)": model_catalog.RATINGS,
@@ -50,6 +52,14 @@ def sidebar():
 
 
 def no_model(domain, models_dir):
+    if domain == model_catalog.TABULAR:
+        st.info(
+            f"There is no trained tabular classifier in `{models_dir}` yet (`make demo` and the "
+            "recipes train regression, molecule, image and ratings models). Train a small one "
+            "with the few lines of Python below, or export one with `fewshot export`."
+        )
+        tabular.no_model_help(models_dir)
+        return
     st.info(
         f"There is no trained {domain} model in `{models_dir}` yet.\n\n"
         "Get one with `make demo` (meta-trains the sinusoid models into "
@@ -101,6 +111,8 @@ def main():
             images.flow(entry)
         elif domain == model_catalog.RATINGS:
             ratings.flow(entry)
+        elif domain == model_catalog.TABULAR:
+            tabular.flow(entry)
         else:
             regression.flow(entry)
     except uploads.UploadError as error:

@@ -1,6 +1,7 @@
 """The Streamlit app, driven by `streamlit.testing.v1.AppTest` (no browser)."""
 
 import io
+import json
 import pathlib
 import pickle
 import zipfile
@@ -479,3 +480,184 @@ def test_exported_image_classifiers_adapt_in_their_graph(monkeypatch, image_mode
     assert not at.exception and not at.error
     table = [d.value for d in at.dataframe if "predicted" in d.value.columns][-1]
     np.testing.assert_allclose(table["p(dark)"] + table["p(light)"], 1.0, rtol=1e-5)
+
+
+# --------------------------------------------------------------- tabular classification
+TABULAR = "Tabular classification (CSV)"
+COLOURS = {0: "red", 1: "green", 2: "blue"}  # class names in the files; the app sorts them
+
+
+def _tabular_csv(x, labels=None, columns=("f1", "f2", "f3", "f4")):
+    lines = [",".join(list(columns) + (["label"] if labels is not None else []))]
+    for i, row in enumerate(x):
+        cells = [f"{v:.4f}" for v in row] + ([str(labels[i])] if labels is not None else [])
+        lines.append(",".join(cells))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _tabular_task():
+    """3 classes x 3 rows of support, 2 queries per class, from the fixture's clusters."""
+    from conftest import tabular_data
+
+    x, y, _ = tabular_data()
+    pick = [np.flatnonzero(y == c) for c in range(3)]
+    sx = np.concatenate([x[p[:3]] for p in pick])
+    sy = np.repeat(np.arange(3), 3)
+    qx = np.concatenate([x[p[3:5]] for p in pick])
+    return sx, sy, qx, np.repeat(np.arange(3), 2)
+
+
+def _tabular_app(monkeypatch, root, model):
+    at = _app(monkeypatch, root)
+    at.sidebar.radio(key="domain").set_value(TABULAR).run()
+    assert not at.exception
+    _choose(at, model)
+    return at
+
+
+def _tabular_predictions(at):
+    tables = [d.value for d in at.dataframe if "predicted" in d.value.columns]
+    assert tables, ("no predictions table on the page", _texts(at.error))
+    return tables[-1]
+
+
+def _expected_probs(adapted, qx):
+    logits = adapted(qx).numpy()
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    return p / p.sum(-1, keepdims=True)
+
+
+def test_tabular_protonet_flow_maps_string_labels_and_projects(monkeypatch, tabular_models_dir):
+    at = _tabular_app(monkeypatch, tabular_models_dir, "protonet.keras")
+    assert any("Any number of classes" in t for t in _texts(at.caption))
+    sx, sy, qx, qy = _tabular_task()
+    support = _tabular_csv(sx, [COLOURS[c] for c in sy]) + b"1,2,nan,4,red\n"
+    _upload(at, "support_file", "support.csv", support)
+    assert any("1 row(s) of 'support.csv' cannot be used" in t for t in _texts(at.warning))
+    assert any("adapts without a gradient loop (class prototypes" in t for t in _texts(at.caption))
+    assert not at.get("number_input")  # no steps or learning rate for a metric learner
+    # Queries with the columns in another order, and one bad row.
+    reordered = _tabular_csv(qx[:, ::-1], columns=("f4", "f3", "f2", "f1")) + b"1,x,2,3\n"
+    _upload(at, "query_file", "query.csv", reordered)
+    at.button(key="adapt").click().run()
+    assert not at.exception and not at.error
+    table = _tabular_predictions(at)
+    assert table["valid"].tolist() == [True] * 6 + [False]
+    assert table["error"].iloc[6] == "column 'f3': 'x' is not a number"
+    assert table["predicted"].iloc[6] == "" and np.isnan(table["probability"].iloc[6])
+    # Labels were sorted (blue, green, red -> 0, 1, 2): the same as the public API on those indices.
+    learner = model_catalog.load_learner(tabular_models_dir / "tab" / "models" / "protonet.keras")
+    names = ["blue", "green", "red"]
+    index = np.array([names.index(COLOURS[c]) for c in sy], np.int32)
+    expected = _expected_probs(learner.adapt(sx, index), qx)
+    got = table[[f"p({n})" for n in names]].to_numpy()[:6]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert table["predicted"].tolist()[:6] == [names[k] for k in expected.argmax(-1)]
+    np.testing.assert_allclose(table["probability"][:6], expected.max(-1), rtol=1e-4)
+    assert [COLOURS[c] for c in qy] == table["predicted"].tolist()[:6]  # separable clusters
+    assert any("1 query row(s) could not be classified" in t for t in _texts(at.warning))
+    assert any("a metric learner adapts without a gradient loop" in t for t in _texts(at.caption))
+    assert len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart")) >= 1  # probabilities
+    assert at.get("imgs") or at.get("pyplot") or at.get("image")  # the embedding projection
+    at.button(key="prepare_export").click().run()
+    assert not at.exception and not at.error
+    archive = zipfile.ZipFile(io.BytesIO(at.session_state["export_zip"][1]))
+    files = archive.namelist()
+    assert any(f.endswith("saved_model.pb") for f in files)
+    classes = next(f for f in files if f.endswith("assets.extra/classes.json"))
+    assert json.loads(archive.read(classes)) == {"classes": names}
+
+
+def test_tabular_maml_flow_adapts_with_steps_and_a_loss_curve(monkeypatch, tabular_models_dir):
+    at = _tabular_app(monkeypatch, tabular_models_dir, "maml3way.keras")
+    assert any("meta-trained 3-way" in t for t in _texts(at.caption))
+    sx, sy, qx, _ = _tabular_task()
+    _upload(at, "support_file", "support.csv", _tabular_csv(sx[:6], sy[:6]))  # 2 classes
+    assert any("needs exactly 3 classes. Received: 2" in t for t in _texts(at.error))
+    _upload(at, "support_file", "support.csv", _tabular_csv(sx, sy))  # labels 0, 1, 2
+    at.number_input(key="steps").set_value(4).run()
+    at.number_input(key="inner_lr").set_value(0.05).run()
+    at.text_area(key="query_text").input(_tabular_csv(qx).decode()).run()
+    at.button(key="adapt").click().run()
+    assert not at.exception and not at.error
+    table = _tabular_predictions(at)
+    learner = model_catalog.load_learner(tabular_models_dir / "tab" / "models" / "maml3way.keras")
+    adapted = learner.adapt(sx, sy.astype(np.int32), steps=4, inner_lr=0.05)
+    np.testing.assert_allclose(table[["p(0)", "p(1)", "p(2)"]].to_numpy(), _expected_probs(adapted, qx),
+                               rtol=1e-4, atol=1e-5)
+    assert any("after 4 step(s)" in t for t in _texts(at.caption))  # the loss curve's caption
+    assert at.get("download_button")
+    # Changing a setting asks to adapt again.
+    at.number_input(key="steps").set_value(5).run()
+    assert any("press Adapt again" in t for t in _texts(at.warning))
+
+
+def test_exported_tabular_classifiers_adapt_in_their_graph(monkeypatch, tabular_models_dir):
+    sx, sy, qx, _ = _tabular_task()
+    labels = [COLOURS[c] for c in sy]
+    names = ["blue", "green", "red"]
+    index = np.array([names.index(c) for c in labels], np.int32)
+    for exported, keras_file in (("protonet_sm", "protonet.keras"), ("maml3way_sm", "maml3way.keras")):
+        at = _tabular_app(monkeypatch, tabular_models_dir, exported)
+        _upload(at, "support_file", "support.csv", _tabular_csv(sx, labels))
+        at.text_area(key="query_text").input(_tabular_csv(qx).decode()).run()
+        at.button(key="adapt").click().run()
+        assert not at.exception and not at.error, _texts(at.error)
+        table = _tabular_predictions(at)
+        learner = model_catalog.load_learner(tabular_models_dir / "tab" / "models" / keras_file)
+        expected = _expected_probs(learner.adapt(sx, index), qx)
+        np.testing.assert_allclose(table[[f"p({n})" for n in names]].to_numpy(), expected, rtol=1e-4, atol=1e-5)
+        assert any("adapts inside its own graph" in t for t in _texts(at.caption))
+    assert any("2 gradient step(s), baked in" in t for t in _texts(at.caption))  # the MAML export
+
+
+TABULAR_GOOD = "f1,f2,f3,f4,label\n1,2,3,4,a\n1,2,3,5,a\n9,8,7,6,b\n9,8,7,5,b\n"
+BAD_TABULAR = {
+    "empty file": (b"", "is empty"),
+    "too large": (b"f1,f2,f3,f4,label\n" + b"1,2,3,4,a\n" * 250_000, "too large"),
+    "pickle": (pickle.dumps(_Boom()), "not a text CSV file"),
+    "missing label": (b"f1,f2,f3,f4,f5\n1,2,3,4,5\n", "has no label column"),
+    "wrong feature count": (b"f1,f2,label\n1,2,a\n3,4,b\n", "takes 4 input columns besides the label 'label'"),
+    "non-numeric": (b"f1,f2,f3,f4,label\none,2,3,4,a\n1,two,3,4,a\n9,8,7,6,b\n",
+                    "Too few usable examples per class in 'non-numeric.csv': every class needs at least 1. "
+                    "Received: 'a': 0"),
+    "nans": (TABULAR_GOOD.replace("9,8,7,6,b\n9,8,7,5,b", "nan,8,7,6,b\n9,,7,5,b").encode(),
+             "Received: 'b': 0"),
+    "one class": (b"f1,f2,f3,f4,label\n1,2,3,4,a\n1,2,3,5,a\n", "1 class(es) with usable rows; a classifier needs at least 2"),
+    "empty labels": (b"f1,f2,f3,f4,label\n1,2,3,4,a\n1,2,3,5,\n", "1 class(es) with usable rows"),
+    "header only": (b"f1,f2,f3,f4,label\n", "but no rows"),
+}
+
+
+def test_bad_tabular_uploads_are_answered_in_the_page(monkeypatch, tabular_models_dir):
+    """Zero uncaught exceptions over the bad-upload set, each answered in one sentence."""
+    at = _tabular_app(monkeypatch, tabular_models_dir, "protonet.keras")
+    for case, (data, message) in sorted(BAD_TABULAR.items()):
+        _upload(at, "support_file", f"{case}.csv", data)
+        assert not at.exception, case
+        assert any(message in text for text in _texts(at.error)), (case, _texts(at.error))
+        assert "adapt" not in [getattr(b, "key", None) for b in at.button], case
+    # A bad query is answered too, and the support set still adapts.
+    _upload(at, "support_file", "good.csv", TABULAR_GOOD.encode())
+    assert not at.error
+    _upload(at, "query_file", "query.csv", b"f1,f2\n1,2\n")
+    assert any("takes 4 input columns; the file 'query.csv' has 2" in t for t in _texts(at.error))
+    at.button(key="adapt").click().run()
+    assert not at.exception
+
+
+def test_no_tabular_model_shows_a_snippet_that_trains_one(monkeypatch, tmp_path):
+    at = _app(monkeypatch, tmp_path / "runs")
+    at.sidebar.radio(key="domain").set_value(TABULAR).run()
+    assert not at.exception
+    assert any("no trained tabular classifier" in t for t in _texts(at.info))
+    (snippet,) = [c.value for c in at.code if "PrototypicalNetwork" in c.value]
+    # The snippet runs as shown on a CSV of the form it describes, and its model is then offered.
+    from conftest import tabular_data
+
+    x, y, _ = tabular_data(num_classes=4, per_class=8)
+    (tmp_path / "my_table.csv").write_bytes(_tabular_csv(x, [f"class{c}" for c in y]))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(snippet, "snippet", "exec"), {})
+    (entry,) = model_catalog.find_models(str(tmp_path / "runs"))
+    assert (entry.domain, entry.model_class, entry.input_dim) == ("tabular", "PrototypicalNetwork", 4)
