@@ -3,13 +3,15 @@
 Workload: Omniglot-shaped Conv4 (28x28x1, 64 filters, 4 blocks), 5-way
 1-shot with 5 queries per class, random inputs, meta-batch 32 by default.
 Configurations: second order, second order with ``recompute_inner=True``
-(gradient checkpointing through the inner loop), and first order; inner
+(gradient checkpointing through the inner loop), first order, and each
+order with ``tasks_per_chunk=1`` (the meta-gradient accumulated task by task
+in a `tf.while_loop`, tasks unrolled with ``vectorize=False``); inner
 steps 1, 5 and 10. Each configuration runs in a fresh process, so its peak
 resident memory (VmHWM from /proc/self/status) is its own; the table also
 shows the rise over the process's resident memory just before the first
 meta-step (TensorFlow, the model and the data), and meta-steps/s.
 
-    python benchmarks/maml_memory.py [--tasks 32] [--steps 1 5 10] [--meta-steps 3]
+    python benchmarks/maml_memory.py [--tasks 32] [--steps 1 5 10] [--meta-steps 3] [--configs NAME ...]
 
 CPU only (peak RSS); on a GPU the same question is answered by
 `tf.config.experimental.get_memory_info("GPU:0")["peak"]`, which
@@ -23,12 +25,15 @@ import subprocess
 import sys
 import time
 
-CONFIGS = [
-    # name, first_order, recompute_inner
-    ("second order", False, False),
-    ("second order + recompute_inner", False, True),
-    ("first order", True, False),
-]
+# name: fewshot.MAML keyword arguments
+CONFIGS = {
+    "second order": {},
+    "second order + recompute_inner": {"recompute_inner": True},
+    "first order": {"first_order": True},
+    "second order, task loop": {"vectorize": False},
+    "second order, tasks_per_chunk=1": {"vectorize": False, "tasks_per_chunk": 1},
+    "first order, tasks_per_chunk=1": {"first_order": True, "vectorize": False, "tasks_per_chunk": 1},
+}
 
 
 def _status_kib(field):
@@ -55,8 +60,7 @@ def measure(args):
         fewshot.models.conv4(input_shape=(28, 28, 1), outputs=5),
         inner_lr=0.4,
         inner_steps=args.one_steps,
-        first_order=args.one_first_order,
-        recompute_inner=args.one_recompute,
+        **CONFIGS[args.one_config],
     )
     learner.compile(
         optimizer=keras.optimizers.Adam(1e-3),
@@ -93,18 +97,19 @@ def main():
     parser.add_argument("--meta-steps", type=int, default=3, help="timed meta-steps per configuration")
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per configuration")
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS),
+                        metavar="NAME", help=f"configurations to run (default all: {list(CONFIGS)})")
     parser.add_argument("--one-steps", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--one-first-order", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--one-recompute", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--one-config", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one_steps is not None:
         return measure(args)
     rows = []
     for steps in args.steps:
-        for name, first_order, recompute in CONFIGS:
+        for name in args.configs:
             command = [sys.executable, __file__, "--tasks", str(args.tasks), "--device", args.device,
-                       "--meta-steps", str(args.meta_steps), "--one-steps", str(steps)]
-            command += ["--one-first-order"] * first_order + ["--one-recompute"] * recompute
+                       "--meta-steps", str(args.meta_steps), "--one-steps", str(steps),
+                       "--one-config", name]
             try:
                 done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
                 line = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]

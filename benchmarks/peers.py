@@ -2,7 +2,8 @@
 
 Frameworks: fewshot (`fewshot.MAML`, tasks under `tf.vectorized_map`, Keras
 `train_on_batch`; with XLA on the sinusoid; and with a task loop,
-`vectorize=False`, when asked), a PyTorch `torch.func`
+`vectorize=False`, and accumulated task by task, `tasks_per_chunk=1`, when
+asked), a PyTorch `torch.func`
 implementation written here (`vmap` over tasks, `grad` for the inner and the
 outer loop, `functional_call`), and learn2learn's `MAML` (`clone()` and
 `adapt()` per task, the loop its examples use). Same model, data shapes,
@@ -55,7 +56,7 @@ WORKLOADS = {
 }
 FRAMEWORKS = (
     "fewshot", "fewshot+XLA", "fewshot fit", "fewshot fit+XLA", "fewshot task loop",
-    "torch.func", "learn2learn",
+    "fewshot chunked", "torch.func", "learn2learn",
 )
 # XLA was slower for Conv4 in ANCHORS.md, and `fit` only pays where a step
 # takes milliseconds: these variants are measured on the MLP only.
@@ -111,7 +112,7 @@ def meta_step_flops(name):
 
 
 # --------------------------------------------------------------- fewshot
-def build_fewshot(name, device, xla, vectorize=True, fit=False):
+def build_fewshot(name, device, xla, vectorize=True, fit=False, tasks_per_chunk=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import tensorflow as tf
@@ -129,7 +130,8 @@ def build_fewshot(name, device, xla, vectorize=True, fit=False):
         backbone = fewshot.models.conv4(input_shape=(28, 28, 1), outputs=WAYS)
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     learner = fewshot.MAML(
-        backbone, inner_lr=lr, inner_steps=steps, first_order=first_order, vectorize=vectorize
+        backbone, inner_lr=lr, inner_steps=steps, first_order=first_order, vectorize=vectorize,
+        tasks_per_chunk=tasks_per_chunk,
     )
     learner.compile(
         optimizer=keras.optimizers.Adam(1e-3), loss=loss, jit_compile=xla,
@@ -289,7 +291,9 @@ def worker(framework, name, device, threads):
     if framework.startswith("fewshot"):
         step, sync, peak = build_fewshot(
             name, device, xla=framework.endswith("+XLA"),
-            vectorize=framework != "fewshot task loop", fit=framework.startswith("fewshot fit"),
+            vectorize=framework not in ("fewshot task loop", "fewshot chunked"),
+            fit=framework.startswith("fewshot fit"),
+            tasks_per_chunk=1 if framework == "fewshot chunked" else None,
         )
     else:
         if framework == "learn2learn":
@@ -376,9 +380,11 @@ def main():
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--frameworks", nargs="+", choices=list(FRAMEWORKS),
-                        default=[f for f in FRAMEWORKS if f != "fewshot task loop"],
-                        help="fewshot: train_on_batch per meta-step; fewshot fit: Keras fit with "
-                             f"steps_per_execution={FIT_STEPS}; +XLA: jit_compile")
+                        default=[f for f in FRAMEWORKS if f not in ("fewshot task loop", "fewshot chunked")],
+                        help="fewshot: train_on_batch per meta-step, tasks vectorised; fewshot fit: "
+                             f"Keras fit with steps_per_execution={FIT_STEPS}; +XLA: jit_compile; "
+                             "task loop: vectorize=False; chunked: vectorize=False, tasks_per_chunk=1 "
+                             "(meta-gradient accumulated task by task)")
     parser.add_argument("--threads", type=int, default=0,
                         help="intra- and inter-op threads of every framework (0: each one's default)")
     parser.add_argument("--json", help="also write the measurements to this file")
