@@ -44,6 +44,7 @@ import tensorflow as tf
 
 from fewshot.algorithms.meta_learner import MetaLearner
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
+from fewshot.validation import check_int
 
 SERVING_DEFAULT = "serving_default"
 ADAPT_AND_PREDICT = "adapt_and_predict"
@@ -477,11 +478,7 @@ def _task_predictor(learner, steps):
     episode for `query_predictions`.
     """
     if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise ValueError(
-                "Invalid value received for argument `steps`. Expected an integer "
-                f">= 0. Received: steps={steps!r}"
-            )
+        check_int("steps", steps)
     hook = getattr(learner, "task_predictions", None)
     if callable(hook):
         if steps is None:

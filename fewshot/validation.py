@@ -6,7 +6,8 @@ def check_int(name, value, minimum=0):
 
     Raises:
         ValueError: "Invalid value received for argument `name`. Expected an
-            integer >= minimum. Received: name=value".
+            integer >= minimum (a positive integer, when minimum is 1).
+            Received: name=value".
 
     Example:
 
@@ -15,9 +16,10 @@ def check_int(name, value, minimum=0):
     3
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise ValueError(
-            f"Invalid value received for argument `{name}`. Expected an "
-            f"integer >= {minimum}. Received: {name}={value!r}"
+            f"Invalid value received for argument `{name}`. Expected "
+            f"{expected}. Received: {name}={value!r}"
         )
     return value
 

@@ -7,6 +7,7 @@ from fewshot.algorithms.inner_loop import gradient_steps
 from fewshot.algorithms.maml import MAML, clone_backbone
 from fewshot.algorithms.metric_heads import pairwise_distance
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
+from fewshot.validation import check_int
 
 SIMILARITIES = ("embedding", "support_loss")
 
@@ -75,11 +76,7 @@ class TaskRetrieval(MAML):
 
     def __init__(self, backbone, memory_size=64, similarity="support_loss", **kwargs):
         super().__init__(backbone, **kwargs)
-        if isinstance(memory_size, bool) or not isinstance(memory_size, int) or memory_size < 1:
-            raise ValueError(
-                "Invalid value received for argument `memory_size`. Expected a "
-                f"positive integer. Received: memory_size={memory_size!r}"
-            )
+        check_int("memory_size", memory_size, minimum=1)
         if similarity not in SIMILARITIES:
             raise ValueError(
                 "Invalid value received for argument `similarity`. Expected one "
@@ -280,11 +277,7 @@ class TaskRetrieval(MAML):
         """
         self._require_compiled()
         steps = self.inner_steps if steps is None else steps
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise ValueError(
-                "Invalid value received for argument `steps`. Expected an "
-                f"integer >= 0. Received: steps={steps!r}"
-            )
+        check_int("steps", steps)
         sx, sy = self._check_support(support_x, support_y)
         index = self._compiled_retrieve()(sx[None], sy[None])
         start = [s[0] for s in self._start_parameters(index)]

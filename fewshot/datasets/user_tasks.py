@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from fewshot.episodes.splits import split_classes
 from fewshot.episodes.stream import EpisodeStream
+from fewshot.validation import check_int
 
 # Age buckets of MovieLens-1M (lower bounds): <18, 18-24, 25-34, 35-44,
 # 45-49, 50-55, 56+; index 0 means unknown.
@@ -257,11 +258,7 @@ def user_tasks(data, features=None, min_ratings=13, max_ratings=100, query_size=
     >>> tasks.query_x[0].shape[0]
     10
     """
-    if isinstance(query_size, bool) or not isinstance(query_size, int) or query_size < 1:
-        raise ValueError(
-            "Invalid value received for argument `query_size`. Expected a "
-            f"positive integer. Received: query_size={query_size!r}"
-        )
+    check_int("query_size", query_size, minimum=1)
     if not (isinstance(min_ratings, int) and isinstance(max_ratings, int)) or not (
         query_size < min_ratings <= max_ratings
     ):
@@ -331,11 +328,7 @@ def episode_stream(tasks, meta_batch_size=32, support_size=10, batches_per_epoch
         ``support_x [T, support_size, F]``, ``support_y [T, support_size, 1]``,
         ``query_x [T, Q, F]``, ``query_y [T, Q, 1]``.
     """
-    if isinstance(support_size, bool) or not isinstance(support_size, int) or support_size < 1:
-        raise ValueError(
-            "Invalid value received for argument `support_size`. Expected a "
-            f"positive integer. Received: support_size={support_size!r}"
-        )
+    check_int("support_size", support_size, minimum=1)
     query_sizes = {len(y) for y in tasks.query_y}
     if len(query_sizes) != 1:
         raise ValueError(f"Every task needs the same query size. Received sizes {sorted(query_sizes)}")

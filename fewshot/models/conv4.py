@@ -2,6 +2,8 @@
 
 import keras
 
+from fewshot.validation import check_int
+
 
 def conv4(
     input_shape=(28, 28, 1),
@@ -45,12 +47,8 @@ def conv4(
     >>> fewshot.models.conv4(outputs=5).output_shape
     (None, 5)
     """
-    for arg, value in (("filters", filters), ("blocks", blocks)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(
-                f"Invalid value received for argument `{arg}`. Expected a "
-                f"positive integer. Received: {arg}={value!r}"
-            )
+    check_int("filters", filters, minimum=1)
+    check_int("blocks", blocks, minimum=1)
     if outputs is not None and (isinstance(outputs, bool) or not isinstance(outputs, int) or outputs < 1):
         raise ValueError(
             "Invalid value received for argument `outputs`. Expected a "

@@ -2,6 +2,8 @@
 
 import keras
 
+from fewshot.validation import check_int
+
 
 def fingerprint_encoder(input_dim, hidden=(512,), embedding=128, dropout=0.0, name="fingerprint_encoder"):
     """An MLP mapping fingerprints to embeddings, with optional dropout.
@@ -26,16 +28,8 @@ def fingerprint_encoder(input_dim, hidden=(512,), embedding=128, dropout=0.0, na
     >>> fingerprint_encoder(2048, hidden=(512,), embedding=128).output_shape
     (None, 128)
     """
-    if isinstance(input_dim, bool) or not isinstance(input_dim, int) or input_dim < 1:
-        raise ValueError(
-            "Invalid value received for argument `input_dim`. Expected a "
-            f"positive integer. Received: input_dim={input_dim!r}"
-        )
-    if isinstance(embedding, bool) or not isinstance(embedding, int) or embedding < 1:
-        raise ValueError(
-            "Invalid value received for argument `embedding`. Expected a "
-            f"positive integer. Received: embedding={embedding!r}"
-        )
+    check_int("input_dim", input_dim, minimum=1)
+    check_int("embedding", embedding, minimum=1)
     if not 0.0 <= float(dropout) < 1.0:
         raise ValueError(
             "Invalid value received for argument `dropout`. Expected a float in "

@@ -2,6 +2,8 @@
 
 import keras
 
+from fewshot.validation import check_int
+
 
 def mlp(input_shape=(1,), hidden=(40, 40), outputs=1, activation="relu", dtype=None, name="mlp"):
     """A fully connected backbone: ``input -> hidden... -> outputs``.
@@ -28,11 +30,7 @@ def mlp(input_shape=(1,), hidden=(40, 40), outputs=1, activation="relu", dtype=N
     >>> model.output_shape
     (None, 1)
     """
-    if isinstance(outputs, bool) or not isinstance(outputs, int) or outputs < 1:
-        raise ValueError(
-            "Invalid value received for argument `outputs`. Expected a "
-            f"positive integer. Received: outputs={outputs!r}"
-        )
+    check_int("outputs", outputs, minimum=1)
     widths = list(hidden)
     if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
         raise ValueError(

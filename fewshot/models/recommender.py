@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from fewshot.validation import check_int
+
 _CODES = ("item", "age", "gender", "occupation", "year")
 
 
@@ -35,16 +37,8 @@ class FeatureEmbedding(keras.layers.Layer):
                 f"a positive size for each of {list(_CODES)}. Received: "
                 f"vocabulary_sizes={vocabulary_sizes!r}"
             )
-        if isinstance(num_genres, bool) or not isinstance(num_genres, int) or num_genres < 1:
-            raise ValueError(
-                "Invalid value received for argument `num_genres`. Expected a "
-                f"positive integer. Received: num_genres={num_genres!r}"
-            )
-        if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1:
-            raise ValueError(
-                "Invalid value received for argument `embedding_dim`. Expected a "
-                f"positive integer. Received: embedding_dim={embedding_dim!r}"
-            )
+        check_int("num_genres", num_genres, minimum=1)
+        check_int("embedding_dim", embedding_dim, minimum=1)
         self.vocabulary_sizes = {c: int(vocabulary_sizes[c]) for c in _CODES}
         self.num_genres = num_genres
         self.embedding_dim = embedding_dim

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from fewshot.recsys.adapter import UserAdapter
+from fewshot.validation import check_int
 
 _ITEM_COLUMNS = ("item", "item_id", "movie_id", "movieId", "itemId")
 COLUMNS = ["rank", "item", "title", "predicted_rating", "error"]
@@ -100,11 +101,7 @@ def recommend(
     >>> int(table["error"].notna().sum()), int(table["rank"].max())
     (1, 2)
     """
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(
-            "Invalid value received for argument `top_k`. Expected a positive "
-            f"integer. Received: top_k={top_k!r}"
-        )
+    check_int("top_k", top_k, minimum=1)
     errors = []
     rated = read_table(ratings, "ratings", need_rating=True)
     ids, readable = _as_ids(rated["item"])

@@ -41,7 +41,7 @@ def test_same_tasks_for_different_support_sizes():
     [
         ({"amplitude_range": (5.0, 0.1)}, "Received: amplitude_range=(5.0, 0.1)"),
         ({"x_range": (0, float("nan"))}, "Invalid value received for argument `x_range`"),
-        ({"support_shots": 0}, "Expected an integer >= 1. Received: support_shots=0"),
+        ({"support_shots": 0}, "Expected a positive integer. Received: support_shots=0"),
         ({"query_shots": 2.5}, "Received: query_shots=2.5"),
     ],
 )
