@@ -18,10 +18,12 @@ second and first order.
 Each (framework, workload) runs in its own worker process (fewshot in this
 venv, the peers in benchmarks/.venv-peers, see setup_peers.sh), built and
 warmed up first; then the workers of one workload are timed in interleaved
-rounds, one at a time, and the table reports the median meta-steps/s, the
-ratio of fewshot to each peer, the worker's peak resident memory (VmHWM; GPU:
-peak allocated), and the achieved fraction of the machine's float32 matmul
-rate, measured in this run with a large TensorFlow matmul. FLOPs per
+rounds, one at a time, and the table reports the median meta-steps/s, each
+row's speed ratio to torch.func and to learn2learn (paired: the median over
+rounds of the ratio of the two rates measured in one round), the worker's
+peak resident memory (VmHWM; GPU: peak allocated), and the achieved fraction
+of the machine's float32 matmul rate, measured in this run with a large
+TensorFlow matmul (`--from-json FILE` reprints a saved run's table). FLOPs per
 meta-step are counted analytically from the matmuls and convolutions
 (forward F; a gradient step 3F; the second-order backward through an inner
 step another 3F), so the fraction is approximate.
@@ -373,6 +375,34 @@ def matmul_flops_per_second(device, size=2048, repeats=10):
     return max(rates), statistics.median(rates)
 
 
+def paired_ratio(rates, reference):
+    """Median over rounds of rate / reference rate in the same round.
+
+    The rounds interleave the frameworks, so a ratio within one round sees
+    about the same machine load on both sides; the median of those ratios is
+    steadier on a shared machine than the ratio of the two medians.
+    """
+    return statistics.median(r / q for r, q in zip(rates, reference))
+
+
+def print_table(results, peak_rate):
+    """The markdown table: rates, paired ratios to the peers, memory, peak share."""
+    print("| workload | framework | meta-steps/s | this / torch.func | this / learn2learn "
+          "| peak memory MiB | % of matmul peak |")
+    print("|---|---|---|---|---|---|---|")
+    for name, by_framework in results.items():
+        flops = meta_step_flops(name)
+        for framework, r in by_framework.items():
+            ratios = []
+            for peer in ("torch.func", "learn2learn"):
+                reference = by_framework.get(peer)
+                ratios.append(f"{paired_ratio(r['rates'], reference['rates']):.2f}x"
+                              if reference and peer != framework else "-")
+            fraction = 100 * r["median"] * flops / peak_rate
+            print(f"| {name} | {framework} | {r['median']:.3g} | {ratios[0]} | {ratios[1]} "
+                  f"| {r['peak_mib']:.0f} | {fraction:.1f}% |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median reported)")
@@ -388,10 +418,15 @@ def main():
     parser.add_argument("--threads", type=int, default=0,
                         help="intra- and inter-op threads of every framework (0: each one's default)")
     parser.add_argument("--json", help="also write the measurements to this file")
+    parser.add_argument("--from-json", metavar="FILE", help="print the table of an earlier --json run")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker[0], args.worker[1], args.device, args.threads)
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        return print_table(saved["results"], saved["matmul_peak_flops"])
 
     peak_rate, median_rate = matmul_flops_per_second(args.device)
     print(f"float32 matmul 2048^3 in TensorFlow: best {peak_rate / 1e9:.1f} GFLOP/s, "
@@ -426,16 +461,7 @@ def main():
           f"device {args.device}, threads {args.threads or 'default'}; median of {args.rounds} "
           f"interleaved rounds of >= {args.seconds:g} s; "
           f"float32 matmul peak {peak_rate / 1e9:.1f} GFLOP/s (TensorFlow, 2048^3, this run)\n")
-    print("| workload | framework | meta-steps/s | fewshot / this | peak memory MiB | % of matmul peak |")
-    print("|---|---|---|---|---|---|")
-    for name, by_framework in results.items():
-        reference = by_framework.get("fewshot", {}).get("median")
-        flops = meta_step_flops(name)
-        for framework, r in by_framework.items():
-            ratio = f"{reference / r['median']:.2f}x" if reference else "-"
-            fraction = 100 * r["median"] * flops / peak_rate
-            print(f"| {name} | {framework} | {r['median']:.3g} | {ratio} | {r['peak_mib']:.0f} "
-                  f"| {fraction:.1f}% |")
+    print_table(results, peak_rate)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"matmul_peak_flops": peak_rate, "matmul_median_flops": median_rate,
