@@ -33,6 +33,30 @@ def load_saved_model(path, mtime):
     return load_saved_model(path)
 
 
+def load_classifier(entry):
+    """Loads a classification model of the catalog (a `.keras` learner or an export).
+
+    Returns:
+        ``(model, metric, outputs)``: whether it is a metric learner (any
+        number of classes) and its fixed class count (None for metric
+        learners); None after showing the error when it cannot be loaded.
+    """
+    saved = entry.kind == "saved_model"
+    with st.spinner("Loading the model..."):
+        try:
+            if saved:  # an exported classifier adapts inside its graph (adapt_and_predict)
+                model = load_saved_model(entry.path, mtime(entry.path))
+            else:
+                model = load_learner(entry.path, mtime(entry.path))
+        except (ValueError, OSError) as error:
+            show_error(error)
+            return None
+    if saved:
+        return model, "embed" in entry.endpoints, entry.num_classes
+    metric = callable(getattr(model, "embed", None))
+    return model, metric, None if metric else int(model.backbone.output_shape[-1])
+
+
 def mtime(path):
     try:
         return os.path.getmtime(path)

@@ -14,21 +14,10 @@ IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp"]
 def flow(entry):
     shape = tuple(entry.input_shape)
     saved = entry.kind == "saved_model"
-    with st.spinner("Loading the model..."):
-        try:
-            if saved:  # an exported classifier adapts inside its graph (adapt_and_predict)
-                learner = common.load_saved_model(entry.path, common.mtime(entry.path))
-            else:
-                learner = common.load_learner(entry.path, common.mtime(entry.path))
-        except (ValueError, OSError) as error:
-            common.show_error(error)
-            return
-    if saved:
-        metric = "embed" in entry.endpoints
-        outputs = entry.num_classes
-    else:
-        metric = callable(getattr(learner, "embed", None))
-        outputs = None if metric else int(learner.backbone.output_shape[-1])
+    loaded = common.load_classifier(entry)
+    if loaded is None:
+        return
+    learner, metric, outputs = loaded
     st.caption(
         f"Model: `{entry.path}` ({entry.model_class}), {shape[0]}x{shape[1]} images with "
         f"{shape[2]} channel(s); images are resized and converted to fit. "

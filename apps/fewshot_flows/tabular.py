@@ -62,22 +62,11 @@ def _example(input_dim):
 
 def flow(entry):
     saved = entry.kind == "saved_model"
-    with st.spinner("Loading the model..."):
-        try:
-            if saved:  # an exported classifier adapts inside its graph (adapt_and_predict)
-                model = common.load_saved_model(entry.path, common.mtime(entry.path))
-            else:
-                model = common.load_learner(entry.path, common.mtime(entry.path))
-        except (ValueError, OSError) as error:
-            common.show_error(error)
-            return
+    loaded = common.load_classifier(entry)
+    if loaded is None:
+        return
+    model, metric, outputs = loaded
     input_dim = int(entry.input_dim)
-    if saved:
-        metric = "embed" in entry.endpoints
-        outputs = entry.num_classes
-    else:
-        metric = callable(getattr(model, "embed", None))
-        outputs = None if metric else int(model.backbone.output_shape[-1])
     st.caption(
         f"Model: `{entry.path}` ({entry.model_class}). It takes {input_dim} numeric feature "
         "column(s) and a `label` column (any text or numbers: each distinct value is a class). "
