@@ -84,6 +84,35 @@ def read_table(kind, placeholder=""):
     return None, None
 
 
+def support_table(example, prompt, parse):
+    """The support-set step shared by the CSV flows.
+
+    Reads the uploaded or pasted CSV (`example` is the placeholder and the
+    sample shown with `prompt` while there is none) and parses it with
+    ``parse(frame, name) -> (features, rows)``; every problem is shown in
+    the page. Returns ``(frame, name, features, rows, bad)`` (``bad``: the
+    rows that cannot be used), or None when there is nothing usable yet.
+    """
+    try:
+        frame, name = read_table("support", example)
+    except uploads.UploadError as error:
+        show_error(error)
+        return None
+    if frame is None:
+        st.info(prompt)
+        st.code(example, language="text")
+        return None
+    try:
+        features, rows = parse(frame, name)
+    except uploads.UploadError as error:
+        show_error(error)
+        return None
+    bad = int((~rows.valid).sum())
+    if bad:
+        st.warning(f"{bad} row(s) of {name!r} cannot be used (see the `error` column); the others can.")
+    return frame, name, features, rows, bad
+
+
 def digest(*parts):
     h = hashlib.sha1()
     for part in parts:

@@ -50,24 +50,16 @@ def flow(entry):
         "and a label column named `y` (or target/label/value)."
     )
     st.header("2. Labelled examples (support set)")
-    try:
-        frame, name = common.read_table("support", EXAMPLE[0])
-    except uploads.UploadError as error:
-        common.show_error(error)
-        return
-    if frame is None:
-        st.info("Upload or paste a CSV of a few labelled examples, for example:")
-        st.code(EXAMPLE[0], language="text")
-        return
-    try:
+    def parse(frame, name):
         features, label = uploads.regression_columns(frame, input_dim, name=name)
-        support = uploads.numeric_rows(frame, features, label, name=name)
-    except uploads.UploadError as error:
-        common.show_error(error)
+        return features, uploads.numeric_rows(frame, features, label, name=name)
+
+    read = common.support_table(
+        EXAMPLE[0], "Upload or paste a CSV of a few labelled examples, for example:", parse
+    )
+    if read is None:
         return
-    bad = int((~support.valid).sum())
-    if bad:
-        st.warning(f"{bad} row(s) of {name!r} cannot be used (see the `error` column); the others can.")
+    frame, name, features, support, bad = read
     with st.expander(f"Support set: {support.num_valid} usable of {len(frame)} rows", expanded=bad > 0):
         st.dataframe(support.report, width="stretch")
     try:

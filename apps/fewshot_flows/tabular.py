@@ -75,24 +75,16 @@ def flow(entry):
     )
     example = _example(input_dim)
     st.header("2. Labelled rows (support set)")
-    try:
-        frame, name = common.read_table("support", example[0])
-    except uploads.UploadError as error:
-        common.show_error(error)
-        return
-    if frame is None:
-        st.info("Upload or paste a CSV with a few labelled rows of each class, for example:")
-        st.code(example[0], language="text")
-        return
-    try:
+    def parse(frame, name):
         features, label = uploads.classification_columns(frame, input_dim, name=name)
-        support = uploads.class_rows(frame, features, label, name=name)
-    except uploads.UploadError as error:
-        common.show_error(error)
+        return features, uploads.class_rows(frame, features, label, name=name)
+
+    read = common.support_table(
+        example[0], "Upload or paste a CSV with a few labelled rows of each class, for example:", parse
+    )
+    if read is None:
         return
-    bad = int((~support.valid).sum())
-    if bad:
-        st.warning(f"{bad} row(s) of {name!r} cannot be used (see the `error` column); the others can.")
+    frame, name, features, support, bad = read
     counts = ", ".join(f"{c}: {int((support.y == k).sum())}" for k, c in enumerate(support.classes))
     with st.expander(f"Support set: {support.num_valid} usable of {len(frame)} rows ({counts})", expanded=bad > 0):
         st.dataframe(support.report, width="stretch")
