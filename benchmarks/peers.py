@@ -58,7 +58,7 @@ WORKLOADS = {
 }
 FRAMEWORKS = (
     "fewshot", "fewshot+XLA", "fewshot fit", "fewshot fit+XLA", "fewshot task loop",
-    "fewshot chunked", "torch.func", "learn2learn",
+    "fewshot chunked", "fewshot chunked+XLA", "torch.func", "learn2learn",
 )
 # XLA was slower for Conv4 in ANCHORS.md, and `fit` only pays where a step
 # takes milliseconds: these variants are measured on the MLP only.
@@ -293,9 +293,9 @@ def worker(framework, name, device, threads):
     if framework.startswith("fewshot"):
         step, sync, peak = build_fewshot(
             name, device, xla=framework.endswith("+XLA"),
-            vectorize=framework not in ("fewshot task loop", "fewshot chunked"),
+            vectorize=not framework.startswith(("fewshot task loop", "fewshot chunked")),
             fit=framework.startswith("fewshot fit"),
-            tasks_per_chunk=1 if framework == "fewshot chunked" else None,
+            tasks_per_chunk=1 if framework.startswith("fewshot chunked") else None,
         )
     else:
         if framework == "learn2learn":
@@ -410,7 +410,7 @@ def main():
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--frameworks", nargs="+", choices=list(FRAMEWORKS),
-                        default=[f for f in FRAMEWORKS if f not in ("fewshot task loop", "fewshot chunked")],
+                        default=[f for f in FRAMEWORKS if not f.startswith(("fewshot task loop", "fewshot chunked"))],
                         help="fewshot: train_on_batch per meta-step, tasks vectorised; fewshot fit: "
                              f"Keras fit with steps_per_execution={FIT_STEPS}; +XLA: jit_compile; "
                              "task loop: vectorize=False; chunked: vectorize=False, tasks_per_chunk=1 "

@@ -184,10 +184,16 @@ class MetaLearner(keras.Model):
         num_chunks = num_tasks // chunk
         replicas = tf.cast(_num_replicas(), support_x.dtype)
 
+        # [T, ...] -> [T / chunk, chunk, ...]: a chunk is one (XLA-friendly) index.
+        chunked = {
+            key: tf.reshape(value, tf.concat([[-1, chunk], tf.shape(value)[1:]], 0))
+            for key, value in episodes.items()
+        }
+
         def body(i, total, grads, predictions):
             part = {
-                key: tf.ensure_shape(value[i * chunk:(i + 1) * chunk], [chunk] + value.shape[1:])
-                for key, value in episodes.items()
+                key: tf.ensure_shape(value[i], [chunk] + episodes[key].shape[1:])
+                for key, value in chunked.items()
             }
             with tf.GradientTape() as tape:
                 loss, pred = self.meta_loss(part, training=True)

@@ -183,6 +183,20 @@ def test_tasks_per_chunk_gives_the_same_meta_update(backbone, vectorize):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
 
 
+def test_tasks_per_chunk_under_xla_matches_plain():
+    family = fewshot.episodes.Sinusoid(support_shots=5, query_shots=5)
+    batch = family.sample(4, seed=0)
+    weights = {}
+    for jit in (False, True):
+        keras.utils.set_random_seed(0)
+        learner = fewshot.MAML(fewshot.models.mlp(hidden=(8,)), inner_steps=2, tasks_per_chunk=2)
+        learner.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=jit)
+        learner.train_on_batch(batch)
+        weights[jit] = [v.numpy() for v in learner.trainable_variables]
+    for a, b in zip(weights[True], weights[False]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_tasks_per_chunk_is_validated_and_serialised():
     backbone = fewshot.models.mlp(hidden=(4,))
     with pytest.raises(ValueError, match="Received: tasks_per_chunk=0"):
