@@ -47,6 +47,12 @@ class Reptile(MAML):
 
     def __init__(self, backbone, inner_lr=0.01, inner_steps=5, **kwargs):
         kwargs.pop("first_order", None)  # Reptile is first order by nature.
+        if kwargs.get("tasks_per_chunk") is not None:
+            raise ValueError(
+                "Reptile's update needs no meta-gradient through the tasks, so it "
+                "takes no `tasks_per_chunk`. Received: "
+                f"tasks_per_chunk={kwargs['tasks_per_chunk']!r}"
+            )
         super().__init__(backbone, inner_lr=inner_lr, inner_steps=inner_steps, first_order=True, **kwargs)
 
     def get_config(self):

@@ -187,7 +187,11 @@ def build_learner(s, input_shape):
         learner.compile(optimizer=keras.optimizers.Adam(_learning_rate(s)), loss=ce, metrics=["accuracy"])
         return learner
     backbone = conv4(input_shape=tuple(input_shape), outputs=s["ways"])
-    common = {"inner_lr": s["inner_lr"], "inner_steps": s["inner_steps"]}
+    common = {
+        "inner_lr": s["inner_lr"], "inner_steps": s["inner_steps"],
+        # Conv4 on CPU: tasks one at a time beat tf.vectorized_map (benchmarks/README.md).
+        "vectorize": s.get("vectorize", True), "tasks_per_chunk": s.get("tasks_per_chunk"),
+    }
     if algorithm in ("maml", "fomaml"):
         learner = MAML(backbone, first_order=algorithm == "fomaml", **common)
     elif algorithm == "metasgd":
@@ -195,6 +199,7 @@ def build_learner(s, input_shape):
     elif algorithm == "anil":
         learner = ANIL(backbone, first_order=s.get("first_order", False), **common)
     elif algorithm == "reptile":
+        common.pop("tasks_per_chunk")  # its update is not a meta-gradient
         learner = Reptile(backbone, **common)
     else:
         learner = TaskRetrieval(backbone, memory_size=s.get("memory_size", 64), first_order=True, **common)

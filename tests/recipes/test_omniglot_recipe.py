@@ -26,6 +26,8 @@ train_queries = 2
 outer_lr = 0.001
 inner_lr = 0.4
 inner_steps = 1
+vectorize = false
+tasks_per_chunk = 1
 [eval]
 eval_steps = 1
 eval_queries = 3
