@@ -113,6 +113,22 @@ def support_table(example, prompt, parse):
     return frame, name, features, rows, bad
 
 
+def current_result(name, key, inputs):
+    """The adaptation stored under ``st.session_state[name]`` if it is for `key`.
+
+    Returns None when nothing was adapted yet, and also (after saying that
+    `inputs` changed and Adapt must be pressed again) when the stored result
+    belongs to other inputs.
+    """
+    result = st.session_state.get(name)
+    if not result:
+        return None
+    if result["key"] != key:
+        st.warning(f"{inputs} changed: press Adapt again.")
+        return None
+    return result
+
+
 def digest(*parts):
     h = hashlib.sha1()
     for part in parts:

@@ -97,11 +97,8 @@ def flow(entry):
             "key": key, "adapted": adapted, "names": names, "support": support, "y": y,
             "losses": getattr(adapted, "adaptation_loss", None), "started": started,
         }
-    result = st.session_state.get("image_result")
-    if not result:
-        return
-    if result["key"] != key:
-        st.warning("The model, the images or the settings changed: press Adapt again.")
+    result = common.current_result("image_result", key, "The model, the images or the settings")
+    if result is None:
         return
     if query is None:
         st.info("Adapted. Upload images to classify above.")

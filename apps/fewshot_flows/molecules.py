@@ -52,6 +52,7 @@ def flow(entry):
     if query is None:
         st.info("Add the molecules to rank, then press Adapt.")
         return
+    key = common.digest(entry.path, support.to_csv(), query.to_csv(), steps)
     if st.button("Adapt", type="primary", key="adapt"):
         started = time.perf_counter()
         bar = st.progress(0.0, text="Loading the model...")
@@ -66,15 +67,12 @@ def flow(entry):
         bar.progress(1.0, text="Adapted.")
         st.session_state["adapt_count"] = st.session_state.get("adapt_count", 0) + 1
         st.session_state["molecule_result"] = {
-            "key": common.digest(entry.path, support.to_csv(), query.to_csv(), steps),
+            "key": key,
             "predictions": predictions, "report": report,
             "seconds": time.perf_counter() - started,
         }
-    result = st.session_state.get("molecule_result")
-    if not result:
-        return
-    if result["key"] != common.digest(entry.path, support.to_csv(), query.to_csv(), steps):
-        st.warning("The model, the molecules or the settings changed: press Adapt again.")
+    result = common.current_result("molecule_result", key, "The model, the molecules or the settings")
+    if result is None:
         return
     report, predictions = result["report"], result["predictions"]
     bad = int((~report["valid"]).sum())

@@ -175,11 +175,10 @@ def flow(entry):
         bar.progress(1.0, text="Adapted.")
         st.session_state["adapt_count"] = st.session_state.get("adapt_count", 0) + 1
         st.session_state["ratings_result"] = {"key": key, "table": table, "losses": losses, "seconds": seconds}
-    result = st.session_state.get("ratings_result")
-    if not result:
-        return
-    if result["key"] != key:
-        st.warning("The model, the ratings, the user or the settings changed: press Adapt again.")
+    result = common.current_result(
+        "ratings_result", key, "The model, the ratings, the user or the settings"
+    )
+    if result is None:
         return
     _results(result)
 

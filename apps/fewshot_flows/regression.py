@@ -125,11 +125,10 @@ def flow(entry):
         st.session_state["adapt_count"] = st.session_state.get("adapt_count", 0) + 1
         bar.progress(1.0, text="Adapted.")
 
-    result = st.session_state.get("regression_result")
-    if not result:
-        return
-    if result["key"] != key:
-        st.warning("The model, the support set or the settings changed: press Adapt again.")
+    result = common.current_result(
+        "regression_result", key, "The model, the support set or the settings"
+    )
+    if result is None:
         return
     regression_results(entry, result, query)
 

@@ -150,11 +150,10 @@ def flow(entry):
             "key": key, "adapted": adapted, "classes": support.classes, "x": support.x, "y": support.y,
             "losses": getattr(adapted, "adaptation_loss", None), "started": started,
         }
-    result = st.session_state.get("tabular_result")
-    if not result:
-        return
-    if result["key"] != key:
-        st.warning("The model, the support set or the settings changed: press Adapt again.")
+    result = common.current_result(
+        "tabular_result", key, "The model, the support set or the settings"
+    )
+    if result is None:
         return
     if query is None:
         st.info("Adapted. Upload or paste rows to classify above.")
