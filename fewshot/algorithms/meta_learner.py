@@ -182,7 +182,6 @@ class MetaLearner(keras.Model):
             )
         variables = self.trainable_variables
         num_chunks = num_tasks // chunk
-        replicas = tf.cast(_num_replicas(), support_x.dtype)
 
         # [T, ...] -> [T / chunk, chunk, ...]: a chunk is one (XLA-friendly) index.
         chunked = {
@@ -198,7 +197,8 @@ class MetaLearner(keras.Model):
             with tf.GradientTape() as tape:
                 loss, pred = self.meta_loss(part, training=True)
                 share = loss / tf.cast(num_chunks, loss.dtype)
-                scaled = share / tf.cast(replicas, share.dtype)
+                # As in `train_step`: the optimizer sums across replicas.
+                scaled = share / tf.cast(_num_replicas(), share.dtype)
             step = tape.gradient(scaled, variables)
             grads = [g if d is None else g + d for g, d in zip(grads, step)]
             pred_shape[:] = pred.shape.as_list()
