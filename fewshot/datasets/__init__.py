@@ -1,12 +1,14 @@
 """Datasets: readers of the canonical files (and TFDS) into task stores."""
 
 from fewshot.datasets.featurize import Featurizer, MoleculeSet, featurize_table
+from fewshot.datasets.graph_features import GraphFeaturizer
 from fewshot.datasets.moleculenet import MoleculeTable, load_moleculenet, split_tasks
 from fewshot.datasets.omniglot import Omniglot, load_omniglot, omniglot_splits
 from fewshot.datasets.movielens import MovieLens, load_movielens, load_movielens_tfds
 
 __all__ = [
     "Featurizer",
+    "GraphFeaturizer",
     "MoleculeSet",
     "MoleculeTable",
     "MovieLens",

@@ -114,6 +114,18 @@ class Featurizer:
         return features, valid, errors
 
 
+def featurizer_from_config(config):
+    """The featuriser a `get_config()` dict describes: a `Featurizer`, or a
+    `fewshot.datasets.graph_features.GraphFeaturizer` when ``kind`` is
+    ``"graph"`` (so a saved model rebuilds whichever it was trained on)."""
+    config = dict(config)
+    if config.get("kind") == "graph":
+        from fewshot.datasets.graph_features import GraphFeaturizer
+
+        return GraphFeaturizer(**config)
+    return Featurizer(**config)
+
+
 def parse_smiles(text, Chem=None):
     """``(mol, None)`` for a valid SMILES, else ``(None, reason)``."""
     Chem = Chem or require_rdkit()
