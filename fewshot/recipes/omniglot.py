@@ -11,8 +11,18 @@ a `BackupAndRestore` backup, the best model, and ``curve.csv`` (epoch,
 cumulative training minutes, loss and accuracies); running the same command
 again resumes from the backup. ``--time-budget`` stops training (at an epoch
 end) after that many minutes of this invocation, then evaluates.
+
+``--trainval`` then trains the model again from scratch on all meta-train
+characters, the validation ones included, for the number of epochs at which
+the validation run peaked, in ``OUT/<cell>_trainval/`` (Snell et al. 2017
+report their numbers this way), and tests its final weights. By default the
+test classes include the rotations of the test characters (1692 classes,
+Vinyals et al. 2016 and Snell et al. 2017); ``--no-test-rotations`` tests on
+the 423 unrotated characters. ``--eval-only`` tests a cell's saved model
+without training.
 """
 
+import argparse
 import csv
 import json
 import pathlib
@@ -64,6 +74,22 @@ def add_arguments(parser):
         help="also test the trained model on these N (same K), e.g. --eval-ways 5 20",
     )
     parser.add_argument("--test-episodes", type=int, default=None, help="test episodes (600)")
+    parser.add_argument(
+        "--test-rotations",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="test classes include the test characters' rotations, as Vinyals et al. and "
+        "Snell et al. (default: [eval] test_rotations, true)",
+    )
+    parser.add_argument(
+        "--trainval",
+        action="store_true",
+        help="after the validation run: train again from scratch on the training and "
+        "validation characters for the epochs validation chose, and test that model",
+    )
+    parser.add_argument(
+        "--eval-only", action="store_true", help="test the cell's saved model without training"
+    )
     parser.add_argument("--cache-dir", default=None, help="where decoded images are cached")
 
 
@@ -71,52 +97,38 @@ def run(config, args):
     settings = _settings(config, args)
     out = pathlib.Path(args.out)
     cell = f"{settings['algorithm']}_{settings['ways']}w{settings['shots']}s"
-    work = out / cell
-    work.mkdir(parents=True, exist_ok=True)
+    work = out / (cell + "_trainval" if settings["trainval"] else cell)
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
     keras.utils.set_random_seed(settings["seed"])
+    if settings["trainval"]:
+        settings["epochs"] = _trainval_epochs(out / cell / "curve.csv", cell)
+    model_path = work / ("final.keras" if settings["trainval"] else "best.keras")
+    if settings["eval_only"] and not model_path.is_file():
+        raise FileNotFoundError(
+            f"--eval-only needs a trained model. Received: --out {out}, where {model_path} does not exist"
+        )
+    work.mkdir(parents=True, exist_ok=True)
 
     data = load_omniglot(args.data_dir, cache_dir=args.cache_dir)
     train_idx, val_idx, test_idx = omniglot_splits(
         data.num_characters, settings["validation_characters"], settings["train_characters"]
     )
-    train_x, train_y = data.arrays(train_idx, rotations=(0, 1, 2, 3))
-    val_x, val_y = data.arrays(val_idx)
-    test_x, test_y = data.arrays(test_idx)
-    _say(args, f"Omniglot from {data.source}: {len(np.unique(train_y))} meta-train classes "
-               f"(with rotations), {len(val_idx)} validation, {len(test_idx)} test characters")
+    if settings["trainval"]:
+        train_idx = np.concatenate([train_idx, val_idx])
+    test_rotations = (0, 1, 2, 3) if settings["test_rotations"] else (0,)
+    test_x, test_y = data.arrays(test_idx, rotations=test_rotations)
+    _say(args, f"Omniglot from {data.source}: {len(train_idx)} meta-train characters x 4 rotations"
+               f"{'' if settings['trainval'] else f', {len(val_idx)} validation'}, {len(test_idx)} test "
+               f"characters ({len(np.unique(test_y))} test classes)")
 
-    learner = build_learner(settings, input_shape=train_x.shape[1:])
-    sampler = EpisodeSampler(
-        train_x, train_y, ways=settings["train_ways"], shots=settings["train_shots"],
-        queries=settings["train_queries"],
-    )
-    stream = sampler.stream(settings["meta_batch_size"], settings["batches_per_epoch"], seed=settings["seed"])
-    val_sampler = EpisodeSampler(val_x, val_y, ways=settings["ways"], shots=settings["shots"], queries=settings["eval_queries"])
-    val_stream = val_sampler.stream(settings["eval_batch"], 1, seed=settings["seed"] + _VALIDATION_SEED)
-    num_val = max(1, settings["validation_episodes"] // settings["eval_batch"])
-    val_data = tf.data.Dataset.from_tensor_slices(_stack(val_stream.take(num_val)))
-
-    best_path = work / "best.keras"
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(work / "backup"), delete_checkpoint=False),
-        keras.callbacks.ModelCheckpoint(
-            str(best_path), monitor="val_accuracy", mode="max", save_best_only=True,
-            initial_value_threshold=_best_so_far(work / "curve.csv") if best_path.is_file() else None,
-        ),
-        CurveLogger(work / "curve.csv", work / "clock.json"),
-    ]
-    if settings["time_budget"] is not None:
-        callbacks.append(TimeBudget(settings["time_budget"]))
-    _say(args, f"\n== training {cell}: {settings['train_ways']}-way {settings['train_shots']}-shot "
-               f"{settings['train_queries']}-query, up to {settings['epochs']} epochs of "
-               f"{settings['batches_per_epoch']} batches ==")
-    learner.fit(stream, epochs=settings["epochs"], validation_data=val_data, callbacks=callbacks, verbose=verbose)
-
-    if best_path.is_file():
-        learner = keras.models.load_model(best_path)
+    if settings["eval_only"]:
+        learner = keras.models.load_model(model_path)
+    else:
+        learner = _train(settings, data, train_idx, val_idx, work, cell, args, verbose)
+        if learner is None:
+            return {}
     if settings["algorithm"] == "task_retrieval":
-        _fill_memory(learner, val_sampler, settings)
+        _fill_memory(learner, _validation_sampler(settings, data, val_idx), settings)
     metrics = {}
     for ways in settings["eval_ways"]:
         accs = evaluate_accuracy(
@@ -130,6 +142,68 @@ def run(config, args):
     minutes = CurveLogger.total_minutes(work / "clock.json")
     _merge_results(out, settings, metrics, minutes)
     return metrics
+
+
+def _train(settings, data, train_idx, val_idx, work, cell, args, verbose):
+    """Trains (or resumes) the cell; returns the model to test (None: not finished)."""
+    train_x, train_y = data.arrays(train_idx, rotations=(0, 1, 2, 3))
+    learner = build_learner(settings, input_shape=train_x.shape[1:])
+    sampler = EpisodeSampler(
+        train_x, train_y, ways=settings["train_ways"], shots=settings["train_shots"],
+        queries=settings["train_queries"],
+    )
+    stream = sampler.stream(settings["meta_batch_size"], settings["batches_per_epoch"], seed=settings["seed"])
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(work / "backup"), delete_checkpoint=False),
+        CurveLogger(work / "curve.csv", work / "clock.json"),
+    ]
+    if settings["time_budget"] is not None:
+        callbacks.append(TimeBudget(settings["time_budget"]))
+    val_data = None
+    best_path = work / "best.keras"
+    if not settings["trainval"]:
+        val_stream = _validation_sampler(settings, data, val_idx).stream(
+            settings["eval_batch"], 1, seed=settings["seed"] + _VALIDATION_SEED
+        )
+        num_val = max(1, settings["validation_episodes"] // settings["eval_batch"])
+        val_data = tf.data.Dataset.from_tensor_slices(_stack(val_stream.take(num_val)))
+        callbacks.insert(1, keras.callbacks.ModelCheckpoint(
+            str(best_path), monitor="val_accuracy", mode="max", save_best_only=True,
+            initial_value_threshold=_best_so_far(work / "curve.csv") if best_path.is_file() else None,
+        ))
+    _say(args, f"\n== training {work.name}: {settings['train_ways']}-way {settings['train_shots']}-shot "
+               f"{settings['train_queries']}-query, up to {settings['epochs']} epochs of "
+               f"{settings['batches_per_epoch']} batches ==")
+    learner.fit(stream, epochs=settings["epochs"], validation_data=val_data, callbacks=callbacks, verbose=verbose)
+    if not settings["trainval"]:
+        return keras.models.load_model(best_path) if best_path.is_file() else learner
+    done = json.loads((work / "clock.json").read_text())["epoch"] if (work / "clock.json").is_file() else 0
+    if done < settings["epochs"]:
+        print(f"--trainval stopped at epoch {done} of {settings['epochs']} (time budget): not "
+              "tested; run the same command again to resume from the backup", flush=True)
+        return None
+    learner.save(work / "final.keras")
+    return learner
+
+
+def _validation_sampler(settings, data, val_idx):
+    val_x, val_y = data.arrays(val_idx)
+    return EpisodeSampler(val_x, val_y, ways=settings["ways"], shots=settings["shots"], queries=settings["eval_queries"])
+
+
+def _trainval_epochs(curve, cell):
+    """The epoch with the best validation accuracy in the validation run's curve."""
+    rows = []
+    if curve.is_file():
+        with curve.open() as f:
+            rows = [r for r in csv.DictReader(f) if r.get("val_accuracy")]
+    if not rows:
+        raise FileNotFoundError(
+            f"--trainval needs the validation run of {cell} first (it chooses the epoch count). "
+            f"Received: no validation curve at {curve}"
+        )
+    best = max(rows, key=lambda r: float(r["val_accuracy"]))
+    return int(best["epoch"])
 
 
 # ----------------------------------------------------------------- settings
@@ -158,6 +232,8 @@ def _settings(config, args):
             f"a {s['ways']}-way head. Received: --eval-ways {s['eval_ways']}"
         )
     s["time_budget"] = args.time_budget
+    s["test_rotations"] = bool(s.get("test_rotations", True) if args.test_rotations is None else args.test_rotations)
+    s["trainval"], s["eval_only"] = bool(args.trainval), bool(args.eval_only)
     if args.time_budget is not None and not args.time_budget > 0:
         raise ValueError(f"Invalid value received for --time-budget. Expected positive minutes. Received: {args.time_budget}")
     return s
@@ -280,8 +356,10 @@ def _merge_results(out, settings, metrics, minutes):
     config = previous.get("config", {})
     cells = config.setdefault("cells", {})
     cell = f"{settings['algorithm']}_{settings['ways']}w{settings['shots']}s"
-    cells[cell] = {k: v for k, v in settings.items() if k != "time_budget"}
+    cell += "_trainval" if settings["trainval"] else ""
+    cells[cell] = {k: v for k, v in settings.items() if k not in ("time_budget", "eval_only")}
     cells[cell]["train_minutes"] = round(minutes, 1)
+    cells[cell]["test"] = {k: [round(float(v), 4) for v in pair] for k, pair in metrics.items()}
     write_results(out, "omniglot", "Omniglot (Lake et al. 2015), 28x28, 1200/423 character split", config, merged)
     names = ["acc_5w1s", "acc_5w5s", "acc_20w1s", "acc_20w5s"]
     order = [m for m in METHODS if m in merged]

@@ -91,3 +91,38 @@ def test_bad_options_are_one_line_errors(setup, capsys):
     assert cli.main(["run", str(recipe), "--out", str(out), "--algorithm", "protonet",
                      "--data-dir", str(out.parent / "nowhere"), "--quiet"]) == 2
     assert "Omniglot zips not found" in capsys.readouterr().err
+
+
+def test_trainval_retrains_for_the_epochs_validation_chose(setup, capsys):
+    recipe, data, out = setup
+    assert _run(recipe, data, out, "--algorithm", "protonet", "--trainval") == 2
+    assert "--trainval needs the validation run of protonet_3w1s" in capsys.readouterr().err
+    assert _run(recipe, data, out, "--algorithm", "protonet", "--epochs", "3") == 0
+    with (out / "protonet_3w1s" / "curve.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    chosen = int(max(rows, key=lambda r: float(r["val_accuracy"]))["epoch"])
+
+    assert _run(recipe, data, out, "--algorithm", "protonet", "--trainval") == 0
+    work = out / "protonet_3w1s_trainval"
+    with (work / "curve.csv").open() as f:
+        refit = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in refit] == list(range(1, chosen + 1))
+    assert "val_accuracy" not in refit[0]  # no validation characters left to validate on
+    assert (work / "final.keras").is_file()
+    cells = json.loads((out / "results.json").read_text())["config"]["cells"]
+    assert cells["protonet_3w1s_trainval"]["trainval"] is True
+    assert cells["protonet_3w1s_trainval"]["epochs"] == chosen
+    assert cells["protonet_3w1s_trainval"]["test_rotations"] is True
+    assert "acc_3w1s" in cells["protonet_3w1s_trainval"]["test"]
+
+
+def test_eval_only_tests_the_saved_model_without_training(setup, capsys):
+    recipe, data, out = setup
+    assert _run(recipe, data, out, "--algorithm", "protonet", "--eval-only") == 2
+    assert "--eval-only needs a trained model" in capsys.readouterr().err
+    assert _run(recipe, data, out, "--algorithm", "protonet") == 0
+    curve = (out / "protonet_3w1s" / "curve.csv").read_text()
+    assert _run(recipe, data, out, "--algorithm", "protonet", "--eval-only", "--no-test-rotations") == 0
+    assert (out / "protonet_3w1s" / "curve.csv").read_text() == curve  # no epoch trained
+    cell = json.loads((out / "results.json").read_text())["config"]["cells"]["protonet_3w1s"]
+    assert cell["test_rotations"] is False
