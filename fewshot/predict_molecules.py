@@ -13,7 +13,7 @@ import pathlib
 
 import numpy as np
 
-from fewshot.datasets.featurize import Featurizer
+from fewshot.datasets.featurize import featurizer_from_config
 from fewshot.datasets.moleculenet import _SMILES_NAMES, _find_column
 
 MODEL_FILE = "model.keras"
@@ -40,6 +40,7 @@ def load_molecule_model(path):
     import keras
 
     import fewshot.algorithms  # noqa: F401  registers the serialisable classes
+    import fewshot.models  # noqa: F401  (the graph encoder's layer too)
 
     path = pathlib.Path(path)
     if not (path / MODEL_FILE).is_file() or not (path / META_FILE).is_file():
@@ -52,7 +53,7 @@ def load_molecule_model(path):
     learner = keras.saving.load_model(path / MODEL_FILE, compile=False)
     # Adaptation needs the per-task loss only; no optimizer state is restored.
     learner.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return learner, Featurizer(**meta["featurizer"]), meta
+    return learner, featurizer_from_config(meta["featurizer"]), meta
 
 
 def predict_molecules(

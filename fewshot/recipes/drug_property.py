@@ -23,13 +23,28 @@ from fewshot.algorithms.fine_tuner import FineTuner, pretrain_multitask
 from fewshot.algorithms.maml import MAML
 from fewshot.datasets.assays import AssaySampler, assay_scores, evaluate_assays, summarize_draws
 from fewshot.datasets.featurize import Featurizer, featurize_table, write_report
+from fewshot.datasets.graph_features import GraphFeaturizer, max_atoms_of
 from fewshot.datasets.moleculenet import TOX21_URL, load_moleculenet, split_tasks
 from fewshot.models.fingerprint import fingerprint_encoder
+from fewshot.models.graph import gin_encoder
 from fewshot.predict_molecules import save_molecule_model
 from fewshot.recipes.results import markdown_table, write_results
 
-METHODS = ("protonet", "siamese", "maml", "anil", "pretrained_finetune", "random_forest", "knn", "ensemble")
+METHODS = (
+    "protonet", "siamese", "maml", "anil", "pretrained_finetune",
+    "protonet_gin", "maml_gin", "anil_gin", "pretrained_finetune_gin",
+    "random_forest", "knn", "ensemble",
+)
 META_METHODS = ("protonet", "siamese", "maml", "anil")
+# Methods named ``<method>_gin`` are <method> with a graph isomorphism network
+# over RDKit molecular graphs (`fewshot.models.gin_encoder`) instead of the
+# fingerprint MLP; their settings are in their own recipe section.
+GIN_SUFFIX = "_gin"
+
+
+def base_method(method):
+    """``"maml"`` for ``"maml_gin"``; the name itself otherwise."""
+    return method[: -len(GIN_SUFFIX)] if method.endswith(GIN_SUFFIX) else method
 _VALIDATION_SEED = 7_000_001
 _TEST_SEED = 0
 
@@ -85,9 +100,16 @@ def run(config, args):
     write_report(molecules.report, out)
     _say(args, _data_summary(table, molecules, split))
     index = {k: [molecules.task_index(t) for t in v] for k, v in split.items()}
-    x, y = molecules.features, molecules.labels
+    y = molecules.labels
+    featurizers = {"fingerprint": featurizer}
+    inputs = {"fingerprint": molecules.features}
+    if any(m.endswith(GIN_SUFFIX) for m in settings["methods"]):
+        featurizers["graph"], inputs["graph"] = _graph_inputs(table, molecules, settings, args)
+        settings["graph_features"] = featurizers["graph"].get_config()  # "auto" resolved
+        _say(args, f"molecular graphs: {featurizers['graph'].get_config()}")
 
-    def evaluate(score_fns, tasks, draws, seed_, on_draw=None, max_query=None):
+    def evaluate(score_fns, tasks, draws, seed_, on_draw=None, max_query=None, x=None):
+        x = inputs["fingerprint"] if x is None else x
         results = {}
         for shots, score_fn in score_fns.items():
             callback = (lambda t, d, yt, s, k=shots: on_draw(k, t, d, yt, s)) if on_draw else None
@@ -96,13 +118,16 @@ def run(config, args):
             )
         return results
 
-    def validation_score(score_fns):
-        draws = settings["eval"]["validation_draws"]
-        results = evaluate(
-            score_fns, index["validation"], draws, seed + _VALIDATION_SEED,
-            max_query=settings["eval"]["validation_max_query"],
-        )
-        return float(np.mean([r["summary"]["roc_auc"][0] for r in results.values()]))
+    def validation_scorer(x):
+        def validation_score(score_fns):
+            draws = settings["eval"]["validation_draws"]
+            results = evaluate(
+                score_fns, index["validation"], draws, seed + _VALIDATION_SEED,
+                max_query=settings["eval"]["validation_max_query"], x=x,
+            )
+            return float(np.mean([r["summary"]["roc_auc"][0] for r in results.values()]))
+
+        return validation_score
 
     methods = settings["methods"]
     shots_list = settings["eval"]["shots"]
@@ -111,9 +136,11 @@ def run(config, args):
         if method == "ensemble":
             continue
         _say(args, f"\n== {method} ==")
+        kind = "graph" if method.endswith(GIN_SUFFIX) else "fingerprint"
+        x = inputs[kind]
         started = time.perf_counter()
         score_fns, learner, best = _train_method(
-            method, settings, x, y, index, validation_score, shots_list, verbose, seed
+            method, settings, x, y, index, validation_scorer(x), shots_list, verbose, seed
         )
         timings[method] = round(time.perf_counter() - started, 1)
         if best is not None:
@@ -121,7 +148,8 @@ def run(config, args):
         if learner is not None:
             trained[method] = learner
             save_molecule_model(
-                learner, featurizer, out / "models" / method, method, _adapt_steps(method, settings)
+                learner, featurizers[kind], out / "models" / method, method,
+                _adapt_steps(method, settings),
             )
         pooled = {k: [] for k in shots_list}
 
@@ -129,7 +157,8 @@ def run(config, args):
             pooled[shots].append((y_true, scores, task))
 
         started = time.perf_counter()
-        results = evaluate(score_fns, index["test"], settings["eval"]["draws"], seed + _TEST_SEED, on_draw)
+        results = evaluate(
+            score_fns, index["test"], settings["eval"]["draws"], seed + _TEST_SEED, on_draw, x=x)
         timings[method + "_eval"] = round(time.perf_counter() - started, 1)
         metrics[method] = {}
         for shots, result in results.items():
@@ -194,6 +223,7 @@ def _settings(config, args):
         validation = int(validation)
     settings["validation_tasks"] = validation
     features = settings.setdefault("features", {})
+    settings.setdefault("graph_features", {})
     if args.descriptors:
         features["descriptors"] = True
     if args.draws is not None:
@@ -240,11 +270,43 @@ def _scaled(settings, section, key):
 
 
 def _adapt_steps(method, settings):
-    if method in ("maml", "anil"):
+    if base_method(method) in ("maml", "anil"):
         return settings[method].get("eval_inner_steps", settings[method]["inner_steps"])
-    if method == "pretrained_finetune":
+    if base_method(method) == "pretrained_finetune":
         return settings[method]["finetune_steps"]
     return None
+
+
+def _graph_inputs(table, molecules, settings, args):
+    """``(GraphFeaturizer, rows [M, dim])`` of the same molecules, in the same
+    order, as the fingerprints (so every method sees the same draws).
+
+    ``max_atoms`` / ``max_degree`` of ``"auto"`` (the default) are the
+    largest in the file, so no molecule is excluded for its size; a number
+    smaller than a molecule of the file is an error naming that molecule.
+    """
+    g = dict(settings["graph_features"])
+    largest = None
+    if g.get("max_atoms", "auto") == "auto" or g.get("max_degree", "auto") == "auto":
+        largest = max_atoms_of(molecules.smiles)
+    if g.get("max_atoms", "auto") == "auto":
+        g["max_atoms"] = largest[0]
+    if g.get("max_degree", "auto") == "auto":
+        g["max_degree"] = largest[1]
+    graph_featurizer = GraphFeaturizer(**g)
+    graphs = featurize_table(table, graph_featurizer, cache_dir=args.cache_dir)
+    if graphs.smiles != molecules.smiles:
+        excluded = {item["row"] for item in molecules.report["invalid"]}
+        detail = "; ".join(
+            f"{item['smiles']!r} ({item['reason']})" for item in graphs.report["invalid"]
+            if item["row"] not in excluded)
+        raise ValueError(
+            "Invalid value received for the recipe's [graph_features]: molecules with "
+            "valid fingerprints do not fit the graph rows, so the graph methods would be "
+            f"evaluated on other molecules (use \"auto\"): {detail}. "
+            f"Received: {dict(settings['graph_features'])}"
+        )
+    return graph_featurizer, graphs.features
 
 
 # ------------------------------------------------------------------ methods
@@ -256,12 +318,34 @@ def _train_method(method, settings, x, y, index, validation_score, shots_list, v
         ks = settings["knn"]
         return {k: knn_scorer(ks["k_10shot"] if k >= 10 else ks["k_1shot"]) for k in shots_list}, None, None
     keras.utils.set_random_seed(seed)
-    if method == "pretrained_finetune":
-        learner, best = train_finetuner(settings, x, y, index, validation_score, shots_list, verbose, seed)
+    if base_method(method) == "pretrained_finetune":
+        learner, best = train_finetuner(
+            settings, x, y, index, validation_score, shots_list, verbose, seed, method=method)
     else:
         learner, best = train_meta_learner(method, settings, x, y, index, validation_score, shots_list, verbose, seed)
     steps = _adapt_steps(method, settings)
     return {k: learner_scorer(learner, steps) for k in shots_list}, learner, best
+
+
+def build_encoder(method, settings, input_dim, outputs, dropout, name=None):
+    """The fingerprint MLP, or for ``*_gin`` methods the GIN, of `method`.
+
+    GIN settings (in the method's section): ``units``, ``depth``, ``hidden``
+    (Dense layers after the graph embedding), ``edge_features``,
+    ``pooling``, ``fingerprint_units``; the row layout comes from
+    ``settings["graph_features"]`` (resolved by the runner).
+    """
+    s = settings[method]
+    if not method.endswith(GIN_SUFFIX):
+        return fingerprint_encoder(input_dim, s["hidden"], outputs, dropout, name=name or "fingerprint_encoder")
+    g = settings["graph_features"]
+    return gin_encoder(
+        g["max_atoms"], g.get("max_degree", 6), units=s.get("units", 128), depth=s.get("depth", 3),
+        embedding=outputs, hidden=s.get("hidden", ()), dropout=dropout,
+        fingerprint_size=g.get("fingerprint_size", 0), fingerprint_units=s.get("fingerprint_units", 512),
+        edge_features=s.get("edge_features", False), pooling=s.get("pooling", "mean"),
+        name=name or "gin_encoder",
+    )
 
 
 def build_learner(method, settings, input_dim):
@@ -269,21 +353,25 @@ def build_learner(method, settings, input_dim):
     import fewshot.algorithms as algorithms
 
     s = settings[method]
+    base = base_method(method)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    if method in ("protonet", "siamese"):
-        encoder = fingerprint_encoder(input_dim, s["hidden"], s["embedding"], s.get("dropout", 0.0))
-        if method == "protonet":
+    if base in ("protonet", "siamese"):
+        encoder = build_encoder(method, settings, input_dim, s["embedding"], s.get("dropout", 0.0))
+        if base == "protonet":
             learner = algorithms.PrototypicalNetwork(encoder, distance=s.get("distance", "euclidean"))
         else:
             learner = algorithms.SiameseNetwork(encoder, margin=s.get("margin", 1.0))
-    elif method in ("maml", "anil"):
-        backbone = fingerprint_encoder(input_dim, s["hidden"], 2, 0.0, name=f"{method}_backbone")
+    elif base in ("maml", "anil"):
+        backbone = build_encoder(method, settings, input_dim, 2, 0.0, name=f"{method}_backbone")
         learner = MAML(
             backbone,
             inner_lr=s["inner_lr"],
             inner_steps=s["inner_steps"],
             first_order=s.get("first_order", False),
-            adapt_layers=["head"] if method == "anil" else None,
+            adapt_layers=["head"] if base == "anil" else None,
+            # The GIN's disjoint union of atoms has a data-dependent size,
+            # which tf.vectorized_map cannot stack: a loop over the tasks.
+            vectorize=not method.endswith(GIN_SUFFIX),
         )
     else:
         raise ValueError(f"Unknown method {method!r}")
@@ -323,10 +411,12 @@ def train_meta_learner(method, settings, x, y, index, validation_score, shots_li
     return learner, stopper.best
 
 
-def train_finetuner(settings, x, y, index, validation_score, shots_list, verbose, seed):
+def train_finetuner(settings, x, y, index, validation_score, shots_list, verbose, seed,
+                    method="pretrained_finetune"):
     """Pretrains an encoder on all training assays, wraps it in a `FineTuner`."""
-    s = settings["pretrained_finetune"]
-    tuner, stopper = _pretrain(settings, x, y, index["train"], validation_score, shots_list, verbose, seed)
+    s = settings[method]
+    tuner, stopper = _pretrain(
+        settings, x, y, index["train"], validation_score, shots_list, verbose, seed, method=method)
     best = stopper.best
     grid = s.get("finetune_grid") or []
     if grid and index["validation"]:
@@ -348,15 +438,16 @@ def train_finetuner(settings, x, y, index, validation_score, shots_list, verbose
     _say_verbose(verbose, f"  refit on training + validation assays for {stopper.best_epoch} epochs")
     tuner, _ = _pretrain(
         settings, x, y, index["train"] + index["validation"], None, shots_list, verbose, seed,
-        epochs=stopper.best_epoch,
+        epochs=stopper.best_epoch, method=method,
     )
     return tuner, best
 
 
-def _pretrain(settings, x, y, tasks, validation_score, shots_list, verbose, seed, epochs=None):
+def _pretrain(settings, x, y, tasks, validation_score, shots_list, verbose, seed, epochs=None,
+              method="pretrained_finetune"):
     keras.utils.set_random_seed(seed)
-    s = settings["pretrained_finetune"]
-    encoder = fingerprint_encoder(x.shape[1], s["hidden"], s["embedding"], s.get("dropout", 0.0))
+    s = settings[method]
+    encoder = build_encoder(method, settings, x.shape[1], s["embedding"], s.get("dropout", 0.0))
     tuner = FineTuner(
         encoder,
         finetune_steps=s["finetune_steps"],
@@ -380,7 +471,7 @@ def _pretrain(settings, x, y, tasks, validation_score, shots_list, verbose, seed
         tuner,
         x[rows],
         y[rows][:, tasks],
-        epochs=epochs or _scaled(settings, "pretrained_finetune", "epochs"),
+        epochs=epochs or _scaled(settings, method, "epochs"),
         batch_size=s["batch_size"],
         learning_rate=s["lr"],
         callbacks=[stopper],

@@ -130,3 +130,151 @@ def test_unknown_method_and_bad_test_tasks_are_one_line_errors(tmp_path, capsys)
                  "--methods", "knn", "--cache-dir", str(tmp_path / "cache")])
     assert code == 2
     assert "required for data other than Tox21" in capsys.readouterr().err
+
+
+TINY_GIN_RECIPE = """
+runner = "drug_property"
+seed = 0
+refit = true
+methods = ["protonet_gin", "anil_gin", "pretrained_finetune_gin", "knn", "ensemble"]
+[ensemble]
+size = 2
+[data]
+validation_tasks = 1
+[features]
+kind = "morgan_count"
+size = 64
+[graph_features]
+max_atoms = "auto"
+max_degree = "auto"
+fingerprint_size = 32
+[eval]
+shots = [3]
+draws = 2
+validation_draws = 1
+validation_max_query = 20
+[protonet_gin]
+units = 8
+depth = 2
+embedding = 4
+fingerprint_units = 4
+edge_features = true
+lr = 0.001
+shots = 2
+queries = 3
+meta_batch_size = 2
+batches_per_epoch = 2
+epochs = 1
+time_budget_s = 60
+[anil_gin]
+units = 8
+depth = 1
+inner_lr = 0.1
+inner_steps = 1
+lr = 0.001
+shots = 2
+queries = 3
+meta_batch_size = 2
+batches_per_epoch = 1
+epochs = 1
+time_budget_s = 60
+[maml_gin]
+units = 8
+depth = 1
+inner_lr = 0.1
+inner_steps = 1
+first_order = true
+lr = 0.001
+shots = 2
+queries = 3
+meta_batch_size = 2
+batches_per_epoch = 1
+epochs = 1
+time_budget_s = 60
+[pretrained_finetune_gin]
+units = 8
+depth = 2
+embedding = 4
+fingerprint_units = 4
+lr = 0.001
+batch_size = 32
+epochs = 1
+time_budget_s = 60
+head_init = "prior"
+finetune_steps = 2
+finetune_lr = 0.001
+[knn]
+k_10shot = 3
+k_1shot = 1
+"""
+
+
+def _run_gin_recipe(tmp_path, methods, refit):
+    recipe = tmp_path / "recipe"
+    recipe.mkdir()
+    text = TINY_GIN_RECIPE.replace("refit = true", f"refit = {str(refit).lower()}")
+    (recipe / "recipe.toml").write_text(text)
+    data = write_molecule_csv(tmp_path / "toy.csv")
+    out = tmp_path / "out"
+    code = main(["run", str(recipe), "--data", str(data), "--out", str(out), "--test-tasks",
+                 "last:2", "--cache-dir", str(tmp_path / "cache"), "--quiet", "--methods", methods])
+    assert code == 0
+    return out, json.loads((out / "results.json").read_text())
+
+
+def _check_gin_models_predict(tmp_path, out, methods, graph):
+    pd.DataFrame({"smiles": ["c1ccncc1", "CCO", "Nc1ccccc1", "CCCC"], "label": [1, 0, 1, 0]}).to_csv(
+        tmp_path / "support.csv", index=False)
+    # The last query molecule is larger than the model's max_atoms: flagged, not dropped.
+    pd.DataFrame({"smiles": ["CCN", "oops(", "c1ccccc1N", "C" * 30]}).to_csv(
+        tmp_path / "query.csv", index=False)
+    for method in methods:
+        saved = json.loads((out / "models" / method / "featurizer.json").read_text())
+        assert saved["featurizer"] == graph
+        predictions = tmp_path / f"{method}.csv"
+        assert main(["predict-molecules", "--model", str(out / "models" / method), "--support",
+                     str(tmp_path / "support.csv"), "--query", str(tmp_path / "query.csv"),
+                     "--out", str(predictions)]) == 0
+        table = pd.read_csv(predictions)
+        assert table["valid"].tolist() == [True, False, True, False]
+        assert table["score"].notna().tolist() == [True, False, True, False]
+        assert table["error"].tolist()[3] == "the molecule has 30 heavy atoms, more than max_atoms=23"
+
+
+def test_a_gin_method_runs_on_the_same_molecules_and_its_model_predicts(tmp_path):
+    out, results = _run_gin_recipe(tmp_path, "protonet_gin,knn", refit=False)
+    assert list(results["metrics"]) == ["protonet_gin", "knn"]
+    # max_atoms from the data: the largest test molecule (warfarin, 23 heavy atoms).
+    graph = results["config"]["graph_features"]
+    assert graph["kind"] == "graph" and graph["max_atoms"] == 23 and graph["max_degree"] == 4
+    assert results["config"]["invalid_smiles"] == 2  # only the unparsable rows
+    for values in results["metrics"].values():
+        assert 0.0 <= values["roc_auc_3shot"] <= 100.0
+    _check_gin_models_predict(tmp_path, out, ["protonet_gin"], graph)
+
+
+@pytest.mark.slow
+def test_every_gin_method_with_refit_and_ensemble(tmp_path):
+    methods = ["protonet_gin", "anil_gin", "maml_gin", "pretrained_finetune_gin"]
+    out, results = _run_gin_recipe(tmp_path, ",".join(methods + ["knn", "ensemble"]), refit=True)
+    assert list(results["metrics"]) == methods + ["knn", "ensemble"]
+    _check_gin_models_predict(tmp_path, out, methods, results["config"]["graph_features"])
+
+
+def test_graph_limits_smaller_than_the_data_are_a_clear_error(tmp_path):
+    recipe = tmp_path / "recipe"
+    recipe.mkdir()
+    (recipe / "recipe.toml").write_text(TINY_GIN_RECIPE.replace('max_atoms = "auto"', "max_atoms = 20"))
+    data = write_molecule_csv(tmp_path / "toy.csv")
+    with pytest.raises(ValueError, match=r"'CC\(=O\)CC\(c1ccccc1\)c1c\(O\)c2ccccc2oc1=O' \(the molecule "
+                                         r"has 23 heavy atoms, more than max_atoms=20\)"):
+        from fewshot.recipes import drug_property
+
+        drug_property.run(
+            {"runner": "drug_property", **__import__("tomllib").loads(
+                (recipe / "recipe.toml").read_text())},
+            type("Args", (), dict(out=str(tmp_path / "o"), quiet=True, data=str(data), data_dir=None,
+                                  test_tasks="last:2", validation_tasks=None, methods="protonet_gin",
+                                  draws=None, budget_scale=1.0, descriptors=False,
+                                  cache_dir=str(tmp_path / "cache")))(),
+        )
