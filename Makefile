@@ -5,6 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 EXTRAS := test,chem,app
 OUT    ?= runs/sinusoid
+# Test processes (pytest-xdist): most of a test's time is single-threaded Python
+# (tracing, Keras compile), so two workers use a 2-core machine fully.
+# One test file per worker (--dist loadfile) keeps module fixtures built once.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test test-slow bench bench-peers install clean help browser
 
@@ -31,10 +35,10 @@ demo: install
 
 # pytest exits 5 when it collects no test; make treats that as a failure.
 test: install browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: install
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow -n $(TEST_WORKERS) --dist loadfile
 
 bench: install
 	$(BIN)/python benchmarks/sinusoid_throughput.py
