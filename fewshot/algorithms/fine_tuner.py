@@ -8,7 +8,7 @@ from fewshot.algorithms.inner_loop import functional_forward
 from fewshot.algorithms.maml import clone_backbone
 from fewshot.algorithms.meta_learner import MetaLearner
 from fewshot.algorithms.metric_heads import class_prototypes, pairwise_distance
-from fewshot.algorithms.protonet import embed_tasks
+from fewshot.algorithms.metric_learner import embed_tasks
 from fewshot.episodes.episode import QUERY_X, SUPPORT_X, SUPPORT_Y
 from fewshot.validation import check_int, check_positive_float
 

@@ -3,8 +3,6 @@
 import keras
 import tensorflow as tf
 
-from fewshot.algorithms.maml import clone_backbone
-from fewshot.algorithms.meta_learner import MetaLearner
 from fewshot.algorithms.metric_heads import (
     SupportDistanceLogits,
     check_distance,
@@ -13,16 +11,7 @@ from fewshot.algorithms.metric_heads import (
     num_classes_of,
     pairwise_distance,
 )
-from fewshot.episodes.episode import QUERY_X, SUPPORT_X, SUPPORT_Y
-
-
-def embed_tasks(encoder, x, training):
-    """Runs `encoder` on ``[T, S, ...]`` inputs as one batch: ``[T, S, D]``."""
-    shape = tf.shape(x)
-    flat = tf.reshape(x, tf.concat([[-1], shape[2:]], 0))
-    z = encoder(flat, training=training)
-    z = tf.reshape(z, [shape[0], shape[1], -1])
-    return z
+from fewshot.algorithms.metric_learner import MetricLearner, check_class_labels
 
 
 def check_temperature(temperature):
@@ -35,7 +24,7 @@ def check_temperature(temperature):
 
 
 @keras.saving.register_keras_serializable(package="fewshot")
-class PrototypicalNetwork(MetaLearner):
+class PrototypicalNetwork(MetricLearner):
     """Prototypical networks: a class is the mean embedding of its examples.
 
     An encoder maps examples to an embedding space. For each task the
@@ -87,36 +76,16 @@ class PrototypicalNetwork(MetaLearner):
         self.distance = check_distance(distance)
         self.temperature = check_temperature(temperature)
 
-    @property
-    def encoder(self):
-        return self.backbone
-
     def get_config(self):
         config = super().get_config()
-        config["encoder"] = config.pop("backbone")
         config.update({"distance": self.distance, "temperature": self.temperature})
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
 
     def logits_from_embeddings(self, support_z, support_y, query_z):
         """Logits ``[T, Q, N]`` from embedded support ``[T, S, D]`` and queries."""
         num_classes = num_classes_of(support_y)
         prototypes = class_prototypes(support_z, support_y, num_classes)
         return -pairwise_distance(query_z, prototypes, self.distance) / self.temperature
-
-    def query_predictions(self, episodes, training=False):
-        support_z = embed_tasks(self.backbone, episodes[SUPPORT_X], training)
-        query_z = embed_tasks(self.backbone, episodes[QUERY_X], training)
-        return self.logits_from_embeddings(support_z, episodes[SUPPORT_Y], query_z)
-
-    def embed(self, x, batch_size=256):
-        """Embeddings ``[num_examples, D]`` of `x` (inference mode)."""
-        return _embed(self.backbone, x, batch_size)
 
     def adapt(self, support_x, support_y, steps=None):
         """A Keras classifier for one task: encoder + fixed prototypes head.
@@ -133,33 +102,11 @@ class PrototypicalNetwork(MetaLearner):
             they are.
         """
         sx, sy = self._check_support(support_x, support_y)
-        labels = _check_labels(sy)
+        labels = check_class_labels(sy)
         support_z = tf.convert_to_tensor(self.embed(sx))
         prototypes = class_prototypes(support_z, labels, int(labels.numpy().max()) + 1)
         head = SupportDistanceLogits(
             prototypes.numpy(), distance=self.distance, temperature=self.temperature, name="prototypes"
         )
-        encoder = clone_backbone(self.backbone, [tf.convert_to_tensor(v) for v in self.backbone.trainable_variables])
-        return metric_classifier(encoder, head, name="prototype_classifier")
+        return metric_classifier(self._encoder_copy(), head, name="prototype_classifier")
 
-
-def _embed(encoder, x, batch_size):
-    x = tf.convert_to_tensor(x)
-    parts = []
-    for start in range(0, int(x.shape[0]), batch_size):
-        z = encoder(x[start : start + batch_size], training=False)
-        parts.append(tf.reshape(z, [tf.shape(z)[0], -1]))
-    return tf.concat(parts, 0).numpy()
-
-
-def _check_labels(labels):
-    labels = tf.cast(labels, tf.int32)
-    values = labels.numpy().ravel()
-    present = set(values.tolist())
-    if values.min() < 0 or present != set(range(values.max() + 1)):
-        raise ValueError(
-            "Invalid value received for argument `support_y`. Expected integer "
-            "class labels 0..N-1, each present at least once. Received: "
-            f"labels {sorted(present)}"
-        )
-    return labels

@@ -3,8 +3,6 @@
 import keras
 import tensorflow as tf
 
-from fewshot.algorithms.maml import clone_backbone
-from fewshot.algorithms.meta_learner import MetaLearner
 from fewshot.algorithms.metric_heads import (
     SupportDistanceLogits,
     metric_classifier,
@@ -12,7 +10,7 @@ from fewshot.algorithms.metric_heads import (
     num_classes_of,
     pairwise_distance,
 )
-from fewshot.algorithms.protonet import _check_labels, _embed, embed_tasks
+from fewshot.algorithms.metric_learner import MetricLearner, check_class_labels, embed_tasks
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
 
 
@@ -41,7 +39,7 @@ def contrastive_loss(distance, same, margin):
 
 
 @keras.saving.register_keras_serializable(package="fewshot")
-class SiameseNetwork(MetaLearner):
+class SiameseNetwork(MetricLearner):
     """Siamese networks: learn a distance from pairs, classify by nearest example.
 
     Meta-training draws every pair of examples within each episode (support
@@ -92,10 +90,6 @@ class SiameseNetwork(MetaLearner):
             )
         self.margin = float(margin)
 
-    @property
-    def encoder(self):
-        return self.backbone
-
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
         """As `MetaLearner.compile`; `loss` defaults to cross-entropy on logits.
 
@@ -108,15 +102,8 @@ class SiameseNetwork(MetaLearner):
 
     def get_config(self):
         config = super().get_config()
-        config["encoder"] = config.pop("backbone")
         config["margin"] = self.margin
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
 
     # ------------------------------------------------------------- training
     def pair_loss(self, episodes, training):
@@ -153,15 +140,6 @@ class SiameseNetwork(MetaLearner):
         """Nearest-support logits ``[T, Q, N]`` from precomputed embeddings."""
         return self._logits(support_z, support_y, query_z)
 
-    def query_predictions(self, episodes, training=False):
-        support_z = embed_tasks(self.backbone, episodes[SUPPORT_X], training)
-        query_z = embed_tasks(self.backbone, episodes[QUERY_X], training)
-        return self._logits(support_z, episodes[SUPPORT_Y], query_z)
-
-    def embed(self, x, batch_size=256):
-        """Embeddings ``[num_examples, D]`` of `x` (inference mode)."""
-        return _embed(self.backbone, x, batch_size)
-
     def adapt(self, support_x, support_y, steps=None):
         """A Keras classifier for one task: encoder + nearest-support head.
 
@@ -175,9 +153,8 @@ class SiameseNetwork(MetaLearner):
             the distance to the nearest support example of each class).
         """
         sx, sy = self._check_support(support_x, support_y)
-        labels = _check_labels(sy)
+        labels = check_class_labels(sy)
         head = SupportDistanceLogits(
             self.embed(sx), labels=labels.numpy(), mode="nearest", name="nearest_support"
         )
-        encoder = clone_backbone(self.backbone, [tf.convert_to_tensor(v) for v in self.backbone.trainable_variables])
-        return metric_classifier(encoder, head, name="nearest_support_classifier")
+        return metric_classifier(self._encoder_copy(), head, name="nearest_support_classifier")

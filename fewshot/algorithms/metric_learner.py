@@ -1,0 +1,87 @@
+"""The common part of metric learners: an encoder, embeddings, query logits.
+
+`PrototypicalNetwork` and `SiameseNetwork` differ only in how support and
+query embeddings become logits (`logits_from_embeddings`) and in their
+training loss; embedding tasks and examples, the config round trip and the
+copy of the encoder that `adapt` hands out live here.
+"""
+
+import keras
+import tensorflow as tf
+
+from fewshot.algorithms.maml import clone_backbone
+from fewshot.algorithms.meta_learner import MetaLearner
+from fewshot.episodes.episode import QUERY_X, SUPPORT_X, SUPPORT_Y
+
+
+def embed_tasks(encoder, x, training):
+    """Runs `encoder` on ``[T, S, ...]`` inputs as one batch: ``[T, S, D]``."""
+    shape = tf.shape(x)
+    flat = tf.reshape(x, tf.concat([[-1], shape[2:]], 0))
+    z = encoder(flat, training=training)
+    return tf.reshape(z, [shape[0], shape[1], -1])
+
+
+def embed_in_batches(encoder, x, batch_size=256):
+    """Inference-mode embeddings ``[num_examples, D]`` (numpy) of `x`."""
+    x = tf.convert_to_tensor(x)
+    parts = []
+    for start in range(0, int(x.shape[0]), batch_size):
+        z = encoder(x[start : start + batch_size], training=False)
+        parts.append(tf.reshape(z, [tf.shape(z)[0], -1]))
+    return tf.concat(parts, 0).numpy()
+
+
+def check_class_labels(labels):
+    """`labels` as int32, or an error unless they are exactly 0..N-1."""
+    labels = tf.cast(labels, tf.int32)
+    values = labels.numpy().ravel()
+    present = set(values.tolist())
+    if values.min() < 0 or present != set(range(values.max() + 1)):
+        raise ValueError(
+            "Invalid value received for argument `support_y`. Expected integer "
+            "class labels 0..N-1, each present at least once. Received: "
+            f"labels {sorted(present)}"
+        )
+    return labels
+
+
+class MetricLearner(MetaLearner):
+    """Base of the learners that classify queries by distances in an embedding.
+
+    Subclasses implement `logits_from_embeddings` (and their loss); the
+    encoder is the learner's backbone, saved under the config key
+    ``"encoder"``.
+    """
+
+    @property
+    def encoder(self):
+        return self.backbone
+
+    def get_config(self):
+        config = super().get_config()
+        config["encoder"] = config.pop("backbone")
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)
+
+    def logits_from_embeddings(self, support_z, support_y, query_z):
+        """Logits ``[T, Q, N]`` from embedded support ``[T, S, D]`` and queries."""
+        raise NotImplementedError
+
+    def query_predictions(self, episodes, training=False):
+        support_z = embed_tasks(self.backbone, episodes[SUPPORT_X], training)
+        query_z = embed_tasks(self.backbone, episodes[QUERY_X], training)
+        return self.logits_from_embeddings(support_z, episodes[SUPPORT_Y], query_z)
+
+    def embed(self, x, batch_size=256):
+        """Embeddings ``[num_examples, D]`` of `x` (inference mode)."""
+        return embed_in_batches(self.backbone, x, batch_size)
+
+    def _encoder_copy(self):
+        """An independent copy of the encoder with the current meta-weights."""
+        return clone_backbone(self.backbone, [tf.convert_to_tensor(v) for v in self.backbone.trainable_variables])
