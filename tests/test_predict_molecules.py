@@ -74,3 +74,24 @@ def test_command_writes_predictions(model_dir, tmp_path, capsys):
                  "--query", str(tmp_path / "query.csv"), "--out", str(out)])
     assert code == 2
     assert "No molecule model" in capsys.readouterr().err
+
+
+def test_a_saved_fine_tuner_loads_in_a_fresh_process(tmp_path):
+    # The recipe's pretrained_finetune model: loading it must not depend on
+    # the recipe module having registered FineTuner first.
+    import subprocess
+    import sys
+
+    from fewshot.algorithms import FineTuner
+
+    encoder = fewshot.models.fingerprint_encoder(64, hidden=(16,), embedding=8)
+    tuner = FineTuner(encoder, finetune_steps=2, head_init="prior")
+    tuner.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    path = save_molecule_model(tuner, Featurizer(size=64), tmp_path / "finetune", "pretrained_finetune")
+    code = (
+        "from fewshot.predict_molecules import load_molecule_model; "
+        f"learner = load_molecule_model({str(path)!r})[0]; print(type(learner).__name__, learner.finetune_steps)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["FineTuner", "2"]
