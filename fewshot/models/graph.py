@@ -175,27 +175,27 @@ class GraphIsomorphismNetwork(keras.layers.Layer):
         multi_hot = tf.reduce_sum(tf.one_hot(codes, start, dtype=x.dtype), axis=1)
         h = self.atom_embedding(multi_hot)
 
-        # Neighbour slots -> indices into the union; padding points at an
-        # extra zero row (index N).
+        # Neighbour slots -> an edge list of the union (each bond twice,
+        # once from each end): `target` gathers from `source`.
         def slot_block(lo, hi):
             block = tf.cast(tf.round(tf.reshape(x[:, lo:hi], [-1, d])), tf.int32)
             return tf.gather(block, slots)  # [N, D]
 
         neighbours = slot_block(a * f, a * (f + d))
-        has = neighbours >= 0
-        global_slot = graph[:, None] * a + tf.maximum(neighbours, 0)
-        neighbour_node = tf.where(has, tf.gather(node_of_slot, global_slot), num_nodes)
-        mask = tf.cast(has, x.dtype)[..., None]
+        edges = tf.cast(tf.where(neighbours >= 0), tf.int32)  # [E, 2]: (node, slot)
+        target = edges[:, 0]
+        source_slot = tf.gather(graph, target) * a + tf.gather_nd(neighbours, edges)
+        source = tf.gather(node_of_slot, source_slot)
         if self.edge_features:
-            bonds = tf.clip_by_value(slot_block(a * (f + d), self._graph_dim), 0, len(BOND_TYPES) - 1)
-            bonds = tf.one_hot(bonds, len(BOND_TYPES), dtype=x.dtype)  # [N, D, 4]
+            bonds = tf.gather_nd(slot_block(a * (f + d), self._graph_dim), edges)
+            bonds = tf.one_hot(tf.clip_by_value(bonds, 0, len(BOND_TYPES) - 1), len(BOND_TYPES),
+                               dtype=x.dtype)  # [E, 4]
 
         for i in range(self.depth):
-            padded = tf.concat([h, tf.zeros([1, self.units], h.dtype)], axis=0)
-            messages = tf.gather(padded, neighbour_node)  # [N, D, U]
+            messages = tf.gather(h, source)  # [E, U]
             if self.edge_features:
                 messages = tf.nn.relu(messages + self.bond_embedding[i](bonds))
-            total = tf.reduce_sum(messages * mask, axis=1)
+            total = tf.math.unsorted_segment_sum(messages, target, num_nodes)
             z = (1.0 + self.eps[i]) * h + total
             z = self.mlp_out[i](self.mlp_in[i](z))
             if self.norms:
