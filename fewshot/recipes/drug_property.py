@@ -42,11 +42,13 @@ META_METHODS = ("protonet", "siamese", "maml", "anil")
 GIN_SUFFIX = "_gin"
 
 
+_VALIDATION_SEED = 7_000_001
+_TEST_SEED = 0
+
+
 def base_method(method):
     """``"maml"`` for ``"maml_gin"``; the name itself otherwise."""
     return method[: -len(GIN_SUFFIX)] if method.endswith(GIN_SUFFIX) else method
-_VALIDATION_SEED = 7_000_001
-_TEST_SEED = 0
 
 
 def add_arguments(parser):
