@@ -4,8 +4,12 @@ import keras
 import tensorflow as tf
 
 from fewshot.algorithms.inner_loop import functional_forward, gradient_steps
-from fewshot.algorithms.meta_learner import MetaLearner
-from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
+from fewshot.algorithms.meta_learner import (
+    _REPLICA_SCALED_REDUCTIONS,
+    MetaLearner,
+    _num_replicas,
+)
+from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_WEIGHT, SUPPORT_X, SUPPORT_Y
 from fewshot.validation import check_int, check_positive_float
 
 
@@ -36,6 +40,15 @@ class MAML(MetaLearner):
     backbone with ``training=False`` during adaptation and on the query set
     (each prediction depends on its own example only), and each meta-update
     refreshes the moving averages from the batch's support inputs.
+
+    Support sets of different sizes can share a batch: pad them to one width
+    and add ``support_weight`` ``[T, S]`` to the episode (1 for a real
+    example, 0 for padding). The inner loop then minimises the weighted mean
+    support loss, so padded rows change nothing and a task's support loss is
+    the mean over its real examples, as when it is adapted alone (`adapt`).
+    Padded rows still pass through the backbone, so with
+    ``batch_norm="transductive"`` they would enter the batch statistics:
+    use padding with backbones without batch normalisation.
 
     Tasks in a batch run as one vectorised computation (`tf.vectorized_map`)
     unless ``vectorize=False``, which unrolls a Python loop over the tasks
@@ -192,8 +205,43 @@ class MAML(MetaLearner):
             self.backbone(flat, training=True)
         return logs
 
-    def adapt_parameters(self, params, support_x, support_y, steps, first_order, learning_rates=None):
+    def per_task_loss(self, y_true, y_pred, sample_weight=None):
+        """The compiled loss of one task; with weights, their weighted mean.
+
+        Args:
+            y_true, y_pred: one task's targets and predictions ``[S, ...]``.
+            sample_weight: optional ``[S]`` weights of the examples (0 for
+                padding). The loss is then ``sum(w * loss) / sum(w)``: the
+                mean over the real examples, equal to the unweighted loss of
+                the unpadded set.
+        """
+        if sample_weight is None:
+            return super().per_task_loss(y_true, y_pred)
+        self._require_compiled()
+        weight = tf.cast(tf.reshape(sample_weight, [-1]), y_pred.dtype)
+        # Rescaled to average 1, so that every Keras reduction (mean over the
+        # batch, mean over the weights, or none) gives the weighted mean.
+        count = tf.cast(tf.size(weight), weight.dtype)
+        weight = weight * tf.math.divide_no_nan(count, tf.reduce_sum(weight))
+        if isinstance(self.task_loss, keras.losses.Loss):
+            loss = tf.reduce_mean(self.task_loss(y_true, y_pred, sample_weight=weight))
+        else:  # a loss function: per-example values
+            values = self.task_loss(y_true, y_pred)
+            shape = tf.concat([tf.shape(weight), tf.ones([tf.rank(values) - 1], tf.int32)], 0)
+            loss = tf.reduce_mean(values * tf.reshape(weight, shape))
+        if getattr(self.task_loss, "reduction", None) in _REPLICA_SCALED_REDUCTIONS:
+            loss = loss * tf.cast(_num_replicas(), loss.dtype)
+        return loss
+
+    def adapt_parameters(
+        self, params, support_x, support_y, steps, first_order, learning_rates=None,
+        support_weight=None,
+    ):
         """Adapts fast weights `params` to one task's support set.
+
+        Args:
+            support_weight: optional ``[S]`` weights of the support examples
+                (0 for padding); see `per_task_loss`.
 
         Returns:
             ``(adapted_params, support_losses)``.
@@ -201,7 +249,7 @@ class MAML(MetaLearner):
         lrs = self.inner_learning_rates() if learning_rates is None else learning_rates
 
         def support_loss(p):
-            return self.per_task_loss(support_y, self._forward(p, support_x))
+            return self.per_task_loss(support_y, self._forward(p, support_x), support_weight)
 
         return gradient_steps(
             support_loss,
@@ -213,9 +261,37 @@ class MAML(MetaLearner):
             recompute=self.recompute_inner,
         )
 
-    def _map_tasks(self, task_fn, episodes, params):
-        """Runs ``task_fn(task_episode, params)`` over the task axis."""
+    def _unpack(self, data):
+        episodes = super()._unpack(data)
+        raw = data[0] if isinstance(data, (tuple, list)) else data
+        if SUPPORT_WEIGHT in raw:
+            episodes[SUPPORT_WEIGHT] = raw[SUPPORT_WEIGHT]
+        return episodes
+
+    def _map_tasks(self, task_fn, episodes, params, weighted=False):
+        """Runs ``task_fn(task_episode, params)`` over the task axis.
+
+        The task episode is ``(sx, sy, qx, qy)``, with the task's support
+        weights appended when ``weighted`` (``None`` if the batch has none).
+        A batch with ``support_weight`` is refused unless ``weighted``, so a
+        caller that would ignore the weights fails instead.
+        """
         tensors = [episodes[k] for k in (SUPPORT_X, SUPPORT_Y, QUERY_X, QUERY_Y)]
+        has_weight = SUPPORT_WEIGHT in episodes
+        if has_weight and not weighted:
+            raise ValueError(
+                f"{type(self).__name__} does not use `{SUPPORT_WEIGHT}` on this path; "
+                "give it episodes of unpadded support sets. Received: keys="
+                f"{sorted(episodes)}"
+            )
+        if has_weight:
+            tensors.append(episodes[SUPPORT_WEIGHT])
+        width = len(tensors)
+        if weighted and not has_weight:
+            given_fn = task_fn
+
+            def task_fn(task, params):
+                return given_fn(list(task) + [None], params)
         if self.vectorize:
             num_tasks = tf.shape(tensors[0])[0]
             tiled = [
@@ -223,7 +299,7 @@ class MAML(MetaLearner):
             ]
 
             def body(args):
-                return task_fn(args[:4], list(args[4:]))
+                return task_fn(args[:width], list(args[width:]))
 
             return tf.vectorized_map(body, tuple(tensors) + tuple(tiled))
         num_tasks = tensors[0].shape[0]
@@ -242,11 +318,13 @@ class MAML(MetaLearner):
         first_order = self.first_order or not training
 
         def task_fn(task, params):
-            sx, sy, qx, _ = task
-            adapted, _ = self.adapt_parameters(params, sx, sy, steps, first_order)
+            sx, sy, qx, _, weight = task
+            adapted, _ = self.adapt_parameters(
+                params, sx, sy, steps, first_order, support_weight=weight
+            )
             return self._forward(adapted, qx)
 
-        return self._map_tasks(task_fn, episodes, self.meta_parameters())
+        return self._map_tasks(task_fn, episodes, self.meta_parameters(), weighted=True)
 
     def query_loss_curve(self, episodes, steps):
         """Per-task query loss after 0, 1, ..., `steps` inner steps.

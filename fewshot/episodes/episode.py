@@ -8,6 +8,12 @@ axis:
 - ``query_x``: ``[T, Q, ...]`` the examples the adapted learner is scored on.
 - ``query_y``: ``[T, Q, ...]`` their targets.
 
+An episode may also carry ``support_weight``: ``[T, S]`` weights of the
+support examples, 1 for a real example and 0 for padding, when tasks with
+support sets of different sizes are padded to one width. Learners that
+honour it (`fewshot.MAML` and its subclasses' inner loop) take the support
+loss as the weighted mean over real examples; the other keys are unchanged.
+
 ``MetaLearner.fit`` receives such a dict as ``x`` (no ``y``).
 """
 
@@ -19,6 +25,8 @@ SUPPORT_Y = "support_y"
 QUERY_X = "query_x"
 QUERY_Y = "query_y"
 EPISODE_KEYS = (SUPPORT_X, SUPPORT_Y, QUERY_X, QUERY_Y)
+# Optional: [T, S] weights of the support examples (1 real, 0 padding).
+SUPPORT_WEIGHT = "support_weight"
 
 
 def validate_episode(batch, name="x"):

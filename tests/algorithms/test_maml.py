@@ -226,3 +226,94 @@ def test_adapted_model_carries_support_batch_statistics():
     np.testing.assert_allclose(adapted(sx, training=False), adapted(sx, training=True), rtol=1e-4, atol=1e-4)
     # The learner's own statistics are untouched.
     assert np.allclose(learner.backbone.layers[1].moving_mean.numpy(), 0.0)
+
+
+def _ragged_tasks(sizes=(3, 5, 7), queries=4, seed=0):
+    """Tasks with support sets of different sizes, as (sx, sy, qx, qy) float64 arrays."""
+    rng = np.random.default_rng(seed)
+    tasks = []
+    for size in sizes:
+        w = rng.normal(size=(2, 1))
+        sx, qx = rng.normal(size=(size, 2)), rng.normal(size=(queries, 2))
+        tasks.append((sx, np.tanh(sx @ w) * 2.0, qx, np.tanh(qx @ w) * 2.0))
+    return tasks
+
+
+def _padded_batch(tasks, width):
+    """One batch padded to `width` with garbage rows, and `support_weight`."""
+    rng = np.random.default_rng(1)
+    sx = rng.normal(size=(len(tasks), width, 2)) * 5.0
+    sy = rng.normal(size=(len(tasks), width, 1)) * 5.0
+    weight = np.zeros((len(tasks), width))
+    for i, (x, y, _, _) in enumerate(tasks):
+        sx[i, : len(x)], sy[i, : len(y)], weight[i, : len(y)] = x, y, 1.0
+    return {
+        "support_x": tf.constant(sx), "support_y": tf.constant(sy),
+        "query_x": tf.constant(np.stack([t[2] for t in tasks])),
+        "query_y": tf.constant(np.stack([t[3] for t in tasks])),
+        "support_weight": tf.constant(weight),
+    }
+
+
+def _tiny_float64_learner(first_order, loss, vectorize=True):
+    keras.utils.set_random_seed(0)
+    backbone = fewshot.models.mlp(
+        input_shape=(2,), hidden=(3,), outputs=1, activation="tanh", dtype="float64"
+    )
+    learner = fewshot.MAML(
+        backbone, inner_lr=0.3, inner_steps=2, first_order=first_order, vectorize=vectorize
+    )
+    learner.compile(optimizer="sgd", loss=loss)
+    return learner
+
+
+def _loss_and_gradient(learner, batch):
+    with tf.GradientTape() as tape:
+        loss, _ = learner.meta_loss(batch, training=True)
+    return float(loss), [g.numpy() for g in tape.gradient(loss, learner.trainable_variables)]
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("loss", ["mse", keras.losses.MeanAbsoluteError()], ids=["fn", "Loss"])
+def test_support_weight_masks_padding_exactly(first_order, loss):
+    # Padded rows (garbage, weight 0) must change neither the meta-loss nor
+    # its meta-gradient: both equal those of the unpadded tasks, one by one.
+    tasks = _ragged_tasks()
+    learner = _tiny_float64_learner(first_order, loss)
+    padded_loss, padded_grad = _loss_and_gradient(learner, _padded_batch(tasks, width=9))
+    alone = [
+        _loss_and_gradient(learner, {k: tf.constant(v[None]) for k, v in zip(
+            ("support_x", "support_y", "query_x", "query_y"), task)})
+        for task in tasks
+    ]
+    # Equal query sizes: the batch's mean query loss is the mean over tasks.
+    np.testing.assert_allclose(padded_loss, np.mean([l for l, _ in alone]), atol=1e-5)
+    for i, grad in enumerate(padded_grad):
+        np.testing.assert_allclose(grad, np.mean([g[i] for _, g in alone], axis=0), atol=1e-5)
+    # The unrolled (vectorize=False) path honours the weights too.
+    looped = _tiny_float64_learner(first_order, loss, vectorize=False)
+    loop_loss, loop_grad = _loss_and_gradient(looped, _padded_batch(tasks, width=9))
+    np.testing.assert_allclose(loop_loss, padded_loss, atol=1e-6)
+    for a, b in zip(loop_grad, padded_grad):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_support_weight_reaches_train_step():
+    # fit/train_on_batch keep `support_weight`: a padded batch of equal-size
+    # supports makes the same meta-update as the unpadded batch.
+    tasks = _ragged_tasks(sizes=(4, 4))
+    plain = {k: tf.constant(np.stack([t[i] for t in tasks]))
+             for i, k in enumerate(("support_x", "support_y", "query_x", "query_y"))}
+    updated = []
+    for batch in (plain, _padded_batch(tasks, width=6)):
+        learner = _tiny_float64_learner(False, "mse")
+        learner.train_on_batch(batch)
+        updated.append(_weights(learner))
+    for a, b in zip(*updated):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_paths_that_ignore_support_weight_refuse_it():
+    learner = _tiny_float64_learner(True, "mse")
+    with pytest.raises(ValueError, match="does not use `support_weight`"):
+        learner.query_loss_curve(_padded_batch(_ragged_tasks(), width=8), steps=1)
