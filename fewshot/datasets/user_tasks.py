@@ -17,6 +17,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from fewshot.episodes.episode import SUPPORT_WEIGHT
 from fewshot.episodes.splits import split_classes
 from fewshot.episodes.stream import EpisodeStream
 from fewshot.validation import check_int
@@ -307,28 +308,52 @@ def user_tasks(data, features=None, min_ratings=13, max_ratings=100, query_size=
 
 
 def episode_stream(tasks, meta_batch_size=32, support_size=10, batches_per_epoch=100, seed=0):
-    """A seeded `EpisodeStream` of fixed-shape training episodes.
+    """A seeded `EpisodeStream` of training episodes, one user per task.
 
     Support sets differ in size from user to user, but a meta-batch is a
-    dense tensor. Each episode therefore draws ``support_size`` ratings at
-    random (without replacement) from the user's support set (users with
-    fewer are sampled with repetition), and keeps the user's whole query
-    set. Evaluation does not sample: it adapts on each test user's full
-    support set, one user at a time.
+    dense tensor. ``support_size`` says how an episode's support set is made:
+
+    - an integer ``k``: ``k`` ratings drawn at random (without replacement)
+      from the user's support set (users with fewer are sampled with
+      repetition); every episode has exactly ``k`` support ratings.
+    - ``"all"``: the user's whole support set, as a new user brings it at
+      test time (MeLU's setting), padded to the largest support set.
+    - ``[low, high]``: a random subset of the user's support set whose size
+      is drawn uniformly from ``low`` to ``min(high, S_u)`` (all ``S_u`` if
+      the user has fewer than ``low``), padded to ``high``.
+
+    The last two add ``support_weight`` ``[T, W]`` to the episode (1 for a
+    real rating, 0 for padding), which `fewshot.MAML` honours: the inner loop
+    minimises the mean loss over the real ratings, as when a user is adapted
+    alone. The user's whole query set is kept in every case.
 
     Args:
         tasks: the meta-training `UserTasks`.
         meta_batch_size: users per meta-batch (drawn uniformly).
-        support_size: support ratings per episode.
+        support_size: an integer, ``"all"`` or ``[low, high]`` (see above).
         batches_per_epoch: batches in one epoch of the stream.
         seed: the stream's seed.
 
     Returns:
         A `fewshot.episodes.EpisodeStream` of dicts with
-        ``support_x [T, support_size, F]``, ``support_y [T, support_size, 1]``,
-        ``query_x [T, Q, F]``, ``query_y [T, Q, 1]``.
+        ``support_x [T, W, F]``, ``support_y [T, W, 1]``, ``query_x [T, Q, F]``,
+        ``query_y [T, Q, 1]`` (``W`` the width above) and, for ``"all"`` or a
+        range, ``support_weight [T, W]``.
+
+    Raises:
+        ValueError: a bad `support_size` (named, with the value received).
+
+    Example:
+
+    >>> import tempfile, fewshot
+    >>> from fewshot.datasets.movielens import write_tiny_movielens
+    >>> from fewshot.datasets.user_tasks import episode_stream, user_tasks
+    >>> tasks = user_tasks(fewshot.datasets.load_movielens(write_tiny_movielens(tempfile.mkdtemp())))
+    >>> batch = episode_stream(tasks, meta_batch_size=4, support_size=[1, 20]).take(1)[0]
+    >>> tuple(batch["support_weight"].shape)
+    (4, 20)
     """
-    check_int("support_size", support_size, minimum=1)
+    low, high = _support_range(support_size)
     query_sizes = {len(y) for y in tasks.query_y}
     if len(query_sizes) != 1:
         raise ValueError(f"Every task needs the same query size. Received sizes {sorted(query_sizes)}")
@@ -344,23 +369,72 @@ def episode_stream(tasks, meta_batch_size=32, support_size=10, batches_per_epoch
     qx, qy = tf.constant(np.stack(tasks.query_x)), tf.constant(np.stack(tasks.query_y))
     lengths = tf.constant(sizes, tf.int32)
     num_users = len(tasks)
+    # Support rows per episode: k (fixed), every user's whole set, or `high`.
+    out_width = support_size if low is None else (width if support_size == "all" else high)
 
     def sample(seed_tensor):
-        seeds = tf.random.experimental.stateless_split(seed_tensor, 2)
+        # Two seeds for a fixed size (the stream of earlier versions), three for a range.
+        seeds = tf.random.experimental.stateless_split(seed_tensor, 2 if low is None else 3)
         users = tf.random.stateless_uniform(
             [meta_batch_size], seeds[0], maxval=num_users, dtype=tf.int32
         )
         length = tf.gather(lengths, users)
-        keys = tf.random.stateless_uniform([meta_batch_size, width], seeds[1])
-        keys = tf.where(tf.range(width)[None, :] < length[:, None], keys, 2.0 + keys)
-        order = tf.argsort(keys, axis=1)[:, :support_size]
-        order = tf.math.floormod(order, length[:, None])
-        index = tf.stack([tf.broadcast_to(users[:, None], tf.shape(order)), order], axis=-1)
-        return {
-            "support_x": tf.gather_nd(sx, index),
-            "support_y": tf.gather_nd(sy, index)[..., None],
+        episode = {
             "query_x": tf.gather(qx, users),
             "query_y": tf.gather(qy, users)[..., None],
         }
+        if support_size == "all":
+            count = length
+            order = tf.broadcast_to(tf.range(width)[None, :], [meta_batch_size, width])
+        else:
+            # A random order of each user's real rows first, padding after.
+            keys = tf.random.stateless_uniform([meta_batch_size, width], seeds[1])
+            keys = tf.where(tf.range(width)[None, :] < length[:, None], keys, 2.0 + keys)
+            order = tf.argsort(keys, axis=1)
+            if width < out_width:
+                order = tf.pad(order, [[0, 0], [0, out_width - width]])
+            order = order[:, :out_width]
+            if low is None:
+                order = tf.math.floormod(order, length[:, None])
+            else:
+                top = tf.minimum(length, high)
+                bottom = tf.minimum(length, low)
+                draw = tf.random.stateless_uniform([meta_batch_size], seeds[2])
+                span = tf.cast(top - bottom + 1, tf.float32)
+                count = bottom + tf.minimum(tf.cast(draw * span, tf.int32), top - bottom)
+        index = tf.stack([tf.broadcast_to(users[:, None], tf.shape(order)), order], axis=-1)
+        support_x = tf.gather_nd(sx, index)
+        support_y = tf.gather_nd(sy, index)
+        if low is not None:
+            weight = tf.cast(tf.range(out_width)[None, :] < count[:, None], tf.float32)
+            # Padding rows hold zeros, so nothing of another rating leaks in.
+            support_x = support_x * weight[..., None]
+            support_y = support_y * weight
+            episode[SUPPORT_WEIGHT] = weight
+        episode["support_x"] = support_x
+        episode["support_y"] = support_y[..., None]
+        return episode
 
     return EpisodeStream(sample, batches_per_epoch, seed=seed)
+
+
+def _support_range(support_size):
+    """``(None, None)`` for a fixed size, else the ``(low, high)`` drawn from."""
+    if support_size == "all":
+        return 1, None
+    if isinstance(support_size, (list, tuple)):
+        low_high = list(support_size)
+        if (
+            len(low_high) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in low_high)
+            and 1 <= low_high[0] <= low_high[1]
+        ):
+            return low_high[0], low_high[1]
+    elif isinstance(support_size, int) and not isinstance(support_size, bool):
+        check_int("support_size", support_size, minimum=1)
+        return None, None
+    raise ValueError(
+        "Invalid value received for argument `support_size`. Expected a positive "
+        "integer, 'all', or [low, high] with 1 <= low <= high. "
+        f"Received: support_size={support_size!r}"
+    )

@@ -203,7 +203,7 @@ def _settings(config, args):
         "method_settings": methods,
         "train": {
             "meta_batch_size": int(train.get("meta_batch_size", 32)),
-            "support_size": int(train.get("support_size", 10)),
+            "support_size": _support_size(train.get("support_size", 10)),
             "inner_lr": float(train.get("inner_lr", 0.1)),
             "inner_steps": int(train.get("inner_steps", 5)),
             "first_order": bool(train.get("first_order", False)),
@@ -231,6 +231,13 @@ def _settings(config, args):
             "support_limits": [int(k) for k in ev.get("support_limits", [0, 1, 2, 5, 10, 20, 40, 90])],
         },
     }
+
+
+def _support_size(value):
+    """A support size of recipe.toml: an integer, "all" or [low, high]."""
+    if isinstance(value, (list, tuple)):
+        return [int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in value]
+    return value
 
 
 def _load(args):
@@ -338,8 +345,11 @@ def train_meta(learner, train, val, settings, backup_dir, verbose=0):
     same command is run again (Keras `BackupAndRestore`).
     """
     t = settings["train"]
+    # A method may override the support set of its training episodes.
+    spec = settings["method_settings"].get(learner.name, {})
+    support_size = _support_size(spec.get("support_size", t["support_size"]))
     stream = episode_stream(
-        train, t["meta_batch_size"], t["support_size"], t["batches_per_epoch"], seed=settings["seed"]
+        train, t["meta_batch_size"], support_size, t["batches_per_epoch"], seed=settings["seed"]
     )
     callbacks = _callbacks(learner, val, t["patience"], t["time_budget_s"])
     callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))

@@ -85,3 +85,51 @@ def test_episode_stream_draws_fixed_shapes_from_each_users_support(data):
     np.testing.assert_array_equal(again["support_x"], stream.take(1)[0]["support_x"])
     with pytest.raises(ValueError, match="Received: support_size=0"):
         episode_stream(tasks, support_size=0)
+
+
+def _user_of(tasks, query_x):
+    return next(i for i, q in enumerate(tasks.query_x) if np.array_equal(q, query_x))
+
+
+def test_episode_stream_all_gives_each_users_whole_support_with_a_mask(data):
+    tasks = user_tasks(data)
+    width = int(tasks.support_sizes().max())
+    batch = episode_stream(tasks, meta_batch_size=5, support_size="all", seed=2).take(1)[0]
+    assert tuple(batch["support_x"].shape) == (5, width, tasks.support_x[0].shape[1])
+    assert tuple(batch["support_y"].shape) == (5, width, 1)
+    assert tuple(batch["support_weight"].shape) == (5, width)
+    for t in range(5):
+        user = _user_of(tasks, batch["query_x"][t])
+        size = len(tasks.support_y[user])
+        np.testing.assert_array_equal(batch["support_weight"][t], np.arange(width) < size)
+        np.testing.assert_array_equal(batch["support_x"][t][:size], tasks.support_x[user])
+        np.testing.assert_array_equal(batch["support_y"][t][:size, 0], tasks.support_y[user])
+        assert not np.any(batch["support_x"][t][size:]) and not np.any(batch["support_y"][t][size:])
+
+
+def test_episode_stream_range_draws_random_size_subsets(data):
+    tasks = user_tasks(data)
+    stream = episode_stream(tasks, meta_batch_size=8, support_size=[2, 12], seed=3)
+    counts = []
+    for batch in stream.take(3):
+        assert tuple(batch["support_x"].shape[:2]) == (8, 12)
+        assert tuple(batch["support_weight"].shape) == (8, 12)
+        for t in range(8):
+            user = _user_of(tasks, batch["query_x"][t])
+            weight = batch["support_weight"][t]
+            count = int(weight.sum())
+            np.testing.assert_array_equal(weight, np.arange(12) < count)  # real rows first
+            assert 2 <= count <= min(12, len(tasks.support_y[user]))
+            rows = [tuple(r) for r in batch["support_x"][t][:count]]
+            assert len(set(rows)) == count  # without replacement
+            assert set(rows) <= {tuple(r) for r in tasks.support_x[user]}
+            assert not np.any(batch["support_x"][t][count:])
+            counts.append(count)
+    assert len(set(counts)) > 3  # the size varies
+    np.testing.assert_array_equal(stream.take(1)[0]["support_x"], stream.take(1)[0]["support_x"])
+
+
+@pytest.mark.parametrize("bad", ["most", [0, 5], [5, 2], [1, 2, 3], 2.5, True])
+def test_episode_stream_bad_support_size_is_named(data, bad):
+    with pytest.raises(ValueError, match=f"Received: support_size={bad!r}".replace("[", r"\[")):
+        episode_stream(user_tasks(data), support_size=bad)
