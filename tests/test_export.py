@@ -484,7 +484,7 @@ def test_loading_a_keras_file_registers_every_learner_class():
     from fewshot.export import _import_serializable_modules
 
     imported = _import_serializable_modules()
-    assert "fewshot.algorithms.fine_tuner" in imported  # not imported by the package
+    assert "fewshot.algorithms.fine_tuner" in imported
     assert "fewshot.models.recommender" in imported
 
 

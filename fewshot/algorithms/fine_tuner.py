@@ -6,15 +6,17 @@ import tensorflow as tf
 
 from fewshot.algorithms.inner_loop import functional_forward
 from fewshot.algorithms.maml import clone_backbone
+from fewshot.algorithms.meta_learner import MetaLearner
 from fewshot.algorithms.metric_heads import class_prototypes, pairwise_distance
-from fewshot.algorithms.metric_learner import MetricLearner
+from fewshot.algorithms.metric_learner import embed_tasks
+from fewshot.episodes.episode import QUERY_X, SUPPORT_X, SUPPORT_Y
 from fewshot.validation import check_int, check_positive_float
 
 HEAD_INITS = ("prototypes", "prior")
 
 
 @keras.saving.register_keras_serializable(package="fewshot")
-class FineTuner(MetricLearner):
+class FineTuner(MetaLearner):
     """A pretrained encoder with a prototype-initialised head, fine-tuned per task.
 
     The non-meta-learned baseline of the few-shot literature (Chen et al.
@@ -74,8 +76,13 @@ class FineTuner(MetricLearner):
         self.prior_head.build((None, width))
         self._adapt_fns = {}
 
+    @property
+    def encoder(self):
+        return self.backbone
+
     def get_config(self):
         config = super().get_config()
+        config["encoder"] = config.pop("backbone")
         config.update(
             {
                 "finetune_steps": self.finetune_steps,
@@ -85,9 +92,17 @@ class FineTuner(MetricLearner):
         )
         return config
 
-    def logits_from_embeddings(self, support_z, support_y, query_z):
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)
+
+    def query_predictions(self, episodes, training=False):
         """Prototype logits (the head before fine-tuning) of each task's queries."""
-        labels = tf.cast(support_y, tf.int32)
+        support_z = embed_tasks(self.backbone, episodes[SUPPORT_X], training)
+        query_z = embed_tasks(self.backbone, episodes[QUERY_X], training)
+        labels = tf.cast(episodes[SUPPORT_Y], tf.int32)
         prototypes = class_prototypes(support_z, labels, tf.reduce_max(labels) + 1)
         return -pairwise_distance(query_z, prototypes, "euclidean")
 

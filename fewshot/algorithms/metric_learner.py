@@ -49,7 +49,8 @@ def check_class_labels(labels):
 class MetricLearner(MetaLearner):
     """Base of the learners that classify queries by distances in an embedding.
 
-    (`PrototypicalNetwork`, `SiameseNetwork`, and `FineTuner` before it fine-tunes.)
+    (`PrototypicalNetwork`, `SiameseNetwork`.) `FineTuner` is not one: its
+    `adapt` fine-tunes a linear head, and it exports no embedding endpoint.
 
     Subclasses implement `logits_from_embeddings` (and their loss); the
     encoder is the learner's backbone, saved under the config key
