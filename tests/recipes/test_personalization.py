@@ -118,3 +118,22 @@ def test_build_learner_reads_the_method_table(tmp_path):
     settings["method_settings"]["odd"] = {"algorithm": "reptile9"}
     with pytest.raises(ValueError, match="Received: algorithm='reptile9'"):
         build_learner("odd", features, settings, 3.5)
+
+
+def test_a_methods_support_size_reaches_its_episodes(tmp_path):
+    import argparse
+
+    from fewshot.datasets import load_movielens
+    from fewshot.datasets.user_tasks import RatingFeatures, user_tasks
+    from fewshot.recipes.config import load_recipe
+    from fewshot.recipes.personalization import _settings, build_learner, train_meta
+
+    data = load_movielens(write_tiny_movielens(tmp_path, num_users=12, num_items=30))
+    features = RatingFeatures.from_movielens(data)
+    tasks = user_tasks(data, features)
+    settings = _settings(load_recipe(_tiny_recipe(tmp_path)), argparse.Namespace(methods=None, time_budget=None))
+    assert settings["train"]["support_size"] == 10
+    settings["method_settings"]["maml"]["support_size"] = "most"
+    learner = build_learner("maml", features, settings, 3.5)
+    with pytest.raises(ValueError, match="Received: support_size='most'"):
+        train_meta(learner, tasks, tasks, settings, tmp_path / "backup")
