@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import fewshot
@@ -64,3 +65,13 @@ def test_empty_memory_is_maml_and_memory_is_saved(tmp_path):
     np.testing.assert_array_equal(loaded.memory_keys.numpy(), learner.memory_keys.numpy())
     index = learner._retrieve(batch["support_x"][2:], batch["support_y"][2:])
     assert int(index[0]) == 0
+
+
+def test_padded_supports_are_refused_where_retrieval_would_count_them():
+    backbone = fewshot.models.mlp(input_shape=(1,), hidden=(8,), outputs=1)
+    learner = fewshot.TaskRetrieval(backbone, memory_size=2)
+    learner.compile(optimizer="adam", loss="mse")
+    batch = dict(fewshot.episodes.Sinusoid().sample(num_tasks=2, seed=0))
+    batch["support_weight"] = tf.ones(tf.shape(batch["support_y"])[:2])
+    with pytest.raises(ValueError, match="does not use `support_weight` when it retrieves"):
+        learner.query_predictions(batch)
