@@ -16,6 +16,7 @@ import pathlib
 import numpy as np
 
 from fewshot.datasets.moleculenet import default_cache_dir
+from fewshot.validation import check_int
 
 KINDS = ("morgan_count", "morgan_bits")
 
@@ -70,12 +71,7 @@ class Featurizer:
                 f"{list(KINDS)}. Received: kind={self.kind!r}"
             )
         for name, low in (("radius", 0), ("size", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(
-                    f"Invalid value received for argument `{name}`. Expected an "
-                    f"integer >= {low}. Received: {name}={value!r}"
-                )
+            check_int(name, getattr(self, name), minimum=low)
 
     def get_config(self):
         return dataclasses.asdict(self)

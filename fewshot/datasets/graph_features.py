@@ -30,6 +30,7 @@ import dataclasses
 import numpy as np
 
 from fewshot.datasets.featurize import parse_smiles, require_rdkit
+from fewshot.validation import check_int
 
 ELEMENTS = ("C", "N", "O", "S", "F", "Cl", "Br", "I", "P", "Si", "B", "Se")
 HYBRIDIZATIONS = ("SP", "SP2", "SP3", "SP3D", "SP3D2")
@@ -95,12 +96,7 @@ class GraphFeaturizer:
             )
         for name, low in (("max_atoms", 1), ("max_degree", 1), ("fingerprint_size", 0),
                           ("fingerprint_radius", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(
-                    f"Invalid value received for argument `{name}`. Expected an "
-                    f"integer >= {low}. Received: {name}={value!r}"
-                )
+            check_int(name, getattr(self, name), minimum=low)
 
     def get_config(self):
         return dataclasses.asdict(self)

@@ -60,7 +60,7 @@ def test_config_round_trips_and_bad_settings_name_the_argument(tmp_path):
     assert config["kind"] == "graph"
     assert featurizer_from_config(config) == featurizer
     assert featurizer_from_config({"kind": "morgan_bits", "size": 16}).size == 16
-    with pytest.raises(ValueError, match=r"Expected an integer >= 1. Received: max_atoms=0"):
+    with pytest.raises(ValueError, match=r"Expected a positive integer. Received: max_atoms=0"):
         GraphFeaturizer(max_atoms=0)
     with pytest.raises(ValueError, match=r"Received: kind='morgan_count'"):
         GraphFeaturizer(kind="morgan_count")
