@@ -4,11 +4,7 @@ import keras
 import tensorflow as tf
 
 from fewshot.algorithms.inner_loop import functional_forward, gradient_steps
-from fewshot.algorithms.meta_learner import (
-    _REPLICA_SCALED_REDUCTIONS,
-    MetaLearner,
-    _num_replicas,
-)
+from fewshot.algorithms.meta_learner import MetaLearner
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_WEIGHT, SUPPORT_X, SUPPORT_Y
 from fewshot.validation import check_int, check_positive_float
 
@@ -205,34 +201,6 @@ class MAML(MetaLearner):
             self.backbone(flat, training=True)
         return logs
 
-    def per_task_loss(self, y_true, y_pred, sample_weight=None):
-        """The compiled loss of one task; with weights, their weighted mean.
-
-        Args:
-            y_true, y_pred: one task's targets and predictions ``[S, ...]``.
-            sample_weight: optional ``[S]`` weights of the examples (0 for
-                padding). The loss is then ``sum(w * loss) / sum(w)``: the
-                mean over the real examples, equal to the unweighted loss of
-                the unpadded set.
-        """
-        if sample_weight is None:
-            return super().per_task_loss(y_true, y_pred)
-        self._require_compiled()
-        weight = tf.cast(tf.reshape(sample_weight, [-1]), y_pred.dtype)
-        # Rescaled to average 1, so that every Keras reduction (mean over the
-        # batch, mean over the weights, or none) gives the weighted mean.
-        count = tf.cast(tf.size(weight), weight.dtype)
-        weight = weight * tf.math.divide_no_nan(count, tf.reduce_sum(weight))
-        if isinstance(self.task_loss, keras.losses.Loss):
-            loss = tf.reduce_mean(self.task_loss(y_true, y_pred, sample_weight=weight))
-        else:  # a loss function: per-example values
-            values = self.task_loss(y_true, y_pred)
-            shape = tf.concat([tf.shape(weight), tf.ones([tf.rank(values) - 1], tf.int32)], 0)
-            loss = tf.reduce_mean(values * tf.reshape(weight, shape))
-        if getattr(self.task_loss, "reduction", None) in _REPLICA_SCALED_REDUCTIONS:
-            loss = loss * tf.cast(_num_replicas(), loss.dtype)
-        return loss
-
     def adapt_parameters(
         self, params, support_x, support_y, steps, first_order, learning_rates=None,
         support_weight=None,
@@ -268,6 +236,15 @@ class MAML(MetaLearner):
             episodes[SUPPORT_WEIGHT] = raw[SUPPORT_WEIGHT]
         return episodes
 
+    def _refuse_support_weight(self, episodes, where):
+        """Raises if `episodes` carry padded supports that a caller would ignore."""
+        if SUPPORT_WEIGHT in episodes:
+            raise ValueError(
+                f"{type(self).__name__} does not use `{SUPPORT_WEIGHT}` {where}; "
+                "give it episodes of unpadded support sets. Received: keys="
+                f"{sorted(episodes)}"
+            )
+
     def _map_tasks(self, task_fn, episodes, params, weighted=False):
         """Runs ``task_fn(task_episode, params)`` over the task axis.
 
@@ -278,12 +255,8 @@ class MAML(MetaLearner):
         """
         tensors = [episodes[k] for k in (SUPPORT_X, SUPPORT_Y, QUERY_X, QUERY_Y)]
         has_weight = SUPPORT_WEIGHT in episodes
-        if has_weight and not weighted:
-            raise ValueError(
-                f"{type(self).__name__} does not use `{SUPPORT_WEIGHT}` on this path; "
-                "give it episodes of unpadded support sets. Received: keys="
-                f"{sorted(episodes)}"
-            )
+        if not weighted:
+            self._refuse_support_weight(episodes, "on this path")
         if has_weight:
             tensors.append(episodes[SUPPORT_WEIGHT])
         width = len(tensors)

@@ -116,7 +116,7 @@ class MetaLearner(keras.Model):
         """Returns a Keras model tuned to one task (no task axis)."""
         raise NotImplementedError
 
-    def per_task_loss(self, y_true, y_pred):
+    def per_task_loss(self, y_true, y_pred, sample_weight=None):
         """The compiled loss of one task, a scalar.
 
         The same value on one device and under any `tf.distribute` strategy:
@@ -124,12 +124,34 @@ class MetaLearner(keras.Model):
         (for Keras' own train step, whose optimizer sums gradients across
         replicas); that factor is undone here, so the inner loop's steps do
         not depend on the replica count. `train_step` scales the meta-loss.
+
+        Args:
+            y_true, y_pred: one task's targets and predictions ``[S, ...]``.
+            sample_weight: optional ``[S]`` weights of the examples (0 for
+                padding). The loss is then ``sum(w * loss) / sum(w)``: the
+                mean over the real examples, equal to the unweighted loss of
+                the unpadded set.
         """
         self._require_compiled()
-        loss = tf.reduce_mean(self.task_loss(y_true, y_pred))
+        if sample_weight is None:
+            loss = tf.reduce_mean(self.task_loss(y_true, y_pred))
+        else:
+            loss = self._weighted_mean_loss(y_true, y_pred, sample_weight)
         if getattr(self.task_loss, "reduction", None) in _REPLICA_SCALED_REDUCTIONS:
             loss = loss * tf.cast(_num_replicas(), loss.dtype)
         return loss
+
+    def _weighted_mean_loss(self, y_true, y_pred, sample_weight):
+        weight = tf.cast(tf.reshape(sample_weight, [-1]), y_pred.dtype)
+        # Rescaled to average 1, so that every Keras reduction (mean over the
+        # batch, mean over the weights, or none) gives the weighted mean.
+        count = tf.cast(tf.size(weight), weight.dtype)
+        weight = weight * tf.math.divide_no_nan(count, tf.reduce_sum(weight))
+        if isinstance(self.task_loss, keras.losses.Loss):
+            return tf.reduce_mean(self.task_loss(y_true, y_pred, sample_weight=weight))
+        values = self.task_loss(y_true, y_pred)  # a loss function: per-example values
+        shape = tf.concat([tf.shape(weight), tf.ones([tf.rank(values) - 1], tf.int32)], 0)
+        return tf.reduce_mean(values * tf.reshape(weight, shape))
 
     # ---------------------------------------------------------- keras contract
     def call(self, inputs, training=False):

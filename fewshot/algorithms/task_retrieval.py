@@ -6,7 +6,7 @@ import tensorflow as tf
 from fewshot.algorithms.inner_loop import gradient_steps
 from fewshot.algorithms.maml import MAML, clone_backbone
 from fewshot.algorithms.metric_heads import pairwise_distance
-from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_WEIGHT, SUPPORT_X, SUPPORT_Y
+from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
 from fewshot.validation import check_int
 
 SIMILARITIES = ("embedding", "support_loss")
@@ -251,13 +251,8 @@ class TaskRetrieval(MAML):
     def query_predictions(self, episodes, training=False, steps=None):
         if training:
             return super().query_predictions(episodes, training=True, steps=steps)
-        if SUPPORT_WEIGHT in episodes:
-            # Retrieval embeds the whole support set: padded rows would count.
-            raise ValueError(
-                f"{type(self).__name__} does not use `{SUPPORT_WEIGHT}` when it retrieves; "
-                "give it episodes of unpadded support sets. Received: keys="
-                f"{sorted(episodes)}"
-            )
+        # Retrieval embeds the whole support set: padded rows would count.
+        self._refuse_support_weight(episodes, "when it retrieves")
         steps = self.inner_steps if steps is None else steps
         index = self._retrieve(episodes[SUPPORT_X], episodes[SUPPORT_Y])
         starts = self._start_parameters(index)
