@@ -88,26 +88,47 @@ class Featurizer:
             rows of invalid SMILES are zeros and ``errors`` maps their index
             to the reason.
         """
-        Chem = require_rdkit()
+        require_rdkit()
         from rdkit.Chem import rdFingerprintGenerator
 
         generator = rdFingerprintGenerator.GetMorganGenerator(radius=self.radius, fpSize=self.size)
-        features = np.zeros((len(smiles), self.dim), dtype=np.float32)
-        valid = np.zeros(len(smiles), dtype=bool)
-        errors = {}
-        for i, text in enumerate(smiles):
-            mol, reason = parse_smiles(text, Chem)
-            if mol is None:
-                errors[i] = reason
-                continue
+
+        def row_of(mol):
+            row = np.empty(self.dim, dtype=np.float32)
             if self.kind == "morgan_count":
-                features[i, : self.size] = np.log1p(generator.GetCountFingerprintAsNumPy(mol))
+                row[: self.size] = np.log1p(generator.GetCountFingerprintAsNumPy(mol))
             else:
-                features[i, : self.size] = generator.GetFingerprintAsNumPy(mol)
+                row[: self.size] = generator.GetFingerprintAsNumPy(mol)
             if self.descriptors:
-                features[i, self.size :] = _descriptors(mol)
-            valid[i] = True
-        return features, valid, errors
+                row[self.size :] = _descriptors(mol)
+            return row, None
+
+        return featurize_rows(smiles, self.dim, row_of)
+
+
+def featurize_rows(smiles, dim, row_of):
+    """``(features [N, dim], valid [N], errors)`` with ``row_of(mol)`` per molecule.
+
+    The loop every featuriser shares: each SMILES is parsed with RDKit, an
+    invalid one (or one that ``row_of`` rejects by returning ``(None,
+    reason)``) leaves a row of zeros and its reason in ``errors``; a valid
+    one gets the row ``row_of`` returned as ``(row, None)``.
+    """
+    Chem = require_rdkit()
+    features = np.zeros((len(smiles), dim), dtype=np.float32)
+    valid = np.zeros(len(smiles), dtype=bool)
+    errors = {}
+    for i, text in enumerate(smiles):
+        mol, reason = parse_smiles(text, Chem)
+        row = None
+        if mol is not None:
+            row, reason = row_of(mol)
+        if row is None:
+            errors[i] = reason
+            continue
+        features[i] = row
+        valid[i] = True
+    return features, valid, errors
 
 
 def featurizer_from_config(config):

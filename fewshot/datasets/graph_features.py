@@ -29,7 +29,7 @@ import dataclasses
 
 import numpy as np
 
-from fewshot.datasets.featurize import parse_smiles, require_rdkit
+from fewshot.datasets.featurize import featurize_rows, parse_smiles, require_rdkit
 from fewshot.validation import check_int
 
 ELEMENTS = ("C", "N", "O", "S", "F", "Cl", "Br", "I", "P", "Si", "B", "Se")
@@ -119,30 +119,22 @@ class GraphFeaturizer:
             `max_degree`, are all zeros and ``errors`` maps their index to
             the reason.
         """
-        Chem = require_rdkit()
+        require_rdkit()
         generator = None
         if self.fingerprint_size:
             from rdkit.Chem import rdFingerprintGenerator
 
             generator = rdFingerprintGenerator.GetMorganGenerator(
                 radius=self.fingerprint_radius, fpSize=self.fingerprint_size)
-        features = np.zeros((len(smiles), self.dim), dtype=np.float32)
-        valid = np.zeros(len(smiles), dtype=bool)
-        errors = {}
-        for i, text in enumerate(smiles):
-            mol, reason = parse_smiles(text, Chem)
-            if mol is None:
-                errors[i] = reason
-                continue
+
+        def row_of(mol):
             packed, reason = self.pack(mol)
-            if packed is None:
-                errors[i] = reason
-                continue
-            features[i, : self.graph_dim] = packed
-            if generator is not None:
-                features[i, self.graph_dim :] = np.log1p(generator.GetCountFingerprintAsNumPy(mol))
-            valid[i] = True
-        return features, valid, errors
+            if packed is None or generator is None:
+                return packed, reason
+            counts = np.log1p(generator.GetCountFingerprintAsNumPy(mol)).astype(np.float32)
+            return np.concatenate([packed, counts]), None
+
+        return featurize_rows(smiles, self.dim, row_of)
 
     def pack(self, mol):
         """``(row [graph_dim], None)`` of an RDKit molecule, or ``(None, reason)``."""
