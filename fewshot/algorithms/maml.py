@@ -35,7 +35,13 @@ class MAML(MetaLearner):
     averages are not updated by meta-training. ``"running"`` runs the
     backbone with ``training=False`` during adaptation and on the query set
     (each prediction depends on its own example only), and each meta-update
-    refreshes the moving averages from the batch's support inputs.
+    refreshes the moving averages from the batch's support inputs. With
+    second order and transductive statistics, build the backbone with
+    `fewshot.models.BatchNormalization` (as `fewshot.models.conv4` does):
+    `keras.layers.BatchNormalization` stops the gradient through the batch
+    mean inside its variance, which leaves the first derivative exact but
+    not the second (a 3% meta-gradient error on a small conv backbone in
+    tests/models/test_batch_norm.py).
 
     Support sets of different sizes can share a batch: pad them to one width
     and add ``support_weight`` ``[T, S]`` to the episode (1 for a real

@@ -2,6 +2,7 @@
 
 import keras
 
+from fewshot.models.batch_norm import BatchNormalization
 from fewshot.validation import check_int
 
 
@@ -20,6 +21,8 @@ def conv4(
     the embedding has 64 features. With `outputs` a linear layer named
     ``head`` gives logits (for MAML-family learners; ANIL adapts only
     ``head``); without it the model is an encoder (for metric learners).
+    The batch normalisation is `fewshot.models.BatchNormalization`, Keras'
+    layer with exact second derivatives (second-order MAML needs them).
     Layers are named ``conv_<i>``, ``bn_<i>``, ``relu_<i>``, ``pool_<i>``,
     ``flatten`` and ``head``. Padding is "same", so 84x84 inputs work too.
 
@@ -64,7 +67,7 @@ def conv4(
     for i in range(1, blocks + 1):
         layers += [
             keras.layers.Conv2D(filters, 3, padding="same", name=f"conv_{i}"),
-            keras.layers.BatchNormalization(momentum=batch_norm_momentum, name=f"bn_{i}"),
+            BatchNormalization(momentum=batch_norm_momentum, name=f"bn_{i}"),
             keras.layers.ReLU(name=f"relu_{i}"),
             keras.layers.MaxPooling2D(2, name=f"pool_{i}"),
         ]
