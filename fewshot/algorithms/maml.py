@@ -1,5 +1,7 @@
 """Model-Agnostic Meta-Learning, first- and second-order, and ANIL."""
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -52,6 +54,18 @@ class MAML(MetaLearner):
     ``batch_norm="transductive"`` they would enter the batch statistics:
     use padding with backbones without batch normalisation.
 
+    The inner loss is a mean over the support set, so a support of one
+    example gets as large a step as one of a hundred. ``support_shrinkage=c`` divides the summed
+    support loss by ``n + c`` instead of ``n`` (``n`` real examples, or the
+    sum of ``support_weight``): the step on a support of ``n`` examples is
+    scaled by ``n / (n + c)``, so tiny supports move the weights little, as
+    the bias baseline shrinks a user's mean rating towards the prior
+    (``sum / (n + c)``). ``c = 0`` (the default) is the plain mean. Only
+    the inner loop's support loss changes; the query loss stays a mean.
+    With ``learn_support_shrinkage=True`` ``c`` is meta-learned too (as
+    ``log c``, starting from `support_shrinkage`); it gets a gradient only
+    through the inner gradients, so it needs second order.
+
     Tasks in a batch run as one vectorised computation (`tf.vectorized_map`)
     unless ``vectorize=False``, which unrolls a Python loop over the tasks
     (the task count must then be static).
@@ -83,6 +97,12 @@ class MAML(MetaLearner):
             many tasks, one chunk at a time, instead of differentiating the
             whole meta-batch at once: the same update, with the peak memory
             of one chunk. None (the default) takes the whole batch at once.
+        support_shrinkage: ``c >= 0``: the inner loop's support loss is
+            ``sum(w * loss) / (sum(w) + c)`` (`per_task_loss`). Default 0.0
+            (the mean).
+        learn_support_shrinkage: meta-learn ``c`` (as ``log c``, from
+            `support_shrinkage`, which must then be positive; second order
+            only). Default False.
         **kwargs: passed to `keras.Model`.
 
     Example:
@@ -115,6 +135,8 @@ class MAML(MetaLearner):
         batch_norm="transductive",
         recompute_inner=False,
         tasks_per_chunk=None,
+        support_shrinkage=0.0,
+        learn_support_shrinkage=False,
         **kwargs,
     ):
         super().__init__(backbone, **kwargs)
@@ -140,6 +162,37 @@ class MAML(MetaLearner):
         if tasks_per_chunk is not None:
             check_int("tasks_per_chunk", tasks_per_chunk, minimum=1)
         self.tasks_per_chunk = tasks_per_chunk
+        if (
+            isinstance(support_shrinkage, bool)
+            or not isinstance(support_shrinkage, (int, float))
+            or not 0 <= support_shrinkage < math.inf
+        ):
+            raise ValueError(
+                "Invalid value received for argument `support_shrinkage`. Expected "
+                f"a non-negative float. Received: support_shrinkage={support_shrinkage!r}"
+            )
+        if not isinstance(learn_support_shrinkage, bool):
+            raise ValueError(
+                "Invalid value received for argument `learn_support_shrinkage`. Expected "
+                f"a bool. Received: learn_support_shrinkage={learn_support_shrinkage!r}"
+            )
+        if learn_support_shrinkage and not (support_shrinkage > 0 and not self.first_order):
+            raise ValueError(
+                "A meta-learned `support_shrinkage` needs a positive starting value "
+                "(it is learned as its logarithm) and second order (`first_order=False`: "
+                "it gets its gradient through the inner gradients). Received: "
+                f"support_shrinkage={support_shrinkage!r}, first_order={self.first_order}"
+            )
+        self.support_shrinkage = float(support_shrinkage)
+        self.learn_support_shrinkage = learn_support_shrinkage
+        if learn_support_shrinkage:
+            self.log_support_shrinkage = self.add_weight(
+                shape=(),
+                initializer=keras.initializers.Constant(math.log(self.support_shrinkage)),
+                dtype=self.backbone.trainable_variables[0].dtype,
+                trainable=True,
+                name="log_support_shrinkage",
+            )
         self._adapt_mask = self._build_mask(self.adapt_layers)
         self._adapt_fns = {}
 
@@ -155,6 +208,8 @@ class MAML(MetaLearner):
                 "batch_norm": self.batch_norm,
                 "recompute_inner": self.recompute_inner,
                 "tasks_per_chunk": self.tasks_per_chunk,
+                "support_shrinkage": self.support_shrinkage,
+                "learn_support_shrinkage": self.learn_support_shrinkage,
             }
         )
         return config
@@ -185,6 +240,18 @@ class MAML(MetaLearner):
     def inner_learning_rates(self):
         """One learning rate per backbone trainable variable."""
         return [self.inner_lr] * len(self.backbone.trainable_variables)
+
+    def inner_support_shrinkage(self):
+        """The ``c`` of the inner loop's support loss: a float, or a tensor if learned."""
+        if self.learn_support_shrinkage:
+            return tf.exp(tf.convert_to_tensor(self.log_support_shrinkage))
+        return self.support_shrinkage
+
+    def support_loss(self, support_y, support_pred, support_weight=None):
+        """The inner loop's loss on one task's support set (with `support_shrinkage`)."""
+        return self.per_task_loss(
+            support_y, support_pred, support_weight, shrinkage=self.inner_support_shrinkage()
+        )
 
     def meta_parameters(self):
         """The meta-learned initial weights, as tensors."""
@@ -223,7 +290,7 @@ class MAML(MetaLearner):
         lrs = self.inner_learning_rates() if learning_rates is None else learning_rates
 
         def support_loss(p):
-            return self.per_task_loss(support_y, self._forward(p, support_x), support_weight)
+            return self.support_loss(support_y, self._forward(p, support_x), support_weight)
 
         return gradient_steps(
             support_loss,
@@ -365,7 +432,7 @@ class MAML(MetaLearner):
                 params, losses = self.adapt_parameters(
                     self.meta_parameters(), sx, sy, steps, True, learning_rates=lrs
                 )
-                final = self.per_task_loss(sy, self._forward(params, sx))
+                final = self.support_loss(sy, self._forward(params, sx))
                 return params, tf.stack(losses + [final])
 
             self._adapt_fns[key] = tf.function(run, reduce_retracing=True, autograph=False)

@@ -116,7 +116,7 @@ class MetaLearner(keras.Model):
         """Returns a Keras model tuned to one task (no task axis)."""
         raise NotImplementedError
 
-    def per_task_loss(self, y_true, y_pred, sample_weight=None):
+    def per_task_loss(self, y_true, y_pred, sample_weight=None, shrinkage=0.0):
         """The compiled loss of one task, a scalar.
 
         The same value on one device and under any `tf.distribute` strategy:
@@ -131,12 +131,25 @@ class MetaLearner(keras.Model):
                 padding). The loss is then ``sum(w * loss) / sum(w)``: the
                 mean over the real examples, equal to the unweighted loss of
                 the unpadded set.
+            shrinkage: ``c >= 0`` (a float or a scalar tensor). The loss
+                becomes ``sum(w * loss) / (sum(w) + c)`` (``w = 1`` without
+                `sample_weight`): the mean scaled by ``n / (n + c)`` for
+                ``n = sum(w)`` examples, so a small set weighs less, as if
+                ``c`` examples of zero loss were added. ``0`` (the default)
+                is the mean, computed exactly as without the argument.
         """
         self._require_compiled()
         if sample_weight is None:
             loss = tf.reduce_mean(self.task_loss(y_true, y_pred))
         else:
             loss = self._weighted_mean_loss(y_true, y_pred, sample_weight)
+        if not (isinstance(shrinkage, (int, float)) and shrinkage == 0):
+            if sample_weight is None:
+                count = tf.cast(tf.shape(y_pred)[0], loss.dtype)
+            else:
+                count = tf.reduce_sum(tf.cast(sample_weight, loss.dtype))
+            shrinkage = tf.cast(shrinkage, loss.dtype)
+            loss = loss * tf.math.divide_no_nan(count, count + shrinkage)
         if getattr(self.task_loss, "reduction", None) in _REPLICA_SCALED_REDUCTIONS:
             loss = loss * tf.cast(_num_replicas(), loss.dtype)
         return loss
