@@ -28,3 +28,34 @@ def test_user_adapter_matches_padded_masked_episodes():
     for t, size in enumerate(sizes):
         alone = adapter(batch["support_x"][t, :size], batch["support_y"][t, :size, 0], batch["query_x"][t])
         np.testing.assert_allclose(alone, padded[t], atol=1e-5)
+
+
+def test_user_adapter_uses_the_support_shrinkage_of_training():
+    # With support_shrinkage > 0 the serving path adapts with the same
+    # shrunk support loss as meta-training (padded episodes) and `adapt`.
+    keras.utils.set_random_seed(0)
+    learner = fewshot.MAML(
+        fewshot.models.mlp((3,), (8,), 1), inner_lr=0.3, inner_steps=3, support_shrinkage=5.0
+    )
+    learner.compile(loss="mae")
+    plain = fewshot.MAML.from_config({**learner.get_config(), "support_shrinkage": 0.0})
+    plain.set_weights(learner.get_weights())
+    plain.compile(loss="mae")
+    rng = np.random.default_rng(0)
+    sizes, width = (1, 4, 9), 9
+    batch = {
+        "support_x": rng.normal(size=(3, width, 3)).astype("float32") * 4,
+        "support_y": rng.normal(size=(3, width, 1)).astype("float32") * 4,
+        "query_x": rng.normal(size=(3, 4, 3)).astype("float32"),
+        "query_y": np.zeros((3, 4, 1), "float32"),
+        "support_weight": (np.arange(width)[None] < np.asarray(sizes)[:, None]).astype("float32"),
+    }
+    padded = learner.query_predictions(batch).numpy()[..., 0]
+    adapter, unshrunk = UserAdapter(learner, steps=3), UserAdapter(plain, steps=3)
+    for t, size in enumerate(sizes):
+        sx, sy, qx = batch["support_x"][t, :size], batch["support_y"][t, :size], batch["query_x"][t]
+        alone = adapter(sx, sy[:, 0], qx)
+        np.testing.assert_allclose(alone, padded[t], atol=1e-5)
+        adapted = learner.adapt(sx, sy, steps=3)
+        np.testing.assert_allclose(alone, adapted.predict(qx, verbose=0)[:, 0], atol=1e-5)
+        assert np.abs(alone - unshrunk(sx, sy[:, 0], qx)).max() > 1e-3
