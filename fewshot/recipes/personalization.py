@@ -64,6 +64,12 @@ def add_arguments(parser):
     parser.add_argument(
         "--methods", default=None, help="comma-separated meta-learned methods (default: all)"
     )
+    parser.add_argument(
+        "--validation-only",
+        action="store_true",
+        help="train and choose on the validation users, write validation.json and stop: "
+        "no test user is scored (for trying settings)",
+    )
 
 
 def run(config, args):
@@ -117,9 +123,27 @@ def run(config, args):
         timings[method] = time.perf_counter() - start
         steps_grid = [learner.inner_steps * f for f in ev["meta_step_factors"]]
         steps, lr, val_mae = tune_adaptation(learner, val, steps_grid, [None])
-        chosen[method] = {"steps": steps, "inner_lr": lr, "val_mae": val_mae}
+        chosen[method] = {"steps": steps, "inner_lr": lr, "val_mae": val_mae,
+                          "support_shrinkage": round(float(learner.inner_support_shrinkage()), 4)}
         save_learner(learner, out / "models" / f"{method}.keras", steps, lr)
         predictors[method] = UserAdapter(learner, steps, lr, clip=RATING_RANGE)
+
+    # Validation MAE by support size (the users' most recent k support ratings).
+    val_curves = mae_by_support_size(
+        predictors, settings["methods"] + ["pretrained_finetune", "bias"], val, ev["support_limits"]
+    )
+    if getattr(args, "validation_only", False):
+        summary = dict(
+            settings, chosen_on_validation=chosen, val_mae_by_support_size=val_curves,
+            users={"train": len(train), "validation": len(val), "test": len(test)},
+            train_seconds={k: round(v, 1) for k, v in timings.items()},
+        )
+        (out / "validation.json").write_text(json.dumps(summary, indent=2) + "\n")
+        for name, values in chosen.items():
+            print(f"{name}: validation MAE {values['val_mae']:.4f} (steps {values['steps']}, "
+                  f"inner_lr {values['inner_lr']})")
+        print(f"\nWrote {out / 'validation.json'} (--validation-only: no test user scored)")
+        return {name: {"val_mae": values["val_mae"]} for name, values in chosen.items()}
 
     _say(args, f"\n== scoring {len(test)} new (test) users ==")
     metrics, curves, per_user = {}, {}, {}
@@ -143,6 +167,7 @@ def run(config, args):
         users={"train": len(train), "validation": len(val), "test": len(test)},
         train_ratings=int(len(train_ratings)),
         chosen_on_validation=chosen,
+        val_mae_by_support_size=val_curves,
         train_seconds={k: round(v, 1) for k, v in timings.items()},
         adapt_ms_per_user=adapt_ms,
         paired_mae_minus_bias=paired,
@@ -207,6 +232,9 @@ def _settings(config, args):
             "inner_lr": float(train.get("inner_lr", 0.1)),
             "inner_steps": int(train.get("inner_steps", 5)),
             "first_order": bool(train.get("first_order", False)),
+            # Checked by the learner's constructor (a named error for a bad value).
+            "support_shrinkage": train.get("support_shrinkage", 0.0),
+            "learn_support_shrinkage": train.get("learn_support_shrinkage", False),
             "loss": str(train.get("loss", "mae")),
             "outer_lr": float(train.get("outer_lr", 3e-4)),
             "weight_decay": float(train.get("weight_decay", 0.0)),
@@ -286,6 +314,8 @@ def build_learner(method, features, settings, rating_mean):
         inner_steps=int(spec.get("inner_steps", train["inner_steps"])),
         first_order=bool(spec.get("first_order", train["first_order"])),
         adapt_layers=layers[adapt],
+        support_shrinkage=spec.get("support_shrinkage", train["support_shrinkage"]),
+        learn_support_shrinkage=spec.get("learn_support_shrinkage", train["learn_support_shrinkage"]),
         name=method,
     )
     outer_lr = float(spec.get("outer_lr", train["outer_lr"]))
@@ -410,6 +440,16 @@ def predict_tasks(predictor, tasks, support_limit=None):
             si, sy = _last(si, support_limit), _last(sy, support_limit)
         out.append(predictor.predict(si, sy, qi))
     return out
+
+
+def mae_by_support_size(predictors, names, tasks, limits):
+    """Mean MAE over `tasks` of each named predictor, adapted on the last k support ratings."""
+    curves = {"support_limits": list(limits)}
+    for name in names:
+        for k in limits:
+            scores = user_scores(tasks.query_y, predict_tasks(predictors[name], tasks, k))
+            curves.setdefault(name, []).append(round(float(scores["mae"].mean()), 4))
+    return curves
 
 
 def _last(values, k):

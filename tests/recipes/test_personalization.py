@@ -137,3 +137,39 @@ def test_a_methods_support_size_reaches_its_episodes(tmp_path):
     learner = build_learner("maml", features, settings, 3.5)
     with pytest.raises(ValueError, match="Received: support_size='most'"):
         train_meta(learner, tasks, tasks, settings, tmp_path / "backup")
+
+
+def test_support_shrinkage_from_the_method_table_and_validation_only(tmp_path, capsys):
+    import argparse
+
+    from fewshot.datasets import load_movielens
+    from fewshot.datasets.user_tasks import RatingFeatures
+    from fewshot.recipes.config import load_recipe
+    from fewshot.recipes.personalization import _settings, build_learner
+
+    recipe = _tiny_recipe(tmp_path)
+    text = (recipe / "recipe.toml").read_text()
+    (recipe / "recipe.toml").write_text(
+        text.replace("[methods.maml]", "[methods.maml]\nsupport_shrinkage = 10")
+    )
+    settings = _settings(load_recipe(recipe), argparse.Namespace(methods=None, time_budget=None))
+    features = RatingFeatures.from_movielens(
+        load_movielens(write_tiny_movielens(tmp_path / "f", num_users=4, num_items=10,
+                                            ratings_per_user=(2, 3)))
+    )
+    assert build_learner("maml", features, settings, 3.5).support_shrinkage == 10.0
+    assert build_learner("anil", features, settings, 3.5).support_shrinkage == 0.0
+    settings["method_settings"]["anil"]["support_shrinkage"] = -2
+    with pytest.raises(ValueError, match="Received: support_shrinkage=-2"):
+        build_learner("anil", features, settings, 3.5)
+
+    data = write_tiny_movielens(tmp_path / "data", num_users=30, num_items=40)
+    out = tmp_path / "out"
+    assert main(["run", str(recipe), "--data-dir", data, "--out", str(out), "--quiet",
+                 "--methods", "maml", "--validation-only"]) == 0
+    assert not (out / "results.json").exists()  # no test user scored
+    summary = json.loads((out / "validation.json").read_text())
+    assert summary["chosen_on_validation"]["maml"]["support_shrinkage"] == 10.0
+    assert summary["val_mae_by_support_size"]["support_limits"] == [0, 5, 90]
+    assert len(summary["val_mae_by_support_size"]["maml"]) == 3
+    assert "maml: validation MAE" in capsys.readouterr().out
