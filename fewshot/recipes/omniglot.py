@@ -367,6 +367,57 @@ def _merge_results(out, settings, metrics, minutes):
         "Omniglot test accuracy % (mean ± 95% interval over the test episodes)\n\n"
         + markdown_table(merged, names, methods=order, fmt="{:.2f}") + "\n"
     )
+    plot_learning_curves(out, out / "learning_curves.png")
+
+
+def read_curves(out):
+    """Each cell's validation curve in `out`: {(ways, shots): {algorithm: (minutes, accuracy %)}}.
+
+    Cells without validation (the ``_trainval`` refits) are left out.
+    """
+    curves = {}
+    for path in sorted(pathlib.Path(out).glob("*/curve.csv")):
+        algorithm, _, shape = path.parent.name.rpartition("_")
+        if not algorithm or "w" not in shape or not shape.endswith("s"):
+            continue
+        ways, shots = shape[:-1].split("w")
+        with path.open() as f:
+            rows = [r for r in csv.DictReader(f) if r.get("val_accuracy")]
+        if rows and ways.isdigit() and shots.isdigit():
+            minutes = np.array([float(r["minutes"]) for r in rows])
+            accuracy = 100.0 * np.array([float(r["val_accuracy"]) for r in rows])
+            curves.setdefault((int(ways), int(shots)), {})[algorithm] = (minutes, accuracy)
+    return curves
+
+
+def plot_learning_curves(out, path):
+    """One panel per N-way K-shot cell: validation accuracy against training minutes."""
+    curves = read_curves(out)
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = sorted(curves)
+    fig, axes = plt.subplots(1, len(cells), figsize=(4.2 * len(cells), 3.6), squeeze=False)
+    for ax, (ways, shots) in zip(axes[0], cells):
+        for algorithm in [m for m in METHODS if m in curves[(ways, shots)]]:
+            minutes, accuracy = curves[(ways, shots)][algorithm]
+            ax.plot(minutes, accuracy, marker=".", label=algorithm)
+        ax.axhline(100.0 / ways, color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set_title(f"{ways}-way {shots}-shot")
+        ax.set_xlabel("training minutes (log)")
+        ax.set_ylabel("validation accuracy %")
+        ax.set_ylim(0, 100)
+        ax.legend(fontsize=7)
+    fig.suptitle("Omniglot learning curves (validation characters; dotted: chance)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 # ---------------------------------------------------------------- callbacks

@@ -71,6 +71,23 @@ def test_protonet_cell_writes_results_and_resumes(setup):
         epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
     assert epochs == [1, 2]
     assert (out / "protonet_3w1s" / "best.keras").is_file()
+    assert (out / "learning_curves.png").stat().st_size > 1000
+
+
+def test_read_curves_parses_cell_names_and_skips_refits(tmp_path):
+    from fewshot.recipes.omniglot import plot_learning_curves, read_curves
+
+    rows = "epoch,minutes,accuracy,loss,val_accuracy,val_loss\n1,1.5,0.5,1.0,0.25,2.0\n2,3.0,0.6,0.9,0.5,1.5\n"
+    for cell in ("task_retrieval_20w5s", "protonet_5w1s"):
+        (tmp_path / cell).mkdir()
+        (tmp_path / cell / "curve.csv").write_text(rows)
+    (tmp_path / "protonet_5w1s_trainval").mkdir()
+    (tmp_path / "protonet_5w1s_trainval" / "curve.csv").write_text("epoch,minutes,accuracy,loss\n1,1.0,0.5,1.0\n")
+    curves = read_curves(tmp_path)
+    assert set(curves) == {(20, 5), (5, 1)}
+    minutes, accuracy = curves[(20, 5)]["task_retrieval"]
+    assert minutes.tolist() == [1.5, 3.0] and accuracy.tolist() == [25.0, 50.0]
+    assert plot_learning_curves(tmp_path, tmp_path / "curves.png").stat().st_size > 1000
 
 
 @pytest.mark.slow
