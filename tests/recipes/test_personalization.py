@@ -148,16 +148,17 @@ def test_support_shrinkage_from_the_method_table_and_validation_only(tmp_path, c
     from fewshot.recipes.personalization import _settings, build_learner
 
     recipe = _tiny_recipe(tmp_path)
-    text = (recipe / "recipe.toml").read_text()
+    lines = (recipe / "recipe.toml").read_text().splitlines()
+    text = "\n".join(l for l in lines if not l.startswith("support_shrinkage"))
     (recipe / "recipe.toml").write_text(
-        text.replace("[methods.maml]", "[methods.maml]\nsupport_shrinkage = 10")
+        text.replace("[methods.maml]", "[methods.maml]\nsupport_shrinkage = 7")
     )
     settings = _settings(load_recipe(recipe), argparse.Namespace(methods=None, time_budget=None))
     features = RatingFeatures.from_movielens(
         load_movielens(write_tiny_movielens(tmp_path / "f", num_users=4, num_items=10,
                                             ratings_per_user=(2, 3)))
     )
-    assert build_learner("maml", features, settings, 3.5).support_shrinkage == 10.0
+    assert build_learner("maml", features, settings, 3.5).support_shrinkage == 7.0
     assert build_learner("anil", features, settings, 3.5).support_shrinkage == 0.0
     settings["method_settings"]["anil"]["support_shrinkage"] = -2
     with pytest.raises(ValueError, match="Received: support_shrinkage=-2"):
@@ -169,7 +170,7 @@ def test_support_shrinkage_from_the_method_table_and_validation_only(tmp_path, c
                  "--methods", "maml", "--validation-only"]) == 0
     assert not (out / "results.json").exists()  # no test user scored
     summary = json.loads((out / "validation.json").read_text())
-    assert summary["chosen_on_validation"]["maml"]["support_shrinkage"] == 10.0
+    assert summary["chosen_on_validation"]["maml"]["support_shrinkage"] == 7.0
     assert summary["val_mae_by_support_size"]["support_limits"] == [0, 5, 90]
     assert len(summary["val_mae_by_support_size"]["maml"]) == 3
     assert "maml: validation MAE" in capsys.readouterr().out
