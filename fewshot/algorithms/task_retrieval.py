@@ -286,7 +286,7 @@ class TaskRetrieval(MAML):
         lrs = self.inner_learning_rates() if inner_lr is None else [float(inner_lr)] * len(start)
 
         def support_loss(p):
-            return self.per_task_loss(sy, self._forward(p, sx))
+            return self.support_loss(sy, self._forward(p, sx))
 
         params, losses = gradient_steps(
             support_loss, start, steps, lrs, first_order=True, mask=self._adapt_mask

@@ -131,6 +131,22 @@ def test_adapt_uses_the_shrunk_support_loss():
     )
 
 
+def test_task_retrieval_adapts_with_the_shrunk_support_loss():
+    tasks = [tuple(a.astype("float32") for a in task) for task in _ragged_tasks(sizes=(3, 6))]
+    keras.utils.set_random_seed(0)
+    backbone = fewshot.models.mlp(input_shape=(2,), hidden=(3,), outputs=1, activation="tanh")
+    learner = fewshot.TaskRetrieval(backbone, memory_size=2, inner_lr=0.3, support_shrinkage=5.0)
+    learner.compile(optimizer="sgd", loss="mae")
+    learner.remember(tasks[1][0], tasks[1][1], steps=3)
+    adapted = learner.adapt(tasks[0][0], tasks[0][1], steps=2)
+    pred = tf.constant(adapted.predict(tasks[0][0], verbose=0))
+    expected = learner.support_loss(tf.constant(tasks[0][1]), pred).numpy()
+    np.testing.assert_allclose(adapted.adaptation_loss[-1], expected, atol=1e-6)
+    # With c = 5 and 3 examples the shrunk loss is 3/8 of the mean.
+    mean = learner.per_task_loss(tf.constant(tasks[0][1]), pred).numpy()
+    np.testing.assert_allclose(expected, mean * 3.0 / 8.0, rtol=1e-5)
+
+
 @pytest.mark.parametrize("cls", [fewshot.MAML, fewshot.MetaSGD], ids=["MAML", "MetaSGD"])
 def test_config_round_trip(cls):
     learner = _learner(shrinkage=2.5, cls=cls)
