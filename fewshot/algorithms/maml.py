@@ -1,6 +1,7 @@
 """Model-Agnostic Meta-Learning, first- and second-order, and ANIL."""
 
 import math
+import warnings
 
 import keras
 import tensorflow as tf
@@ -195,6 +196,20 @@ class MAML(MetaLearner):
             )
         self._adapt_mask = self._build_mask(self.adapt_layers)
         self._adapt_fns = {}
+        self._warn_inexact_batch_norm()
+
+    def _warn_inexact_batch_norm(self):
+        if self.first_order or self.batch_norm != "transductive":
+            return
+        names = [l.name for l in _all_layers(self.backbone) if type(l) is keras.layers.BatchNormalization]
+        if names:
+            warnings.warn(
+                f"Second-order MAML through keras.layers.BatchNormalization ({', '.join(names)}) "
+                "gets an inexact meta-gradient: Keras' batch variance stops the gradient through "
+                "the batch mean, so its second derivative is off. Build the backbone with "
+                "fewshot.models.BatchNormalization (same arguments and weights) for the exact one.",
+                stacklevel=3,
+            )
 
     def get_config(self):
         config = super().get_config()

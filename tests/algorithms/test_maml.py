@@ -211,7 +211,7 @@ def test_tensorboard_and_checkpoint_callbacks(tmp_path):
 def test_adapted_model_carries_support_batch_statistics():
     """Transductive BN: the adapted model predicts as adaptation normalised."""
     backbone = keras.Sequential(
-        [keras.Input((4,)), keras.layers.Dense(8), keras.layers.BatchNormalization(), keras.layers.ReLU(), keras.layers.Dense(1)]
+        [keras.Input((4,)), keras.layers.Dense(8), fewshot.models.BatchNormalization(), keras.layers.ReLU(), keras.layers.Dense(1)]
     )
     learner = fewshot.MAML(backbone, inner_lr=0.05, inner_steps=2)
     learner.compile(loss="mse")

@@ -21,7 +21,7 @@ def conv4(input_shape=(12, 12, 1), ways=3, filters=4, blocks=2, dtype="float32")
     for i in range(blocks):
         layers += [
             keras.layers.Conv2D(filters, 3, padding="same", dtype=dtype, name=f"conv_{i + 1}"),
-            keras.layers.BatchNormalization(dtype=dtype, name=f"bn_{i + 1}"),
+            fewshot.models.BatchNormalization(dtype=dtype, name=f"bn_{i + 1}"),
             keras.layers.ReLU(dtype=dtype),
             keras.layers.MaxPooling2D(2, dtype=dtype),
         ]

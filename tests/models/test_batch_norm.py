@@ -1,5 +1,7 @@
 """fewshot.models.BatchNormalization: Keras' layer, with exact second derivatives."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -90,3 +92,16 @@ def test_config_round_trip_and_save_load(tmp_path):
     assert type(loaded.get_layer("bn_1")) is fewshot.models.BatchNormalization
     x = np.random.default_rng(0).random((2, 28, 28, 1)).astype("float32")
     np.testing.assert_allclose(loaded(x, training=True), model(x, training=True), atol=1e-5)
+
+
+def test_second_order_maml_warns_about_keras_batch_norm():
+    def backbone(layer):
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), layer, keras.layers.Dense(1)])
+
+    with pytest.warns(UserWarning, match=r"keras.layers.BatchNormalization \(bn\).*fewshot.models.BatchNormalization"):
+        fewshot.MAML(backbone(keras.layers.BatchNormalization(name="bn")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fewshot.MAML(backbone(fewshot.models.BatchNormalization(name="bn")))
+        fewshot.MAML(backbone(keras.layers.BatchNormalization(name="bn")), first_order=True)
+        fewshot.MAML(backbone(keras.layers.BatchNormalization(name="bn")), batch_norm="running")
