@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import fewshot
+from tests.algorithms.test_maml import _loss_and_gradient, _padded_batch, _ragged_tasks
 
 KEYS = ("support_x", "support_y", "query_x", "query_y")
 
@@ -21,36 +22,6 @@ def _learner(shrinkage=0.0, first_order=False, vectorize=True, loss="mae", cls=N
     )
     learner.compile(optimizer="sgd", loss=loss)
     return learner
-
-
-def _ragged_tasks(sizes=(1, 3, 6), queries=4):
-    rng = np.random.default_rng(0)
-    tasks = []
-    for size in sizes:
-        w = rng.normal(size=(2, 1))
-        sx, qx = rng.normal(size=(size, 2)), rng.normal(size=(queries, 2))
-        tasks.append((sx, np.tanh(sx @ w) * 2.0, qx, np.tanh(qx @ w) * 2.0))
-    return tasks
-
-
-def _padded_batch(tasks, width):
-    rng = np.random.default_rng(1)
-    sx = rng.normal(size=(len(tasks), width, 2)) * 5.0
-    sy = rng.normal(size=(len(tasks), width, 1)) * 5.0
-    weight = np.zeros((len(tasks), width))
-    for i, (x, y, _, _) in enumerate(tasks):
-        sx[i, : len(x)], sy[i, : len(y)], weight[i, : len(y)] = x, y, 1.0
-    batch = {k: tf.constant(v) for k, v in zip(KEYS[:2], (sx, sy))}
-    batch["query_x"] = tf.constant(np.stack([t[2] for t in tasks]))
-    batch["query_y"] = tf.constant(np.stack([t[3] for t in tasks]))
-    batch["support_weight"] = tf.constant(weight)
-    return batch
-
-
-def _loss_and_gradient(learner, batch):
-    with tf.GradientTape() as tape:
-        loss, _ = learner.meta_loss(batch, training=True)
-    return float(loss), [g.numpy() for g in tape.gradient(loss, learner.trainable_variables)]
 
 
 @pytest.mark.parametrize("loss", ["mae", keras.losses.MeanAbsoluteError()], ids=["fn", "Loss"])
@@ -96,7 +67,7 @@ def test_an_inner_step_is_scaled_by_n_over_n_plus_c():
 def test_padding_changes_nothing_with_shrinkage(first_order):
     # Padded rows (garbage, weight 0) must change neither the meta-loss nor
     # its meta-gradient: both equal those of the unpadded tasks, one by one.
-    tasks = _ragged_tasks()
+    tasks = _ragged_tasks(sizes=(1, 3, 6))
     learner = _learner(shrinkage=4.0, first_order=first_order)
     padded_loss, padded_grad = _loss_and_gradient(learner, _padded_batch(tasks, width=9))
     alone = [
@@ -181,7 +152,7 @@ def test_bad_values_are_named(kwargs, message):
 
 def test_learned_shrinkage_gets_the_true_meta_gradient():
     learner = _learner(shrinkage=2.0, learn_support_shrinkage=True, loss="mse")
-    batch = _padded_batch(_ragged_tasks(), width=7)
+    batch = _padded_batch(_ragged_tasks(sizes=(1, 3, 6)), width=7)
     variable = learner.log_support_shrinkage
     assert any(v is variable for v in learner.trainable_variables)
     with tf.GradientTape() as tape:

@@ -7,6 +7,18 @@ import fewshot
 from fewshot.recsys.adapter import UserAdapter
 
 
+def _padded_users(sizes, width=9):
+    """Three users' supports padded to `width`, with `support_weight` marking the real rows."""
+    rng = np.random.default_rng(0)
+    return {
+        "support_x": rng.normal(size=(len(sizes), width, 3)).astype("float32") * 4,
+        "support_y": rng.normal(size=(len(sizes), width, 1)).astype("float32") * 4,
+        "query_x": rng.normal(size=(len(sizes), 4, 3)).astype("float32"),
+        "query_y": np.zeros((len(sizes), 4, 1), "float32"),
+        "support_weight": (np.arange(width)[None] < np.asarray(sizes)[:, None]).astype("float32"),
+    }
+
+
 def test_user_adapter_matches_padded_masked_episodes():
     # Meta-training on padded supports (support_weight) takes the mean loss
     # over real ratings; the serving path, which adapts on the unpadded
@@ -14,15 +26,8 @@ def test_user_adapter_matches_padded_masked_episodes():
     keras.utils.set_random_seed(0)
     learner = fewshot.MAML(fewshot.models.mlp((3,), (8,), 1), inner_lr=0.1, inner_steps=3)
     learner.compile(loss="mae")
-    rng = np.random.default_rng(0)
-    sizes, width = (2, 5, 9), 9
-    batch = {
-        "support_x": rng.normal(size=(3, width, 3)).astype("float32") * 4,
-        "support_y": rng.normal(size=(3, width, 1)).astype("float32") * 4,
-        "query_x": rng.normal(size=(3, 4, 3)).astype("float32"),
-        "query_y": np.zeros((3, 4, 1), "float32"),
-        "support_weight": (np.arange(width)[None] < np.asarray(sizes)[:, None]).astype("float32"),
-    }
+    sizes = (2, 5, 9)
+    batch = _padded_users(sizes)
     padded = learner.query_predictions(batch).numpy()[..., 0]
     adapter = UserAdapter(learner, steps=3)
     for t, size in enumerate(sizes):
@@ -41,15 +46,8 @@ def test_user_adapter_uses_the_support_shrinkage_of_training():
     plain = fewshot.MAML.from_config({**learner.get_config(), "support_shrinkage": 0.0})
     plain.set_weights(learner.get_weights())
     plain.compile(loss="mae")
-    rng = np.random.default_rng(0)
-    sizes, width = (1, 4, 9), 9
-    batch = {
-        "support_x": rng.normal(size=(3, width, 3)).astype("float32") * 4,
-        "support_y": rng.normal(size=(3, width, 1)).astype("float32") * 4,
-        "query_x": rng.normal(size=(3, 4, 3)).astype("float32"),
-        "query_y": np.zeros((3, 4, 1), "float32"),
-        "support_weight": (np.arange(width)[None] < np.asarray(sizes)[:, None]).astype("float32"),
-    }
+    sizes = (1, 4, 9)
+    batch = _padded_users(sizes)
     padded = learner.query_predictions(batch).numpy()[..., 0]
     adapter, unshrunk = UserAdapter(learner, steps=3), UserAdapter(plain, steps=3)
     for t, size in enumerate(sizes):
