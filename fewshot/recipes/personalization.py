@@ -129,9 +129,9 @@ def run(config, args):
         predictors[method] = UserAdapter(learner, steps, lr, clip=RATING_RANGE)
 
     # Validation MAE by support size (the users' most recent k support ratings).
-    val_curves = mae_by_support_size(
+    val_curves = _rounded_means(mae_by_support_size(
         predictors, settings["methods"] + ["pretrained_finetune", "bias"], val, ev["support_limits"]
-    )
+    ), ev["support_limits"])
     if getattr(args, "validation_only", False):
         summary = dict(
             settings, chosen_on_validation=chosen, val_mae_by_support_size=val_curves,
@@ -146,7 +146,7 @@ def run(config, args):
         return {name: {"val_mae": values["val_mae"]} for name, values in chosen.items()}
 
     _say(args, f"\n== scoring {len(test)} new (test) users ==")
-    metrics, curves, per_user = {}, {}, {}
+    metrics, per_user = {}, {}
     for name, predictor in predictors.items():
         per_user[name] = user_scores(test.query_y, predict_tasks(predictor, test))
         metrics[name] = summarize(per_user[name])
@@ -155,11 +155,10 @@ def run(config, args):
         name: [round(v, 4) for v in mean_ci95(per_user[name]["mae"] - per_user["bias"]["mae"])]
         for name in per_user if name != "bias"
     }
-    for name in [m for m in predictors if m not in ("global_mean", "item_mean")]:
-        curves[name] = [
-            summarize(user_scores(test.query_y, predict_tasks(predictors[name], test, k)))["mae"]
-            for k in ev["support_limits"]
-        ]
+    curves = mae_by_support_size(
+        predictors, [m for m in predictors if m not in ("global_mean", "item_mean")], test,
+        ev["support_limits"],
+    )
     adapt_ms = time_adaptation(predictors, test, settings["methods"] + ["pretrained_finetune"])
     run_config = dict(
         settings,
@@ -171,10 +170,7 @@ def run(config, args):
         train_seconds={k: round(v, 1) for k, v in timings.items()},
         adapt_ms_per_user=adapt_ms,
         paired_mae_minus_bias=paired,
-        mae_by_support_size={
-            "support_limits": ev["support_limits"],
-            **{k: [round(m, 4) for m, _ in v] for k, v in curves.items()},
-        },
+        mae_by_support_size=_rounded_means(curves, ev["support_limits"]),
     )
     order = settings["methods"] + ["pretrained_finetune"] + list(BASELINES)
     dataset = f"MovieLens {data.name}, new users"
@@ -443,13 +439,22 @@ def predict_tasks(predictor, tasks, support_limit=None):
 
 
 def mae_by_support_size(predictors, names, tasks, limits):
-    """Mean MAE over `tasks` of each named predictor, adapted on the last k support ratings."""
-    curves = {"support_limits": list(limits)}
-    for name in names:
-        for k in limits:
-            scores = user_scores(tasks.query_y, predict_tasks(predictors[name], tasks, k))
-            curves.setdefault(name, []).append(round(float(scores["mae"].mean()), 4))
-    return curves
+    """``{name: [(mean, ci95) of the MAE over `tasks` for each k in `limits`]}``.
+
+    Each named predictor adapts on each user's most recent k support ratings.
+    """
+    return {
+        name: [
+            summarize(user_scores(tasks.query_y, predict_tasks(predictors[name], tasks, k)))["mae"]
+            for k in limits
+        ]
+        for name in names
+    }
+
+
+def _rounded_means(curves, limits):
+    """The JSON form of `mae_by_support_size`: the limits and each curve's means."""
+    return {"support_limits": list(limits), **{k: [round(float(m), 4) for m, _ in v] for k, v in curves.items()}}
 
 
 def _last(values, k):
