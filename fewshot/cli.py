@@ -109,7 +109,10 @@ def _cmd_recommend(argv):
             "ratings. Unknown item ids come back as error rows, never dropped."
         ),
     )
-    parser.add_argument("--model", required=True, help="OUT/models/maml.keras (or another method)")
+    parser.add_argument("--model", required=True, action="append",
+                        help="OUT/models/maml.keras (or another method), or a seed ensemble: its "
+                        "folder (OUT/models/meta_sgd) or --model repeated; members' predictions "
+                        "are averaged")
     parser.add_argument("--ratings", required=True, help="CSV with columns item,rating")
     parser.add_argument("--candidates", default=None, help="CSV with an item column (default: all unrated items)")
     parser.add_argument("--data-dir", default=os.environ.get("FEWSHOT_MOVIELENS_DIR"),
@@ -127,16 +130,16 @@ def _cmd_recommend(argv):
 
     from fewshot.datasets.movielens import load_movielens
     from fewshot.datasets.user_tasks import RatingFeatures
-    from fewshot.recsys.recommend import check_compatible, load_recommender, recommend
+    from fewshot.recsys.recommend import check_compatible, load_adapter, recommend
 
     features = RatingFeatures.from_movielens(load_movielens(args.data_dir))
-    learner, chosen = load_recommender(args.model)
-    check_compatible(learner, features)
+    learners, adapter = load_adapter(args.model[0] if len(args.model) == 1 else args.model, args.steps)
+    for learner in learners:
+        check_compatible(learner, features)
     start = time.perf_counter()
     table = recommend(
-        learner, features, args.ratings, args.candidates, top_k=args.top_k, age=args.age,
-        gender=args.gender, occupation=args.occupation,
-        steps=args.steps if args.steps is not None else chosen["steps"], inner_lr=chosen["inner_lr"],
+        learners[0], features, args.ratings, args.candidates, top_k=args.top_k, age=args.age,
+        gender=args.gender, occupation=args.occupation, adapter=adapter,
     )
     seconds = time.perf_counter() - start
     print(table.astype(object).where(table.notna(), "").to_string(index=False))

@@ -29,6 +29,7 @@ from fewshot.metrics import mean_ci95
 from fewshot.recipes.results import markdown_table, write_results
 from fewshot.recsys.adapter import UserAdapter
 from fewshot.recsys.baselines import BASELINES, BiasModel
+from fewshot.recsys.ensemble import COMBINES, EnsembleAdapter
 from fewshot.recsys.evaluation import summarize, user_scores
 
 DATA_ENV = "FEWSHOT_MOVIELENS_DIR"
@@ -100,33 +101,38 @@ def run(config, args):
         predictors[name] = model.fit(train_items, train_ratings)
 
     _say(args, "\n== pretraining the same network on all training ratings ==")
+    sizes, seed, ev = settings["ensemble_seeds"], settings["seed"], settings["eval"]
     start = time.perf_counter()
-    pretrained = pretrain(features, train, val, settings, float(train_ratings.mean()), verbose)
+    # One pretrained network per member of pretrained_finetune and of every
+    # method that starts from it (member i from seed + i).
+    pretrained = [
+        pretrain(features, train, val, settings, float(train_ratings.mean()), verbose, seed + i)
+        for i in range(_pretrained_count(settings))
+    ]
     timings["pretrained_finetune"] = time.perf_counter() - start
-    ev = settings["eval"]
-    steps, lr, val_mae = tune_adaptation(pretrained, val, ev["finetune_steps"], ev["finetune_lrs"])
-    chosen["pretrained_finetune"] = {"steps": steps, "inner_lr": lr, "val_mae": val_mae}
-    save_learner(pretrained, out / "models" / "pretrained_finetune.keras", steps, lr)
-    predictors["pretrained_finetune"] = UserAdapter(pretrained, steps, lr, clip=RATING_RANGE)
+    members = []
+    for i in range(sizes["pretrained_finetune"]):
+        path = member_path(out, "pretrained_finetune", i, sizes["pretrained_finetune"])
+        members.append(_finish_member(pretrained[i], val, ev["finetune_steps"], ev["finetune_lrs"], path))
+    predictors["pretrained_finetune"], chosen["pretrained_finetune"] = _ensemble(
+        members, val, settings, out, "pretrained_finetune"
+    )
 
     for method in settings["methods"]:
         _say(args, f"\n== meta-training {method} ==")
         start = time.perf_counter()
-        learner = build_learner(method, features, settings, float(train_ratings.mean()))
-        spec = settings["method_settings"][method]
-        if spec.get("init") == "pretrained":
-            # Meta-learning starts from the pretrained network (its time is
-            # counted in pretrained_finetune's).
-            for layer in pretrained.backbone.layers:
-                learner.backbone.get_layer(layer.name).set_weights(layer.get_weights())
-        train_meta(learner, train, val, settings, out / "backup" / method, verbose)
+        members = []
+        for i in range(sizes[method]):
+            if sizes[method] > 1:
+                _say(args, f"-- member {i} (seed {seed + i}) --")
+            learner = train_member(method, i, features, train, val, settings, pretrained, out, verbose)
+            steps_grid = [learner.inner_steps * f for f in ev["meta_step_factors"]]
+            adapter, info = _finish_member(learner, val, steps_grid, [None],
+                                           member_path(out, method, i, sizes[method]))
+            info["support_shrinkage"] = round(float(learner.inner_support_shrinkage()), 4)
+            members.append((adapter, info))
         timings[method] = time.perf_counter() - start
-        steps_grid = [learner.inner_steps * f for f in ev["meta_step_factors"]]
-        steps, lr, val_mae = tune_adaptation(learner, val, steps_grid, [None])
-        chosen[method] = {"steps": steps, "inner_lr": lr, "val_mae": val_mae,
-                          "support_shrinkage": round(float(learner.inner_support_shrinkage()), 4)}
-        save_learner(learner, out / "models" / f"{method}.keras", steps, lr)
-        predictors[method] = UserAdapter(learner, steps, lr, clip=RATING_RANGE)
+        predictors[method], chosen[method] = _ensemble(members, val, settings, out, method)
 
     # Validation MAE by support size (the users' most recent k support ratings).
     val_curves = _rounded_means(mae_by_support_size(
@@ -140,8 +146,7 @@ def run(config, args):
         )
         (out / "validation.json").write_text(json.dumps(summary, indent=2) + "\n")
         for name, values in chosen.items():
-            print(f"{name}: validation MAE {values['val_mae']:.4f} (steps {values['steps']}, "
-                  f"inner_lr {values['inner_lr']})")
+            print(f"{name}: validation MAE {values['val_mae']:.4f} ({_describe(values)})")
         print(f"\nWrote {out / 'validation.json'} (--validation-only: no test user scored)")
         return {name: {"val_mae": values["val_mae"]} for name, values in chosen.items()}
 
@@ -206,8 +211,14 @@ def _settings(config, args):
         raise ValueError("Invalid value received for `--time-budget`. Expected a positive "
                          f"number of seconds. Received: --time-budget={args.time_budget}")
     budget = float(args.time_budget if args.time_budget is not None else train.get("time_budget_s", 600))
+    combine = train.get("ensemble_combine", "mean")
+    if combine not in COMBINES:
+        raise ValueError("Invalid value received for `train.ensemble_combine`. Expected one of "
+                         f"{sorted(COMBINES)}. Received: ensemble_combine={combine!r}")
     return {
         "seed": int(config.get("seed", 0)),
+        "ensemble_seeds": _ensemble_sizes(train, pre, methods),
+        "ensemble_combine": combine,
         "data": {
             "min_ratings": int(data.get("min_ratings", 13)),
             "max_ratings": int(data.get("max_ratings", 100)),
@@ -257,6 +268,36 @@ def _settings(config, args):
     }
 
 
+def _ensemble_sizes(train, pretrain_table, methods):
+    """Members per method: the method's `ensemble_seeds`, else [train]'s (default 1).
+
+    pretrained_finetune reads [pretrain], else [train].
+    """
+    default = _members("train", train.get("ensemble_seeds", 1))
+    sizes = {
+        method: _members(f"methods.{method}", spec.get("ensemble_seeds", default))
+        for method, spec in methods.items()
+    }
+    sizes["pretrained_finetune"] = _members("pretrain", pretrain_table.get("ensemble_seeds", default))
+    return sizes
+
+
+def _members(table, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"Invalid value received for `{table}.ensemble_seeds`. Expected a positive "
+                         f"integer (members trained with seeds seed, seed + 1, ...). "
+                         f"Received: ensemble_seeds={value!r}")
+    return value
+
+
+def _pretrained_count(settings):
+    """How many pretrained networks: pretrained_finetune's members and those methods start from."""
+    sizes = settings["ensemble_seeds"]
+    starts = [sizes[m] for m in settings["methods"]
+              if settings["method_settings"][m].get("init") == "pretrained"]
+    return max([sizes["pretrained_finetune"]] + starts)
+
+
 def _support_size(value):
     """A support size of recipe.toml: an integer, "all" or [low, high]."""
     if isinstance(value, (list, tuple)):
@@ -282,9 +323,12 @@ def _say(args, text):
 
 
 # ------------------------------------------------------------------ training
-def build_learner(method, features, settings, rating_mean):
-    """A MAML learner around a fresh recommender, adapting per the method."""
-    keras.utils.set_random_seed(settings["seed"])
+def build_learner(method, features, settings, rating_mean, seed=None):
+    """A MAML learner around a fresh recommender, adapting per the method.
+
+    `seed` (default the recipe's) seeds the initialisation.
+    """
+    keras.utils.set_random_seed(settings["seed"] if seed is None else seed)
     backbone = recommender(
         features.vocabulary_sizes(), len(features.genres), rating_mean=rating_mean,
         **settings["model"],
@@ -364,31 +408,34 @@ def _callbacks(learner, val, patience, budget, steps=None, inner_lr=None):
     ]
 
 
-def train_meta(learner, train, val, settings, backup_dir, verbose=0):
+def train_meta(learner, train, val, settings, backup_dir, verbose=0, seed=None):
     """Meta-trains on episodes of the training users; early-stops on val MAE.
 
     Resumable: an interrupted run continues from ``backup_dir`` when the
-    same command is run again (Keras `BackupAndRestore`).
+    same command is run again (Keras `BackupAndRestore`). `seed` (default
+    the recipe's) seeds the episode sampling.
     """
     t = settings["train"]
     # A method may override the support set of its training episodes.
     spec = settings["method_settings"].get(learner.name, {})
     support_size = _support_size(spec.get("support_size", t["support_size"]))
     stream = episode_stream(
-        train, t["meta_batch_size"], support_size, t["batches_per_epoch"], seed=settings["seed"]
+        train, t["meta_batch_size"], support_size, t["batches_per_epoch"],
+        seed=settings["seed"] if seed is None else seed,
     )
     callbacks = _callbacks(learner, val, t["patience"], t["time_budget_s"])
     callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
     return learner.fit(stream, epochs=t["max_epochs"], callbacks=callbacks, verbose=verbose)
 
 
-def pretrain(features, train, val, settings, rating_mean, verbose=0):
+def pretrain(features, train, val, settings, rating_mean, verbose=0, seed=None):
     """The same network trained on every training rating (no meta-learning).
 
     Returned inside a `MAML` wrapper (not meta-trained) so that it is
     fine-tuned on a user's support set by exactly the same code path.
+    `seed` (default the recipe's) seeds the initialisation and shuffling.
     """
-    keras.utils.set_random_seed(settings["seed"])
+    keras.utils.set_random_seed(settings["seed"] if seed is None else seed)
     backbone = recommender(
         features.vocabulary_sizes(), len(features.genres), rating_mean=rating_mean,
         **settings["model"],
@@ -403,6 +450,93 @@ def pretrain(features, train, val, settings, rating_mean, verbose=0):
         callbacks=_callbacks(wrapper, val, p["patience"], t["time_budget_s"]),
     )
     return wrapper
+
+
+def train_member(method, index, features, train, val, settings, pretrained, out, verbose=0):
+    """Member `index` of a method's seed ensemble, meta-trained with seed + index.
+
+    A method with ``init = "pretrained"`` starts from ``pretrained[index]``
+    (the pretrained network of the same seed).
+    """
+    seed = settings["seed"] + index
+    size = settings["ensemble_seeds"][method]
+    learner = build_learner(method, features, settings, float(np.mean(train.ratings()[2])), seed)
+    if settings["method_settings"][method].get("init") == "pretrained":
+        # Meta-learning starts from the pretrained network (its time is
+        # counted in pretrained_finetune's).
+        for layer in pretrained[index].backbone.layers:
+            learner.backbone.get_layer(layer.name).set_weights(layer.get_weights())
+    backup = out / "backup" / method
+    train_meta(learner, train, val, settings, backup if size == 1 else backup / f"member_{index}",
+               verbose, seed)
+    return learner
+
+
+def member_path(out, name, index, size):
+    """``models/NAME.keras`` for one member, ``models/NAME/member_I.keras`` for an ensemble."""
+    if size == 1:
+        return out / "models" / f"{name}.keras"
+    return out / "models" / name / f"member_{index}.keras"
+
+
+def _finish_member(learner, val, steps_grid, lr_grid, path):
+    """Chooses a member's test-time adaptation on validation and saves it."""
+    steps, lr, val_mae = tune_adaptation(learner, val, steps_grid, lr_grid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_learner(learner, path, steps, lr)
+    return UserAdapter(learner, steps, lr, clip=RATING_RANGE), {
+        "steps": steps, "inner_lr": lr, "val_mae": val_mae
+    }
+
+
+def _ensemble(members, val, settings, out, name):
+    """The predictor of a method's row and what was chosen on validation.
+
+    One member is today's method, unchanged. Several are combined by
+    `EnsembleAdapter`; the record then has each member's choices and
+    validation MAE and `ensemble_validation` (the first n members, n = 1..N).
+    """
+    if len(members) == 1:
+        return members[0]
+    combine = settings["ensemble_combine"]
+    ensemble = EnsembleAdapter([adapter for adapter, _ in members], combine)
+    by_size = ensemble_validation(ensemble, val)
+    infos = [dict(info, seed=settings["seed"] + i) for i, (_, info) in enumerate(members)]
+    (out / "models" / name / "ensemble.json").write_text(json.dumps(
+        {"combine": combine, "members": [f"member_{i}.keras" for i in range(len(members))]}
+    ) + "\n")
+    chosen = {"ensemble_seeds": len(members), "combine": combine,
+              "val_mae": by_size[combine][-1], "members": infos, "by_members": by_size}
+    return ensemble, chosen
+
+
+def ensemble_validation(ensemble, tasks):
+    """Validation MAE of the first n members combined, for n = 1 .. N.
+
+    Returns:
+        ``{"members": [1..N], "mean": [MAE], "median": [MAE],
+        "paired_mean_vs_1": [[mean, ci95]], "paired_median_vs_1": ...}``:
+        the paired differences are per user against member 0 alone.
+    """
+    preds = [ensemble.member_predictions(sx, sy, qx)
+             for sx, sy, qx in zip(tasks.support_x, tasks.support_y, tasks.query_x)]
+    single = user_scores(tasks.query_y, [p[0] for p in preds])["mae"]
+    out = {"members": list(range(1, len(ensemble.adapters) + 1))}
+    for how, combine in COMBINES.items():
+        maes = [user_scores(tasks.query_y, [combine(p[:n], axis=0) for p in preds])["mae"]
+                for n in out["members"]]
+        out[how] = [float(m.mean()) for m in maes]
+        out[f"paired_{how}_vs_1"] = [[round(v, 4) for v in mean_ci95(m - single)] for m in maes]
+    return out
+
+
+def _describe(chosen):
+    """A line on a method's validation choices (validation-only output)."""
+    if "members" not in chosen:
+        return f"steps {chosen['steps']}, inner_lr {chosen['inner_lr']}"
+    single = ", ".join(f"{m['val_mae']:.4f}" for m in chosen["members"])
+    return (f"{chosen['combine']} of {chosen['ensemble_seeds']} seeds; median "
+            f"{chosen['by_members']['median'][-1]:.4f}; members {single}")
 
 
 def tune_adaptation(learner, val, steps_grid, lr_grid):
@@ -428,7 +562,7 @@ def save_learner(learner, path, steps, inner_lr):
 # ---------------------------------------------------------------- evaluation
 def predict_tasks(predictor, tasks, support_limit=None):
     """Query predictions per user; `support_limit` keeps the last k support ratings."""
-    if isinstance(predictor, UserAdapter):
+    if isinstance(predictor, (UserAdapter, EnsembleAdapter)):
         return predictor.predict_tasks(tasks, support_limit)
     out = []
     for si, sy, qi in zip(tasks.support_items, tasks.support_y, tasks.query_items):

@@ -73,13 +73,28 @@ class UserAdapter:
             support_limit: if set, adapt on only each user's last
                 `support_limit` support ratings (the most recent ones).
         """
-        out = []
-        for sx, sy, qx in zip(tasks.support_x, tasks.support_y, tasks.query_x):
-            if support_limit is not None:
-                keep = len(sy) - min(support_limit, len(sy))
-                sx, sy = sx[keep:], sy[keep:]
-            out.append(self(sx, sy, qx))
-        return out
+        return predict_users(self, tasks, support_limit)
+
+
+def predict_users(adapter, tasks, support_limit=None):
+    """Query predictions of `adapter` for every user of a `UserTasks`, one at a time.
+
+    Args:
+        adapter: a callable ``(support_x, support_y, query_x) -> [Q]``.
+        tasks: the users to score.
+        support_limit: if set, adapt on only each user's last
+            `support_limit` support ratings (the most recent ones).
+
+    Returns:
+        A list with one prediction array per user.
+    """
+    out = []
+    for sx, sy, qx in zip(tasks.support_x, tasks.support_y, tasks.query_x):
+        if support_limit is not None:
+            keep = len(sy) - min(support_limit, len(sy))
+            sx, sy = sx[keep:], sy[keep:]
+        out.append(adapter(sx, sy, qx))
+    return out
 
 
 def _compiled(learner, steps, custom_lr):

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from fewshot.recsys.adapter import UserAdapter
+from fewshot.recsys.ensemble import EnsembleAdapter
 from fewshot.validation import check_int
 
 _ITEM_COLUMNS = ("item", "item_id", "movie_id", "movieId", "itemId")
@@ -79,7 +80,9 @@ def recommend(
         top_k: how many recommendations.
         age, gender, occupation: the user's profile, each optional.
         steps, inner_lr: adaptation settings (default the learner's).
-        adapter: a ready `UserAdapter` (reuses its compiled function).
+        adapter: a ready `UserAdapter` (reuses its compiled function) or
+            `EnsembleAdapter` (a seed ensemble, see `load_adapter`); then
+            `learner`, `steps` and `inner_lr` are not used.
 
     Returns:
         A DataFrame with columns ``rank, item, title, predicted_rating,
@@ -183,6 +186,86 @@ def load_recommender(path):
     sidecar = path.with_suffix(".json")
     settings = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     return learner, {"steps": settings.get("steps"), "inner_lr": settings.get("inner_lr")}
+
+
+def model_files(paths):
+    """The member files of the models named by `paths`.
+
+    Args:
+        paths: ``.keras`` files and folders of a seed ensemble (written by
+            the recipe as ``OUT/models/METHOD/member_0.keras``, ...); a
+            folder stands for its ``member_*.keras`` files in member order.
+
+    Returns:
+        A list of ``.keras`` paths.
+
+    Raises:
+        FileNotFoundError: a path is missing, or a folder has no members.
+    """
+    files = []
+    for path in [pathlib.Path(p) for p in ([paths] if isinstance(paths, (str, pathlib.Path)) else paths)]:
+        if path.is_dir():
+            members = sorted(path.glob("member_*.keras"), key=lambda p: int(p.stem.split("_")[1]))
+            if not members:
+                raise FileNotFoundError(
+                    f"No model at {str(path)!r}: the folder has no member_*.keras files "
+                    "(a seed ensemble written by `fewshot run recipes/personalization`)."
+                )
+            files.extend(members)
+        else:
+            files.append(path)
+    return files
+
+
+def load_adapter(paths, steps=None, clip=(1.0, 5.0)):
+    """Loads one model or a seed ensemble, ready to adapt to a user.
+
+    Each member adapts with its own settings (the ``.json`` beside it)
+    unless `steps` is given. Several members are combined as the ensemble's
+    ``ensemble.json`` says (default the mean).
+
+    Args:
+        paths: a ``.keras`` file, an ensemble folder, or a list of them
+            (see `model_files`).
+        steps: adaptation steps for every member (default each one's).
+        clip: the rating scale, to which predictions are clipped.
+
+    Returns:
+        ``(learners, adapter)``: the loaded learners and a `UserAdapter`
+        (one model) or `EnsembleAdapter` (several).
+
+    Example:
+
+    >>> import tempfile, pathlib, fewshot
+    >>> from fewshot.recipes.personalization import save_learner
+    >>> from fewshot.recsys.recommend import load_adapter
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> for i in range(2):
+    ...     learner = fewshot.MAML(fewshot.models.mlp((3,), (4,), 1), inner_lr=0.1)
+    ...     learner.compile(loss="mse")
+    ...     save_learner(learner, folder / f"member_{i}.keras", steps=1, inner_lr=None)
+    >>> learners, adapter = load_adapter(folder)
+    >>> len(learners), type(adapter).__name__
+    (2, 'EnsembleAdapter')
+    """
+    learners, adapters = [], []
+    for path in model_files(paths):
+        learner, chosen = load_recommender(path)
+        learners.append(learner)
+        adapters.append(UserAdapter(learner, steps if steps is not None else chosen["steps"],
+                                    chosen["inner_lr"], clip=clip))
+    if len(adapters) == 1:
+        return learners, adapters[0]
+    return learners, EnsembleAdapter(adapters, _ensemble_combine(paths))
+
+
+def _ensemble_combine(paths):
+    """The combine of an ensemble folder's ``ensemble.json``, else the mean."""
+    if isinstance(paths, (str, pathlib.Path)) and pathlib.Path(paths).is_dir():
+        record = pathlib.Path(paths) / "ensemble.json"
+        if record.is_file():
+            return json.loads(record.read_text()).get("combine", "mean")
+    return "mean"
 
 
 def check_compatible(learner, features):
