@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import re
 
 import numpy as np
 import pytest
@@ -22,8 +23,12 @@ NO_ARGS = argparse.Namespace(methods=None, time_budget=None)
 
 
 def _with(recipe, table, line):
+    """Adds `line` to the table `[table]` of a recipe folder's recipe.toml."""
     path = recipe / "recipe.toml"
-    path.write_text(path.read_text().replace(f"[{table}]", f"[{table}]\n{line}", 1))
+    header = re.compile(rf"^\[{re.escape(table)}\].*$", re.M)
+    text, count = header.subn(lambda m: f"{m.group(0)}\n{line}", path.read_text(), count=1)
+    assert count == 1, table
+    path.write_text(text)
     return recipe
 
 
