@@ -44,12 +44,11 @@ def test_member_0_is_the_single_model(tmp_path):
     pair = _settings(load_recipe(_with(_tiny_recipe(tmp_path / "b"), "train", "ensemble_seeds = 2")), NO_ARGS)
     assert pair["ensemble_seeds"]["maml_scratch"] == 2
     weights = []
-    for settings, index, out in [(single, 0, tmp_path / "o1"), (pair, 0, tmp_path / "o2"), (pair, 1, tmp_path / "o3")]:
-        learner = train_member("maml_scratch", index, features, tasks, tasks, settings, None, out)
+    for settings, out in [(single, tmp_path / "o1"), (pair, tmp_path / "o2")]:
+        learner = train_member("maml_scratch", 0, features, tasks, tasks, settings, None, out)
         weights.append(learner.backbone.get_weights())
     for a, b in zip(weights[0], weights[1]):
         np.testing.assert_array_equal(a, b)
-    assert any(not np.array_equal(a, b) for a, b in zip(weights[0], weights[2]))
 
 
 def test_an_ensemble_of_two_is_the_mean_of_its_members_in_the_run_and_in_recommend(tmp_path, capsys):
@@ -80,6 +79,7 @@ def test_an_ensemble_of_two_is_the_mean_of_its_members_in_the_run_and_in_recomme
     for u, pred in enumerate(got):
         each = [m(test.support_x[u], test.support_y[u], test.query_x[u]) for m in members]
         np.testing.assert_allclose(pred, (each[0] + each[1]) / 2, rtol=1e-5)
+        assert np.abs(each[0] - each[1]).max() > 1e-4  # seeds 0 and 1 train different members
     mae = user_scores(test.query_y, got)["mae"].mean()
     assert results["metrics"]["maml"]["mae"] == pytest.approx(mae, abs=1e-4)
 
