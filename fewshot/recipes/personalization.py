@@ -283,6 +283,7 @@ def _ensemble_sizes(train, pretrain_table, methods):
 
 
 def _members(table, value):
+    """`value` if it is a positive int (not a bool), else a Keras-style ValueError."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"Invalid value received for `{table}.ensemble_seeds`. Expected a positive "
                          f"integer (members trained with seeds seed, seed + 1, ...). "
