@@ -2,8 +2,9 @@
 
 Frameworks: fewshot (`fewshot.MAML`, tasks under `tf.vectorized_map`, Keras
 `train_on_batch`; with XLA on the sinusoid; and with a task loop,
-`vectorize=False`, and accumulated task by task, `tasks_per_chunk=1`, when
-asked), a PyTorch `torch.func`
+`vectorize=False`, accumulated task by task, `tasks_per_chunk=1`, and two
+tasks at a time side by side, one per core, `tasks_per_chunk=2` with
+`fewshot.threads.set_task_parallel_threads`, when asked), a PyTorch `torch.func`
 implementation written here (`vmap` over tasks, `grad` for the inner and the
 outer loop, `functional_call`), and learn2learn's `MAML` (`clone()` and
 `adapt()` per task, the loop its examples use). Same model, data shapes,
@@ -58,7 +59,7 @@ WORKLOADS = {
 }
 FRAMEWORKS = (
     "fewshot", "fewshot+XLA", "fewshot fit", "fewshot fit+XLA", "fewshot task loop",
-    "fewshot chunked", "fewshot chunked+XLA", "torch.func", "learn2learn",
+    "fewshot chunked", "fewshot chunked+XLA", "fewshot parallel", "torch.func", "learn2learn",
 )
 # XLA was slower for Conv4 in ANCHORS.md, and `fit` only pays where a step
 # takes milliseconds: these variants are measured on the MLP only.
@@ -279,7 +280,13 @@ def import_learn2learn_core():
 # ---------------------------------------------------------------- worker
 def worker(framework, name, device, threads):
     """Serves timing requests on stdin: `run SECONDS`, `mem`, `quit`."""
-    if threads:
+    if framework == "fewshot parallel":
+        # One thread per op, one op per core at once: the two tasks of a chunk
+        # run side by side (`threads` cores, or all of them).
+        from fewshot.threads import set_task_parallel_threads
+
+        set_task_parallel_threads(threads or None)
+    elif threads:
         if framework.startswith("fewshot"):
             import tensorflow as tf
 
@@ -293,9 +300,11 @@ def worker(framework, name, device, threads):
     if framework.startswith("fewshot"):
         step, sync, peak = build_fewshot(
             name, device, xla=framework.endswith("+XLA"),
-            vectorize=not framework.startswith(("fewshot task loop", "fewshot chunked")),
+            vectorize=not framework.startswith(
+                ("fewshot task loop", "fewshot chunked", "fewshot parallel")),
             fit=framework.startswith("fewshot fit"),
-            tasks_per_chunk=1 if framework.startswith("fewshot chunked") else None,
+            tasks_per_chunk={"fewshot chunked": 1, "fewshot parallel": 2}.get(
+                framework.removesuffix("+XLA")),
         )
     else:
         if framework == "learn2learn":
@@ -410,13 +419,17 @@ def main():
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--frameworks", nargs="+", choices=list(FRAMEWORKS),
-                        default=[f for f in FRAMEWORKS if not f.startswith(("fewshot task loop", "fewshot chunked"))],
+                        default=[f for f in FRAMEWORKS if not f.startswith(
+                            ("fewshot task loop", "fewshot chunked", "fewshot parallel"))],
                         help="fewshot: train_on_batch per meta-step, tasks vectorised; fewshot fit: "
                              f"Keras fit with steps_per_execution={FIT_STEPS}; +XLA: jit_compile; "
                              "task loop: vectorize=False; chunked: vectorize=False, tasks_per_chunk=1 "
-                             "(meta-gradient accumulated task by task)")
+                             "(meta-gradient accumulated task by task); parallel: vectorize=False, "
+                             "tasks_per_chunk=2 and fewshot.threads.set_task_parallel_threads (one "
+                             "thread per op, one op per core: the chunk's two tasks side by side)")
     parser.add_argument("--threads", type=int, default=0,
-                        help="intra- and inter-op threads of every framework (0: each one's default)")
+                        help="intra- and inter-op threads of every framework (0: each one's default; "
+                             "fewshot parallel: 1 intra-op and this many inter-op threads, 0: one per core)")
     parser.add_argument("--json", help="also write the measurements to this file")
     parser.add_argument("--from-json", metavar="FILE", help="print the table of an earlier --json run")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)

@@ -1,6 +1,6 @@
 """fewshot: Keras 3 models that learn a new task from a handful of examples."""
 
-from fewshot import algorithms, callbacks, episodes, export, models
+from fewshot import algorithms, callbacks, episodes, export, models, threads
 from fewshot.algorithms import (
     ANIL,
     MAML,
@@ -32,4 +32,5 @@ __all__ = [
     "export_saved_model",
     "load_saved_model",
     "models",
+    "threads",
 ]

@@ -81,6 +81,10 @@ class MAML(MetaLearner):
     is the option that flattens memory in the number of inner steps, and
     ``tasks_per_chunk`` bounds it in the number of tasks (the meta-gradient
     is accumulated chunk by chunk, as learn2learn's per-task backward does).
+    On a CPU, the fastest Conv4 setting measured is ``vectorize=False,
+    tasks_per_chunk=2`` with `fewshot.threads.set_task_parallel_threads()`
+    at the top of the script: the chunk's two tasks run side by side, one
+    op per core (benchmarks/README.md).
 
     Args:
         backbone: a built Keras model.

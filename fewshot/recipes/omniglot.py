@@ -28,6 +28,7 @@ import json
 import pathlib
 import sys
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -47,6 +48,7 @@ from fewshot.episodes.sampler import EpisodeSampler
 from fewshot.metrics import mean_ci95
 from fewshot.models.conv4 import conv4
 from fewshot.recipes.results import markdown_table, write_results
+from fewshot.threads import set_task_parallel_threads
 
 METHODS = ("maml", "fomaml", "metasgd", "reptile", "anil", "protonet", "siamese", "task_retrieval")
 METRIC_LEARNERS = ("protonet", "siamese")
@@ -95,6 +97,7 @@ def add_arguments(parser):
 
 def run(config, args):
     settings = _settings(config, args)
+    _set_threads(settings)
     out = pathlib.Path(args.out)
     cell = f"{settings['algorithm']}_{settings['ways']}w{settings['shots']}s"
     work = out / (cell + "_trainval" if settings["trainval"] else cell)
@@ -237,6 +240,18 @@ def _settings(config, args):
     if args.time_budget is not None and not args.time_budget > 0:
         raise ValueError(f"Invalid value received for --time-budget. Expected positive minutes. Received: {args.time_budget}")
     return s
+
+
+def _set_threads(s):
+    """`task_parallel_threads`: one thread per op and one op per core, so the tasks of a chunk
+    run side by side (`fewshot.threads`; Conv4 MAML on 2 cores: 1.4-1.7x, benchmarks/README.md).
+    Only a fresh process can change TensorFlow's pools; otherwise a warning, and the defaults."""
+    if not s.get("task_parallel_threads"):
+        return
+    try:
+        set_task_parallel_threads()
+    except RuntimeError as error:
+        warnings.warn(f"`task_parallel_threads = true` not applied: {error}", stacklevel=3)
 
 
 def _positive(flag, value):

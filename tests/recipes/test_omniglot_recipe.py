@@ -143,3 +143,16 @@ def test_eval_only_tests_the_saved_model_without_training(setup, capsys):
     assert (out / "protonet_3w1s" / "curve.csv").read_text() == curve  # no epoch trained
     cell = json.loads((out / "results.json").read_text())["config"]["cells"]["protonet_3w1s"]
     assert cell["test_rotations"] is False
+
+
+def test_task_parallel_threads_warn_when_the_runtime_already_runs(setup):
+    """The pools can only be set in a fresh process: here (TensorFlow running) a warning, and
+    the cell still trains with two tasks per chunk."""
+    import tensorflow as tf
+
+    recipe, data, out = setup
+    recipe.write_text(RECIPE.replace("tasks_per_chunk = 1", "tasks_per_chunk = 2\ntask_parallel_threads = true"))
+    tf.constant(0.0) + 1.0  # the runtime has started, with TensorFlow's default pools
+    with pytest.warns(UserWarning, match="task_parallel_threads = true` not applied.*before any TensorFlow op"):
+        assert _run(recipe, data, out, "--algorithm", "maml") == 0
+    assert "acc_3w1s" in json.loads((out / "results.json").read_text())["metrics"]["maml"]
