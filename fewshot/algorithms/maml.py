@@ -205,7 +205,7 @@ class MAML(MetaLearner):
     def _warn_inexact_batch_norm(self):
         if self.first_order or self.batch_norm != "transductive":
             return
-        names = [l.name for l in _all_layers(self.backbone) if type(l) is keras.layers.BatchNormalization]
+        names = [l.name for l in _all_layers(self.backbone) if _keras_batch_moments(l)]
         if names:
             warnings.warn(
                 f"Second-order MAML through keras.layers.BatchNormalization ({', '.join(names)}) "
@@ -494,6 +494,18 @@ def use_batch_statistics(model, x):
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
+
+
+def _keras_batch_moments(layer):
+    """Whether `layer` takes its batch statistics from Keras' own (inexact) computation.
+
+    True for `keras.layers.BatchNormalization` and any subclass that does not
+    override its `_moments` (a user's own subclass inherits the stopped
+    gradient), and for a synchronised layer, which keeps Keras' computation.
+    """
+    if not isinstance(layer, keras.layers.BatchNormalization):
+        return False
+    return type(layer)._moments is keras.layers.BatchNormalization._moments or bool(layer.synchronized)
 
 
 def _all_layers(model):

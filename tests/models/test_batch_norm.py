@@ -105,3 +105,21 @@ def test_second_order_maml_warns_about_keras_batch_norm():
         fewshot.MAML(backbone(fewshot.models.BatchNormalization(name="bn")))
         fewshot.MAML(backbone(keras.layers.BatchNormalization(name="bn")), first_order=True)
         fewshot.MAML(backbone(keras.layers.BatchNormalization(name="bn")), batch_norm="running")
+
+
+def test_the_warning_covers_subclasses_that_keep_keras_statistics():
+    """A user's subclass of Keras' layer inherits its batch moments, so it is warned about too."""
+
+    class Renamed(keras.layers.BatchNormalization):
+        pass
+
+    backbone = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3), Renamed(name="mine"), keras.layers.Dense(1)]
+    )
+    with pytest.warns(UserWarning, match=r"\(mine\)"):
+        fewshot.MAML(backbone)
+    synced = keras.Sequential(
+        [keras.Input((4,)), fewshot.models.BatchNormalization(synchronized=True, name="sync"), keras.layers.Dense(1)]
+    )
+    with pytest.warns(UserWarning, match=r"\(sync\)"):
+        fewshot.MAML(synced)
