@@ -7,7 +7,30 @@ from fewshot.algorithms.inner_loop import functional_forward
 from fewshot.validation import check_int, check_positive_float
 
 
-class UserAdapter:
+class TaskPredictor:
+    """`predict_tasks` for adapters: callables ``(support_x, support_y, query_x) -> [Q]``."""
+
+    def predict_tasks(self, tasks, support_limit=None):
+        """Query predictions of every user of a `UserTasks`, one user at a time.
+
+        Args:
+            tasks: the users to score.
+            support_limit: if set, adapt on only each user's last
+                `support_limit` support ratings (the most recent ones).
+
+        Returns:
+            A list with one prediction array per user.
+        """
+        out = []
+        for sx, sy, qx in zip(tasks.support_x, tasks.support_y, tasks.query_x):
+            if support_limit is not None:
+                keep = len(sy) - min(support_limit, len(sy))
+                sx, sy = sx[keep:], sy[keep:]
+            out.append(self(sx, sy, qx))
+        return out
+
+
+class UserAdapter(TaskPredictor):
     """Adapts a MAML-family learner to one user's ratings, then predicts.
 
     One `tf.function` with a shape-agnostic signature runs the inner loop on
@@ -65,36 +88,6 @@ class UserAdapter:
         pred = self._run(support_x, support_y, query_x, self._lr).numpy()
         return pred if self.clip is None else np.clip(pred, *self.clip)
 
-    def predict_tasks(self, tasks, support_limit=None):
-        """Query predictions of every user of a `UserTasks`.
-
-        Args:
-            tasks: the users to score.
-            support_limit: if set, adapt on only each user's last
-                `support_limit` support ratings (the most recent ones).
-        """
-        return predict_users(self, tasks, support_limit)
-
-
-def predict_users(adapter, tasks, support_limit=None):
-    """Query predictions of `adapter` for every user of a `UserTasks`, one at a time.
-
-    Args:
-        adapter: a callable ``(support_x, support_y, query_x) -> [Q]``.
-        tasks: the users to score.
-        support_limit: if set, adapt on only each user's last
-            `support_limit` support ratings (the most recent ones).
-
-    Returns:
-        A list with one prediction array per user.
-    """
-    out = []
-    for sx, sy, qx in zip(tasks.support_x, tasks.support_y, tasks.query_x):
-        if support_limit is not None:
-            keep = len(sy) - min(support_limit, len(sy))
-            sx, sy = sx[keep:], sy[keep:]
-        out.append(adapter(sx, sy, qx))
-    return out
 
 
 def _compiled(learner, steps, custom_lr):

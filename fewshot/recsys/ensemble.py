@@ -2,12 +2,12 @@
 
 import numpy as np
 
-from fewshot.recsys.adapter import predict_users
+from fewshot.recsys.adapter import TaskPredictor
 
 COMBINES = {"mean": np.mean, "median": np.median}
 
 
-class EnsembleAdapter:
+class EnsembleAdapter(TaskPredictor):
     """Adapts every member to one user and averages their predicted ratings.
 
     A seed ensemble is the same method trained several times with different
@@ -63,13 +63,3 @@ class EnsembleAdapter:
         """The combined predicted ratings ``[Q]`` of `query_x`."""
         members = self.member_predictions(support_x, support_y, query_x)
         return COMBINES[self.combine](members, axis=0)
-
-    def predict_tasks(self, tasks, support_limit=None):
-        """Combined query predictions of every user of a `UserTasks`.
-
-        Args:
-            tasks: the users to score.
-            support_limit: if set, adapt on only each user's last
-                `support_limit` support ratings (the most recent ones).
-        """
-        return predict_users(self, tasks, support_limit)
