@@ -13,6 +13,9 @@
 - personalisation models (``recipes/personalization``: a MAML-family
   learner over a `fewshot.models.recommender` backbone), domain
   ``"ratings"``, recognised by their ``FeatureEmbedding`` layer;
+- seed ensembles of personalisation models (a folder with ``ensemble.json``
+  and ``member_*.keras``, written by ``recipes/personalization`` with
+  ``ensemble_seeds``), kind ``"ensemble"``, listed once as the folder;
 - tabular classifiers, domain ``"tabular"``: a learner over rows of numbers
   (one input of shape ``[batch, features]``) that is a metric learner
   (`PrototypicalNetwork`, `SiameseNetwork`) or is compiled with a sparse
@@ -53,6 +56,8 @@ _REGRESSION_LOSSES = (
     "MeanSquaredError", "MeanAbsoluteError", "Huber", "log_cosh", "LogCosh",
 )
 _MAX_DEPTH = 4
+#: The record of a seed ensemble's folder (`fewshot.recsys.recommend.load_adapter`).
+ENSEMBLE_RECORD = "ensemble.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +66,8 @@ class ModelEntry:
 
     Attributes:
         path: the ``.keras`` file or the model folder.
-        kind: ``"keras"``, ``"molecule"`` or ``"saved_model"``.
+        kind: ``"keras"``, ``"molecule"``, ``"saved_model"`` or
+            ``"ensemble"`` (a folder of seed-ensemble members).
         domain: ``"regression"``, ``"molecules"``, ``"images"``,
             ``"ratings"``, ``"tabular"`` or ``"other"``.
         model_class: the class name (``MAML``, ``PrototypicalNetwork``...).
@@ -131,7 +137,7 @@ def _walk(root, depth):
             if not (child.parent / "featurizer.json").is_file():
                 yield child
         elif child.is_dir():
-            if (child / "saved_model.pb").is_file() or (
+            if (child / "saved_model.pb").is_file() or (child / ENSEMBLE_RECORD).is_file() or (
                 (child / "model.keras").is_file() and (child / "featurizer.json").is_file()
             ):
                 yield child
@@ -143,6 +149,8 @@ def describe(path):
     """A `ModelEntry` for a ``.keras`` file or model folder, or None."""
     path = pathlib.Path(path)
     try:
+        if path.is_dir() and (path / ENSEMBLE_RECORD).is_file():
+            return _describe_ensemble(path)
         if path.is_dir() and (path / "saved_model.pb").is_file():
             return _describe_saved_model(path)
         if path.is_dir() and (path / "featurizer.json").is_file():
@@ -240,6 +248,22 @@ def _has_layer(config, class_name):
     if isinstance(config, list):
         return any(_has_layer(v, class_name) for v in config)
     return False
+
+
+def _describe_ensemble(path):
+    """The entry of a seed ensemble's folder: its first member's, for the whole folder.
+
+    Only personalisation ensembles (domain ``"ratings"``) are served as one
+    model; a folder of other members is left out.
+    """
+    members = json.loads((path / ENSEMBLE_RECORD).read_text())["members"]
+    first = describe(path / members[0])
+    if first is None or first.domain != RATINGS:
+        return None
+    return dataclasses.replace(
+        first, path=str(path), kind="ensemble",
+        label=f"{_short(path)} ({len(members)}-member {first.model_class} ensemble, user ratings)",
+    )
 
 
 def _describe_saved_model(path):

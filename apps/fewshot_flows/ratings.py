@@ -2,7 +2,8 @@
 
 Everything here is UI: the data folder is read by
 `fewshot.datasets.load_movielens`, the model by
-`fewshot.recsys.recommend.load_recommender`, and adapting and ranking is
+`fewshot.recsys.recommend.load_recommender` (a seed ensemble's folder by
+`load_adapter`), and adapting and ranking is
 `fewshot.recsys.recommend.recommend`.
 """
 
@@ -35,11 +36,19 @@ def load_features(folder, mtime):
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def load_model(path, mtime):
-    """``(learner, {"steps", "inner_lr"})`` of a personalisation model."""
-    del mtime
-    from fewshot.recsys.recommend import load_recommender
+    """``(learner, {"steps", "inner_lr"}, ensemble)`` of a personalisation model.
 
-    return load_recommender(path)
+    For a seed ensemble's folder, `learner` and the settings are its first
+    member's and `ensemble` is the `EnsembleAdapter` that adapts every
+    member with its own settings; for one model `ensemble` is None.
+    """
+    del mtime
+    from fewshot.recsys.recommend import load_adapter, load_recommender
+
+    if os.path.isdir(path):
+        learners, ensemble = load_adapter(path)
+        return learners[0], {"steps": None, "inner_lr": None}, ensemble
+    return (*load_recommender(path), None)
 
 
 def _folder_mtime(folder):
@@ -55,7 +64,7 @@ def flow(entry):
 
     with st.spinner("Loading the model..."):
         try:
-            learner, chosen = load_model(entry.path, common.mtime(entry.path))
+            learner, chosen, ensemble = load_model(entry.path, common.mtime(entry.path))
         except (ValueError, OSError) as error:
             common.show_error(error)
             return
@@ -63,6 +72,9 @@ def flow(entry):
         f"Model: `{entry.path}` ({entry.model_class}), a personalisation model from "
         "`recipes/personalization`. It predicts a user's rating (1 to 5) of each item from "
         "a few of their ratings, their profile and the items' features."
+        + (f" A seed ensemble: {len(ensemble.adapters)} copies of the method trained with different "
+           "seeds; each adapts to the user with its own steps and step size (chosen on the "
+           "validation users) and their predicted ratings are averaged." if ensemble else "")
     )
     folder = st.text_input(
         "MovieLens folder (the one the model was trained on; item ids, titles and genres come from it)",
@@ -141,16 +153,20 @@ def flow(entry):
 
     st.header("5. Adapt")
     c1, c2, c3 = st.columns(3)
-    default_steps = chosen.get("steps")
-    default_steps = int(learner.inner_steps if default_steps is None else default_steps)
-    steps = int(c1.number_input("Gradient steps", 0, 100, default_steps, key="rec_steps"))
-    own = chosen.get("inner_lr") is None
-    lr_value = c2.number_input(
-        "Learning rate (empty: the model's own)", min_value=1e-5, max_value=10.0,
-        value=None if own else float(chosen["inner_lr"]), format="%.4f", key="rec_lr",
-        placeholder=f"model's own ({float(learner.inner_lr):g})" if own else None,
-    )
-    inner_lr = None if lr_value is None else float(lr_value)
+    if ensemble is None:
+        default_steps = chosen.get("steps")
+        default_steps = int(learner.inner_steps if default_steps is None else default_steps)
+        steps = int(c1.number_input("Gradient steps", 0, 100, default_steps, key="rec_steps"))
+        own = chosen.get("inner_lr") is None
+        lr_value = c2.number_input(
+            "Learning rate (empty: the model's own)", min_value=1e-5, max_value=10.0,
+            value=None if own else float(chosen["inner_lr"]), format="%.4f", key="rec_lr",
+            placeholder=f"model's own ({float(learner.inner_lr):g})" if own else None,
+        )
+        inner_lr = None if lr_value is None else float(lr_value)
+    else:
+        steps, inner_lr = None, None
+        c1.caption("Steps and step size: each member's own.")
     top_k = int(c3.number_input("How many recommendations", 1, 200, 10, key="top_k"))
 
     key = common.digest(
@@ -159,14 +175,17 @@ def flow(entry):
     )
     if st.button("Adapt", type="primary", key="adapt"):
         started = time.perf_counter()
-        bar = st.progress(0.1, text=f"Adapting to {int(report['valid'].sum())} rating(s): {steps} step(s)...")
+        what = f"{steps} step(s)" if ensemble is None else f"{len(ensemble.adapters)} members"
+        bar = st.progress(0.1, text=f"Adapting to {int(report['valid'].sum())} rating(s): {what}...")
         try:
             table = recommend(
                 learner, features, ratings, candidates, top_k=top_k, age=age, gender=gender,
-                occupation=occupation, steps=steps, inner_lr=inner_lr,
+                occupation=occupation, steps=steps, inner_lr=inner_lr, adapter=ensemble,
             )
-            bar.progress(0.8, text="Recording the adaptation loss...")
-            losses = _loss_curve(learner, features, report, item_column, age, gender, occupation, steps, inner_lr)
+            losses = None  # an ensemble's members each have their own curve
+            if ensemble is None:
+                bar.progress(0.8, text="Recording the adaptation loss...")
+                losses = _loss_curve(learner, features, report, item_column, age, gender, occupation, steps, inner_lr)
             seconds = time.perf_counter() - started
         except (ValueError, RuntimeError, OSError) as error:
             bar.empty()

@@ -661,3 +661,33 @@ def test_no_tabular_model_shows_a_snippet_that_trains_one(monkeypatch, tmp_path)
     exec(compile(snippet, "snippet", "exec"), {})
     (entry,) = model_catalog.find_models(str(tmp_path / "runs"))
     assert (entry.domain, entry.model_class, entry.input_dim) == ("tabular", "PrototypicalNetwork", 4)
+
+
+def test_ratings_flow_serves_a_seed_ensemble(monkeypatch, ratings_setup, tmp_path):
+    """A seed ensemble's folder is one model in the list; the page shows what `load_adapter` +
+    `recommend` compute (each member with its own steps, predictions averaged)."""
+    import pandas as pd
+
+    from fewshot.datasets import load_movielens
+    from fewshot.datasets.user_tasks import RatingFeatures
+    from fewshot.recsys.recommend import load_adapter, recommend
+    from tests.apps.test_model_catalog import _ensemble_folder
+
+    folder = _ensemble_folder(ratings_setup, tmp_path)
+    at = _app(monkeypatch, tmp_path, FEWSHOT_MOVIELENS_DIR=ratings_setup[1])
+    at.sidebar.radio(key="domain").set_value(RATINGS_DOMAIN).run()
+    assert [o for o in at.sidebar.selectbox(key="model").options if "ensemble" in o]
+    assert not any("member_" in o for o in at.sidebar.selectbox(key="model").options)
+    assert any("A seed ensemble: 2 copies" in t for t in _texts(at.caption))
+    _upload(at, "support_file", "mine.csv", MY_RATINGS)
+    at.number_input(key="top_k").set_value(4).run()
+    at.button(key="adapt").click().run()
+    assert not at.exception and not at.error
+    table = [d.value for d in at.dataframe if "predicted_rating" in d.value.columns][-1]
+    ranked = table[table["error"].isna()]
+    learners, ensemble = load_adapter(folder)
+    features = RatingFeatures.from_movielens(load_movielens(ratings_setup[1]))
+    mine = pd.DataFrame({"item": ["1", "2", "3", "999", "5"], "rating": ["5", "4", "1", "4", "seven"]})
+    expected = recommend(learners[0], features, mine, top_k=4, adapter=ensemble)
+    np.testing.assert_allclose(ranked["predicted_rating"], expected["predicted_rating"][:4], rtol=1e-5)
+    assert "unknown item id 999" in " | ".join(table["error"].dropna())

@@ -171,3 +171,30 @@ def test_saved_model_zip_writes_extra_files_inside_the_folder(tabular_models_dir
     assert json.loads(archive.read(name)) == {"classes": ["a", "b"]}
     with pytest.raises(ValueError, match="paths must stay inside the SavedModel folder. Received: '../x'"):
         model_catalog.saved_model_zip(adapted, extra_files={"../x": "no"})
+
+
+def _ensemble_folder(ratings_setup, root, steps=(3, 1)):
+    """``root/rec/models/meta_sgd``: a two-member seed ensemble as the personalization recipe
+    writes it (the fixture's model twice, adapting with different steps)."""
+    import json
+    import shutil
+
+    source = ratings_setup[0] / "rec" / "models" / "maml.keras"
+    folder = root / "rec" / "models" / "meta_sgd"
+    folder.mkdir(parents=True)
+    for i, n in enumerate(steps):
+        shutil.copy(source, folder / f"member_{i}.keras")
+        (folder / f"member_{i}.json").write_text(json.dumps({"steps": n, "inner_lr": None}))
+    members = [f"member_{i}.keras" for i in range(len(steps))]
+    (folder / "ensemble.json").write_text(json.dumps({"combine": "mean", "members": members}))
+    return folder
+
+
+def test_a_seed_ensemble_is_listed_once_as_its_folder(ratings_setup, tmp_path):
+    folder = _ensemble_folder(ratings_setup, tmp_path)
+    (entry,) = model_catalog.find_models([tmp_path])
+    assert entry.path == str(folder) and entry.kind == "ensemble"
+    assert entry.domain == "ratings" and entry.model_class == "MAML"
+    assert "2-member MAML ensemble" in entry.label
+    (folder / "ensemble.json").write_text("{not json")
+    assert model_catalog.find_models([tmp_path]) == []  # unreadable: left out, members not listed one by one
