@@ -27,7 +27,7 @@ from fewshot.datasets.user_tasks import RatingFeatures, episode_stream, user_tas
 from fewshot.models.recommender import decision_layer_names, recommender
 from fewshot.metrics import mean_ci95
 from fewshot.recipes.results import markdown_table, write_results
-from fewshot.recsys.adapter import UserAdapter
+from fewshot.recsys.adapter import TaskPredictor, UserAdapter
 from fewshot.recsys.baselines import BASELINES, BiasModel
 from fewshot.recsys.ensemble import COMBINES, EnsembleAdapter
 from fewshot.recsys.evaluation import summarize, user_scores
@@ -563,7 +563,7 @@ def save_learner(learner, path, steps, inner_lr):
 # ---------------------------------------------------------------- evaluation
 def predict_tasks(predictor, tasks, support_limit=None):
     """Query predictions per user; `support_limit` keeps the last k support ratings."""
-    if isinstance(predictor, (UserAdapter, EnsembleAdapter)):
+    if isinstance(predictor, TaskPredictor):
         return predictor.predict_tasks(tasks, support_limit)
     out = []
     for si, sy, qi in zip(tasks.support_items, tasks.support_y, tasks.query_items):

@@ -89,7 +89,6 @@ class UserAdapter(TaskPredictor):
         return pred if self.clip is None else np.clip(pred, *self.clip)
 
 
-
 def _compiled(learner, steps, custom_lr):
     """One traced function per (learner, steps, custom step size or not).
 
