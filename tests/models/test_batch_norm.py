@@ -123,3 +123,49 @@ def test_the_warning_covers_subclasses_that_keep_keras_statistics():
     )
     with pytest.warns(UserWarning, match=r"\(sync\)"):
         fewshot.MAML(synced)
+
+
+def _plain_batch_norm(x, gamma, beta, axes, epsilon):
+    """Batch normalisation by automatic differentiation of its forward pass."""
+    mean = tf.reduce_mean(x, axes, keepdims=True)
+    variance = tf.reduce_mean(tf.square(x - mean), axes, keepdims=True)
+    shape = [1 if a in axes else -1 for a in range(len(x.shape))]
+    return (x - mean) * tf.math.rsqrt(variance + epsilon) * tf.reshape(gamma, shape) + tf.reshape(beta, shape)
+
+
+@pytest.mark.parametrize("axes", [(0, 1, 2), (0, 2, 3)])
+def test_closed_form_gradient_equals_autodiff_to_second_order(axes):
+    """First and second derivatives in x, gamma and beta equal autodiff of the formula."""
+    from fewshot.models.batch_norm import batch_norm_train
+
+    rng = np.random.default_rng(2)
+    x = tf.constant(_x((3, 4, 4, 2), seed=3))
+    channels = [x.shape[a] for a in range(4) if a not in axes]
+    gamma = tf.constant(rng.normal(size=channels))
+    beta = tf.constant(rng.normal(size=channels))
+    weights = tf.constant(rng.normal(size=x.shape))
+
+    def derivatives(normalise):
+        inputs = [x, gamma, beta]
+        with tf.GradientTape() as outer:
+            outer.watch(inputs)
+            with tf.GradientTape() as inner:
+                inner.watch(inputs)
+                loss = tf.reduce_sum(tf.sin(normalise(x, gamma, beta)) * weights)
+            first = inner.gradient(loss, inputs)
+            # A scalar that mixes all first derivatives, as MAML's query loss does.
+            mixed = sum(tf.reduce_sum(tf.cos(g) * tf.ones_like(g)) for g in first)
+        return first + outer.gradient(mixed, inputs)
+
+    ours = derivatives(lambda *a: batch_norm_train(*a, axes, 1e-3)[0])
+    plain = derivatives(lambda *a: _plain_batch_norm(*a, axes, 1e-3))
+    for got, want in zip(ours, plain):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-10)
+
+
+def test_without_scale_and_offset_equals_keras():
+    x = _x().astype("float32")
+    ours = fewshot.models.BatchNormalization(scale=False, center=False)
+    theirs = keras.layers.BatchNormalization(scale=False, center=False)
+    np.testing.assert_allclose(ours(x, training=True), theirs(x, training=True), atol=1e-5)
+    np.testing.assert_allclose(ours.moving_variance, theirs.moving_variance, atol=1e-6)
