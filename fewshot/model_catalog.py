@@ -60,6 +60,56 @@ _MAX_DEPTH = 4
 ENSEMBLE_RECORD = "ensemble.json"
 
 
+def write_ensemble_record(folder, members, combine):
+    """Writes a seed ensemble's record: its member files (in order) and how they combine.
+
+    Args:
+        folder: the ensemble's folder (it holds the member files).
+        members: the member file names, relative to `folder`.
+        combine: ``"mean"`` or ``"median"``.
+
+    Example:
+
+    >>> import tempfile
+    >>> from fewshot.model_catalog import read_ensemble_record, write_ensemble_record
+    >>> folder = tempfile.mkdtemp()
+    >>> write_ensemble_record(folder, ["member_0.keras", "member_1.keras"], "mean")
+    >>> read_ensemble_record(folder)
+    {'combine': 'mean', 'members': ['member_0.keras', 'member_1.keras']}
+    """
+    record = {"combine": combine, "members": [str(m) for m in members]}
+    (pathlib.Path(folder) / ENSEMBLE_RECORD).write_text(json.dumps(record) + "\n")
+
+
+def read_ensemble_record(folder):
+    """A seed ensemble folder's record (see `write_ensemble_record`), or None.
+
+    Returns:
+        ``{"combine": ..., "members": [...]}`` (combine defaults to
+        ``"mean"``), or None where the folder has no record.
+
+    Raises:
+        ValueError: the record is not JSON with a non-empty ``members`` list.
+    """
+    path = pathlib.Path(folder) / ENSEMBLE_RECORD
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        members = record["members"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"Invalid ensemble record {str(path)!r}: expected JSON with a `members` list. "
+            f"Received: {error}"
+        ) from None
+    if not isinstance(members, list) or not members:
+        raise ValueError(
+            f"Invalid ensemble record {str(path)!r}: `members` must be a non-empty list. "
+            f"Received: members={members!r}"
+        )
+    return {"combine": record.get("combine", "mean"), "members": [str(m) for m in members]}
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelEntry:
     """One model found on disk.
@@ -256,7 +306,10 @@ def _describe_ensemble(path):
     Only personalisation ensembles (domain ``"ratings"``) are served as one
     model; a folder of other members is left out.
     """
-    members = json.loads((path / ENSEMBLE_RECORD).read_text())["members"]
+    try:
+        members = read_ensemble_record(path)["members"]
+    except ValueError:
+        return None
     first = describe(path / members[0])
     if first is None or first.domain != RATINGS:
         return None

@@ -26,6 +26,7 @@ from fewshot.datasets.movielens import load_movielens, load_movielens_tfds
 from fewshot.datasets.user_tasks import RatingFeatures, episode_stream, user_tasks
 from fewshot.models.recommender import decision_layer_names, recommender
 from fewshot.metrics import mean_ci95
+from fewshot.model_catalog import write_ensemble_record
 from fewshot.recipes.results import markdown_table, write_results
 from fewshot.recsys.adapter import TaskPredictor, UserAdapter
 from fewshot.recsys.baselines import BASELINES, BiasModel
@@ -503,9 +504,9 @@ def _ensemble(members, val, settings, out, name):
     ensemble = EnsembleAdapter([adapter for adapter, _ in members], combine)
     by_size = ensemble_validation(ensemble, val)
     infos = [dict(info, seed=settings["seed"] + i) for i, (_, info) in enumerate(members)]
-    (out / "models" / name / "ensemble.json").write_text(json.dumps(
-        {"combine": combine, "members": [f"member_{i}.keras" for i in range(len(members))]}
-    ) + "\n")
+    write_ensemble_record(
+        out / "models" / name, [f"member_{i}.keras" for i in range(len(members))], combine
+    )
     chosen = {"ensemble_seeds": len(members), "combine": combine,
               "val_mae": by_size[combine][-1], "members": infos, "by_members": by_size}
     return ensemble, chosen

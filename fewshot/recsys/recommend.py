@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from fewshot.model_catalog import read_ensemble_record
 from fewshot.recsys.adapter import UserAdapter
 from fewshot.recsys.ensemble import EnsembleAdapter
 from fewshot.validation import check_int
@@ -194,7 +195,8 @@ def model_files(paths):
     Args:
         paths: ``.keras`` files and folders of a seed ensemble (written by
             the recipe as ``OUT/models/METHOD/member_0.keras``, ...); a
-            folder stands for its ``member_*.keras`` files in member order.
+            folder stands for the members its ``ensemble.json`` lists, or
+            without one its ``member_*.keras`` files in member order.
 
     Returns:
         A list of ``.keras`` paths.
@@ -205,7 +207,11 @@ def model_files(paths):
     files = []
     for path in [pathlib.Path(p) for p in ([paths] if isinstance(paths, (str, pathlib.Path)) else paths)]:
         if path.is_dir():
-            members = sorted(path.glob("member_*.keras"), key=lambda p: int(p.stem.split("_")[1]))
+            record = read_ensemble_record(path)
+            if record is not None:
+                members = [path / name for name in record["members"]]
+            else:
+                members = sorted(path.glob("member_*.keras"), key=lambda p: int(p.stem.split("_")[1]))
             if not members:
                 raise FileNotFoundError(
                     f"No model at {str(path)!r}: the folder has no member_*.keras files "
@@ -262,9 +268,9 @@ def load_adapter(paths, steps=None, clip=(1.0, 5.0)):
 def _ensemble_combine(paths):
     """The combine of an ensemble folder's ``ensemble.json``, else the mean."""
     if isinstance(paths, (str, pathlib.Path)) and pathlib.Path(paths).is_dir():
-        record = pathlib.Path(paths) / "ensemble.json"
-        if record.is_file():
-            return json.loads(record.read_text()).get("combine", "mean")
+        record = read_ensemble_record(paths)
+        if record is not None:
+            return record["combine"]
     return "mean"
 
 

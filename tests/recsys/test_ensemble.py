@@ -82,3 +82,21 @@ def test_a_folder_of_members_loads_as_an_ensemble(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no member_\\*.keras files"):
         load_adapter(tmp_path / "empty")
+
+
+def test_a_folder_with_a_record_loads_the_members_it_lists(tmp_path):
+    """The recipe's ensemble.json decides the members and how they combine."""
+    from fewshot.model_catalog import write_ensemble_record
+    from fewshot.recipes.personalization import save_learner
+
+    for index in range(3):
+        learner = fewshot.MAML(fewshot.models.mlp((3,), (8,), 1), inner_lr=0.1)
+        learner.compile(loss="mae")
+        save_learner(learner, tmp_path / f"member_{index}.keras", steps=index + 1, inner_lr=None)
+    write_ensemble_record(tmp_path, ["member_2.keras", "member_0.keras"], "median")
+    assert [p.name for p in model_files(tmp_path)] == ["member_2.keras", "member_0.keras"]
+    _, ensemble = load_adapter(tmp_path)
+    assert [a.steps for a in ensemble.adapters] == [3, 1] and ensemble.combine == "median"
+    (tmp_path / "ensemble.json").write_text('{"members": []}')
+    with pytest.raises(ValueError, match=r"ensemble.json.*Received: members=\[\]"):
+        load_adapter(tmp_path)
