@@ -49,7 +49,11 @@ def set_task_parallel_threads(workers=None):
     tasks_per_chunk=2)` (or more tasks per chunk), so that there are
     independent tasks to run side by side; a vectorised meta-batch
     (`tf.vectorized_map`) is one stream of large ops and is better served by
-    TensorFlow's default pools.
+    TensorFlow's default pools. For a tiny model whose ops take microseconds
+    (the sinusoid MLP), ``workers=1`` (one thread in all) is the fastest:
+    twice TensorFlow's default pools on the 2-core CPU of
+    benchmarks/README.md, where handing such ops between threads costs more
+    than it saves.
 
     Args:
         workers: the number of ops that may run at once (inter-op threads);
