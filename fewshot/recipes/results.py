@@ -32,8 +32,13 @@ def write_results(out_dir, recipe, dataset, config, metrics):
     return path
 
 
-def markdown_table(metrics, metric_names, methods=None, fmt="{:.3f}"):
-    """A markdown table: one row per method, ``mean ± ci95`` per metric."""
+def markdown_table(metrics, metric_names, methods=None, fmt="{:.3f}", notes=None):
+    """A markdown table: one row per method, ``mean ± ci95`` per metric.
+
+    ``notes`` (``{method: {metric: text}}``) appends text to a cell, or fills
+    a cell that has no value.
+    """
+    notes = notes or {}
     methods = list(methods or metrics)
     lines = [
         "| method | " + " | ".join(metric_names) + " |",
@@ -42,13 +47,14 @@ def markdown_table(metrics, metric_names, methods=None, fmt="{:.3f}"):
     for method in methods:
         cells = []
         for name in metric_names:
+            note = notes.get(method, {}).get(name, "")
             if name not in metrics.get(method, {}):
-                cells.append("")
+                cells.append(note.strip())
                 continue
             mean, half = metrics[method][name]
             cell = fmt.format(mean)
             if half is not None:
                 cell += " ± " + fmt.format(half)
-            cells.append(cell)
+            cells.append(cell + note)
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

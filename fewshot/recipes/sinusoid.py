@@ -4,6 +4,7 @@ import json
 import pathlib
 import sys
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -14,6 +15,7 @@ from fewshot.episodes.regression import Sinusoid
 from fewshot.metrics import mean_ci95
 from fewshot.models.mlp import mlp
 from fewshot.recipes.results import markdown_table, write_results
+from fewshot.threads import set_task_parallel_threads
 
 # Offsets that keep the training, validation and test task seeds apart.
 _VALIDATION_SEED = 1_000_003
@@ -38,6 +40,7 @@ def add_arguments(parser):
 def run(config, args):
     """Meta-trains, evaluates and writes everything to ``args.out``."""
     settings = _settings(config, args)
+    _set_threads(settings["threads"])
     out = pathlib.Path(args.out)
     (out / "models").mkdir(parents=True, exist_ok=True)
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
@@ -63,14 +66,23 @@ def run(config, args):
     learners["pretrained_finetune"] = baseline
 
     _say(args, f"\n== evaluating on {settings['eval_tasks']} fresh tasks ==")
-    metrics = {}
+    metrics, diverged = {}, {}
     for method, learner in learners.items():
-        metrics[method] = evaluate_steps(
+        metrics[method], diverged[method] = evaluate_steps(
             learner, settings, seed + _TEST_SEED, settings["eval_tasks"]
         )
+    diverged = {m: d for m, d in diverged.items() if d}
     names = [f"mse_k{k}_step{s}" for k in settings["eval_shots"] for s in settings["eval_steps"]]
-    table = markdown_table(metrics, names)
-    run_config = dict(settings, train_seconds={k: round(v, 1) for k, v in timings.items()})
+    notes = {m: {name: f" ({n} of {settings['eval_tasks']} diverged)" for name, n in d.items()}
+             for m, d in diverged.items()}
+    table = markdown_table(metrics, names, notes=notes)
+    if diverged:
+        table += (
+            "\n\nDiverged: the task's query loss overflowed (NaN or infinite) after that many inner "
+            "steps; the mean and interval are over the other tasks."
+        )
+    run_config = dict(settings, train_seconds={k: round(v, 1) for k, v in timings.items()},
+                      diverged_tasks=diverged)
     write_results(out, "sinusoid", "sinusoid (Finn et al. 2017), generated", run_config, metrics)
     (out / "results.md").write_text(
         "Query MSE (mean ± 95% interval over "
@@ -113,6 +125,7 @@ def _settings(config, args):
         "eval_shots": [int(k) for k in ev["shots"]],
         "eval_steps": [int(s) for s in ev["steps"]],
         "query_points": int(ev["query_points"]),
+        "threads": int(train.get("threads", 0)),
         "full": bool(args.full),
     }
     if args.full:
@@ -125,6 +138,23 @@ def _settings(config, args):
         _positive("--eval-tasks", args.eval_tasks)
         settings["eval_tasks"] = args.eval_tasks
     return settings
+
+
+def _set_threads(threads):
+    """``threads = N`` in ``[train]``: N TensorFlow threads in all (0: TensorFlow's pools).
+
+    The MLP's ops take microseconds, so handing them between threads costs
+    more than it saves: with one thread the default recipe's training and
+    first evaluation took 2 min 13 s against 2 min 39 s with TensorFlow's
+    two-thread pools (1.19x, 2-core CPU, recipes/sinusoid/README.md).
+    Only a fresh process can set the pools; otherwise a warning, and the defaults.
+    """
+    if not threads:
+        return
+    try:
+        set_task_parallel_threads(threads)
+    except RuntimeError as error:
+        warnings.warn(f"`threads = {threads}` not applied: {error}", stacklevel=3)
 
 
 def _positive(flag, value):
@@ -184,14 +214,21 @@ def train_pretrained(family, settings, verbose, seed):
 def evaluate_steps(learner, settings, seed, num_tasks, chunk=100):
     """Query MSE after each number of steps, for each K, over `num_tasks` tasks.
 
-    The same task functions (amplitude, phase) are used for every K.
+    The same task functions (amplitude, phase) are used for every K. A task
+    whose inner loop diverges (its query loss overflows to NaN or infinity,
+    as a sharp meta-initialisation can after many steps at the meta-training
+    step size) is counted, not averaged: the mean and interval are over the
+    tasks whose loss stayed finite, and the count is returned beside them.
 
     Returns:
-        ``{"mse_k{K}_step{S}": (mean, ci95_half_width)}``.
+        ``(results, diverged)``: ``results`` is ``{"mse_k{K}_step{S}": (mean,
+        ci95_half_width)}`` (a metric is left out when every task diverged);
+        ``diverged`` is ``{"mse_k{K}_step{S}": count}`` for the metrics with
+        diverged tasks.
     """
     max_steps = max(settings["eval_steps"])
     curve_fn = tf.function(lambda batch: learner.query_loss_curve(batch, max_steps), autograph=False)
-    results = {}
+    results, diverged = {}, {}
     for shots in settings["eval_shots"]:
         family = Sinusoid(**settings["task"], support_shots=shots,
                           query_shots=settings["query_points"])
@@ -202,8 +239,13 @@ def evaluate_steps(learner, settings, seed, num_tasks, chunk=100):
             rows.append(curve_fn(batch).numpy())
         curve = np.concatenate(rows, axis=1)  # [max_steps + 1, num_tasks]
         for steps in settings["eval_steps"]:
-            results[f"mse_k{shots}_step{steps}"] = mean_ci95(curve[steps])
-    return results
+            name = f"mse_k{shots}_step{steps}"
+            finite = np.isfinite(curve[steps])
+            if not finite.all():
+                diverged[name] = int((~finite).sum())
+            if finite.any():
+                results[name] = mean_ci95(curve[steps][finite])
+    return results, diverged
 
 
 def plot_adapted_curves(learners, family, settings, seed, path, num_tasks=3):

@@ -20,6 +20,7 @@ def _tiny_recipe(tmp_path):
         "validation_tasks = 100": "validation_tasks = 5",
         "steps = 10000": "steps = 40",
         "num_tasks = 600": "num_tasks = 30",
+        "threads = 1 ": "threads = 0 ",  # in-process: TensorFlow's pools are already fixed
     }.items():
         assert key in text, key
         text = text.replace(key, value)
@@ -74,3 +75,48 @@ def test_help_lists_recipe_options(capsys):
         cli.main(["run", str(RECIPE.parent), "--help"])
     assert exit_info.value.code == 0
     assert "--full" in capsys.readouterr().out
+
+
+def test_diverged_tasks_are_counted_not_averaged():
+    """A task whose inner loop overflows is counted; the mean is over the others."""
+    import numpy as np
+
+    from fewshot.models import mlp
+    from fewshot.recipes.sinusoid import evaluate_steps
+
+    keras.utils.set_random_seed(0)
+    settings = {
+        "eval_steps": [0, 1, 10], "eval_shots": [5], "query_points": 20,
+        "task": {"amplitude_range": [0.1, 5.0], "phase_range": [0.0, 3.14], "x_range": [-5.0, 5.0]},
+    }
+    # A step size far too large: the loss explodes within ten steps on every task.
+    learner = fewshot.MAML(mlp(input_shape=(1,), hidden=[40, 40], outputs=1), inner_lr=200.0)
+    learner.compile(loss="mse")
+    results, diverged = evaluate_steps(learner, settings, seed=3, num_tasks=12, chunk=5)
+    assert "mse_k5_step0" not in diverged and np.isfinite(results["mse_k5_step0"]).all()
+    assert diverged["mse_k5_step10"] == 12 and "mse_k5_step10" not in results
+    # A sane step size diverges nowhere: every metric is reported, none counted.
+    learner = fewshot.MAML(mlp(input_shape=(1,), hidden=[40, 40], outputs=1), inner_lr=0.01)
+    learner.compile(loss="mse")
+    results, diverged = evaluate_steps(learner, settings, seed=3, num_tasks=12, chunk=5)
+    assert diverged == {} and set(results) == {"mse_k5_step0", "mse_k5_step1", "mse_k5_step10"}
+
+
+def test_markdown_table_notes():
+    from fewshot.recipes.results import markdown_table
+
+    table = markdown_table(
+        {"maml": {"a": (0.5, 0.1)}}, ["a", "b"],
+        notes={"maml": {"a": " (1 of 600 diverged)", "b": " (600 of 600 diverged)"}},
+    )
+    assert "| maml | 0.500 ± 0.100 (1 of 600 diverged) | (600 of 600 diverged) |" in table
+
+
+def test_threads_warn_when_the_runtime_already_runs(tmp_path):
+    """`threads = 1` needs a fresh process; in this one (TensorFlow running) it warns and goes on."""
+    folder = _tiny_recipe(tmp_path)
+    recipe = folder / "recipe.toml"
+    recipe.write_text(recipe.read_text().replace("threads = 0 ", "threads = 1 "))
+    with pytest.warns(UserWarning, match="threads = 1` not applied.*before any TensorFlow op"):
+        assert cli.main(["run", str(folder), "--out", str(tmp_path / "out"), "--quiet",
+                         "--eval-tasks", "5"]) == 0
