@@ -126,6 +126,7 @@ def _settings(config, args):
         "eval_steps": [int(s) for s in ev["steps"]],
         "query_points": int(ev["query_points"]),
         "threads": int(train.get("threads", 0)),
+        "steps_per_execution": int(train.get("steps_per_execution", 1)),
         "full": bool(args.full),
     }
     if args.full:
@@ -178,7 +179,8 @@ def train_maml(family, settings, first_order, out, verbose, seed):
         first_order=first_order,
         name="fomaml" if first_order else "maml",
     )
-    learner.compile(optimizer=keras.optimizers.Adam(settings["outer_lr"]), loss="mse")
+    learner.compile(optimizer=keras.optimizers.Adam(settings["outer_lr"]), loss="mse",
+                    steps_per_execution=settings["steps_per_execution"])
     per_epoch = settings["batches_per_epoch"]
     epochs = max(1, round(settings["meta_steps"] / per_epoch))
     stream = family.stream(settings["meta_batch_size"], per_epoch, seed=seed)
@@ -203,7 +205,8 @@ def train_pretrained(family, settings, verbose, seed):
     """A network trained on points of all tasks pooled: the non-meta baseline."""
     keras.utils.set_random_seed(seed)
     model = mlp(input_shape=(1,), hidden=settings["hidden"], outputs=1, name="pretrained")
-    model.compile(optimizer=keras.optimizers.Adam(settings["baseline_lr"]), loss="mse")
+    model.compile(optimizer=keras.optimizers.Adam(settings["baseline_lr"]), loss="mse",
+                  steps_per_execution=settings["steps_per_execution"])
     per_epoch = settings["batches_per_epoch"]
     epochs = max(1, round(settings["baseline_steps"] / per_epoch))
     data = family.joint_dataset(settings["baseline_batch_size"], seed=seed)
