@@ -129,6 +129,10 @@ def _settings(config, args):
         "steps_per_execution": int(train.get("steps_per_execution", 1)),
         "full": bool(args.full),
     }
+    if settings["threads"] < 0:
+        raise ValueError(f"Invalid value received for `threads`. Expected 0 (TensorFlow's pools) or a "
+                         f"positive integer. Received: threads={settings['threads']}")
+    _positive("steps_per_execution", settings["steps_per_execution"])
     if args.full:
         settings["meta_steps"] = int(full.get("meta_steps", settings["meta_steps"]))
         settings["baseline_steps"] = int(full.get("baseline_steps", settings["baseline_steps"]))

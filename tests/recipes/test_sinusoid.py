@@ -120,3 +120,16 @@ def test_threads_warn_when_the_runtime_already_runs(tmp_path):
     with pytest.warns(UserWarning, match="threads = 1` not applied.*before any TensorFlow op"):
         assert cli.main(["run", str(folder), "--out", str(tmp_path / "out"), "--quiet",
                          "--eval-tasks", "5"]) == 0
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("threads = 0 ", "threads = -1 ", "Received: threads=-1"),
+    ("steps_per_execution = 50", "steps_per_execution = 0", "Invalid value received for `steps_per_execution`"),
+])
+def test_bad_speed_settings_are_named(tmp_path, capsys, old, new, message):
+    folder = _tiny_recipe(tmp_path)
+    recipe = folder / "recipe.toml"
+    assert old in recipe.read_text()
+    recipe.write_text(recipe.read_text().replace(old, new))
+    assert cli.main(["run", str(folder), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert message in capsys.readouterr().err
