@@ -416,7 +416,8 @@ def plot_learning_curves(out, path):
     import matplotlib.pyplot as plt
 
     cells = sorted(curves)
-    fig, axes = plt.subplots(1, len(cells), figsize=(4.2 * len(cells), 3.6), squeeze=False)
+    # At least two panels wide, so that the title fits over a single cell.
+    fig, axes = plt.subplots(1, len(cells), figsize=(4.2 * max(2, len(cells)), 3.6), squeeze=False)
     for ax, (ways, shots) in zip(axes[0], cells):
         for algorithm in [m for m in METHODS if m in curves[(ways, shots)]]:
             minutes, accuracy = curves[(ways, shots)][algorithm]
