@@ -17,6 +17,7 @@ query), so call it at the top of a script, before any TensorFlow work.
 """
 
 import os
+import warnings
 
 import tensorflow as tf
 
@@ -93,3 +94,24 @@ def set_task_parallel_threads(workers=None):
             "0 means TensorFlow's default)"
         ) from error
     return workers
+
+
+def set_task_parallel_threads_or_warn(workers=None, setting="task_parallel_threads"):
+    """`set_task_parallel_threads`, or a warning where the runtime already runs.
+
+    For recipes, whose thread setting is a speed option: a process in which
+    TensorFlow has started (a test, a notebook) keeps its pools and goes on.
+
+    Args:
+        workers: as in `set_task_parallel_threads`.
+        setting: how the caller's configuration names the option, for the
+            warning (for example ``"threads = 1"``).
+
+    Returns:
+        The number of inter-op threads set, or `None` when only warned.
+    """
+    try:
+        return set_task_parallel_threads(workers)
+    except RuntimeError as error:
+        warnings.warn(f"`{setting}` not applied: {error}", stacklevel=3)
+        return None

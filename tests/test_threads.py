@@ -60,6 +60,22 @@ def test_after_the_runtime_started_the_error_says_when_to_call_it():
     assert out == ["before-any-op"]
 
 
+def test_or_warn_sets_in_a_fresh_process_and_warns_after_the_runtime_started():
+    out = _run("""
+        import warnings
+        import tensorflow as tf
+        from fewshot.threads import set_task_parallel_threads_or_warn
+        print(set_task_parallel_threads_or_warn(1, setting="threads = 1"))
+        tf.constant(1.0) + 1.0
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = set_task_parallel_threads_or_warn(2, setting="threads = 2")
+        message = str(caught[0].message) if caught else ""
+        print(result, message.startswith("`threads = 2` not applied") and "before any TensorFlow op" in message)
+    """)
+    assert out == ["1", "None", "True"]
+
+
 @pytest.mark.parametrize("workers", [0, -1, 1.5, True])
 def test_bad_workers(workers):
     with pytest.raises(ValueError, match=f"Received: workers={workers!r}"):

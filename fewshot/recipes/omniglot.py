@@ -28,7 +28,6 @@ import json
 import pathlib
 import sys
 import time
-import warnings
 
 import keras
 import numpy as np
@@ -48,7 +47,7 @@ from fewshot.episodes.sampler import EpisodeSampler
 from fewshot.metrics import mean_ci95
 from fewshot.models.conv4 import conv4
 from fewshot.recipes.results import markdown_table, write_results
-from fewshot.threads import set_task_parallel_threads
+from fewshot.threads import set_task_parallel_threads_or_warn
 
 METHODS = ("maml", "fomaml", "metasgd", "reptile", "anil", "protonet", "siamese", "task_retrieval")
 METRIC_LEARNERS = ("protonet", "siamese")
@@ -246,12 +245,8 @@ def _set_threads(s):
     """`task_parallel_threads`: one thread per op and one op per core, so the tasks of a chunk
     run side by side (`fewshot.threads`; Conv4 MAML on 2 cores: 1.4-1.7x, benchmarks/README.md).
     Only a fresh process can change TensorFlow's pools; otherwise a warning, and the defaults."""
-    if not s.get("task_parallel_threads"):
-        return
-    try:
-        set_task_parallel_threads()
-    except RuntimeError as error:
-        warnings.warn(f"`task_parallel_threads = true` not applied: {error}", stacklevel=3)
+    if s.get("task_parallel_threads"):
+        set_task_parallel_threads_or_warn(setting="task_parallel_threads = true")
 
 
 def _positive(flag, value):

@@ -4,7 +4,6 @@ import json
 import pathlib
 import sys
 import time
-import warnings
 
 import keras
 import numpy as np
@@ -15,7 +14,7 @@ from fewshot.episodes.regression import Sinusoid
 from fewshot.metrics import mean_ci95
 from fewshot.models.mlp import mlp
 from fewshot.recipes.results import markdown_table, write_results
-from fewshot.threads import set_task_parallel_threads
+from fewshot.threads import set_task_parallel_threads_or_warn
 
 # Offsets that keep the training, validation and test task seeds apart.
 _VALIDATION_SEED = 1_000_003
@@ -154,12 +153,8 @@ def _set_threads(threads):
     two-thread pools (1.19x, 2-core CPU, recipes/sinusoid/README.md).
     Only a fresh process can set the pools; otherwise a warning, and the defaults.
     """
-    if not threads:
-        return
-    try:
-        set_task_parallel_threads(threads)
-    except RuntimeError as error:
-        warnings.warn(f"`threads = {threads}` not applied: {error}", stacklevel=3)
+    if threads:
+        set_task_parallel_threads_or_warn(threads, setting=f"threads = {threads}")
 
 
 def _positive(flag, value):
