@@ -6,32 +6,33 @@ top of its heap back to the kernel once it passes a trim threshold. A TensorFlow
 training step allocates and frees many tensors of that size (a second-order MAML
 step on 8 tasks of 2048 fingerprint bits holds several of 10-60 MiB), so every
 step pays the kernel to map zeroed pages again: on a 2-core AMD EPYC that step
-spent 40% of its time in the kernel (3.2 million minor page faults in 30 steps),
-and ran 1.7x faster with both thresholds raised out of reach (8.6 thousand faults;
-benchmarks/README.md). The Conv4 Omniglot step, whose tensors are small, is
+spent 40% of its CPU time in the kernel (about 100 thousand minor page faults a
+step), and ran 1.6x faster with both thresholds raised out of reach (a few hundred
+faults a step; `benchmarks/malloc_tuning.py`). The Conv4 Omniglot step, whose tensors are small, is
 unchanged.
 
-The thresholds are glibc *tunables*, read once when a process starts, so the
-`fewshot` command re-executes itself once with `GLIBC_TUNABLES` set (the
-`fewshot.cli.console_main` entry point); scripts can do the same with
-`reexec_with_tuned_malloc()` as their first statement, or be started under
-`GLIBC_TUNABLES=...` (`tuned_environ()` builds it). The cost: a process keeps
-its peak heap instead of returning freed memory to the system, which suits a
-training or evaluation process. `FEWSHOT_MALLOC_TUNING=0` turns it off; on
-systems without glibc (macOS, Windows, musl) nothing changes.
+The thresholds are glibc *tunables*, read once when a process starts, so they
+go in the environment of the process to be started: `tuned_environ()` builds it,
+for a subprocess or to print for a shell (`export GLIBC_TUNABLES=...`, as
+`python -m fewshot.allocator` prints). The `fewshot` command does not restart
+itself with them: importing TensorFlow twice would add about 7 s to every
+command, and the recipes' training phases run under wall-clock budgets, so on the
+drug-property recipe the faster MAML steps bought more epochs (maml 7 instead of
+5 in its 200 s), not a shorter run (30.2 min either way; benchmarks/README.md).
+The cost of the settings: a process keeps its peak heap instead of returning
+freed memory to the system. On systems without glibc (macOS, Windows, musl)
+`tuned_environ()` returns None.
 """
 
 import os
 import platform
-import sys
 
-# 1 TiB: "never" in practice. (4 GiB was not always enough: glibc compares the
-# trim threshold with the heap's free top, which a step can push past that.)
+# 1 TiB: "never" in practice. (With 4 GiB one probe of that step still took a
+# million page faults in 30 steps, another eight thousand; with 1 TiB, eight thousand.)
 MALLOC_TUNABLES = (
     ("glibc.malloc.mmap_threshold", 1 << 40),
     ("glibc.malloc.trim_threshold", 1 << 40),
 )
-OPT_OUT = "FEWSHOT_MALLOC_TUNING"
 
 
 def tuned_environ(environ=None):
@@ -45,8 +46,7 @@ def tuned_environ(environ=None):
         A new dict: `environ` with `MALLOC_TUNABLES` appended to its
         `GLIBC_TUNABLES` (other tunables kept, a tunable already named there
         left as the user set it); or `None` when there is nothing to do: the C
-        library is not glibc, `FEWSHOT_MALLOC_TUNING` is `0`, or every tunable
-        is already named.
+        library is not glibc, or every tunable is already named.
 
     Example:
 
@@ -54,12 +54,10 @@ def tuned_environ(environ=None):
     >>> env = tuned_environ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})
     >>> env is None or env["GLIBC_TUNABLES"].startswith("glibc.malloc.arena_max=2:")
     True
-    >>> tuned_environ({"FEWSHOT_MALLOC_TUNING": "0"}) is None
+    >>> tuned_environ(env) is None if env else True  # nothing left to add
     True
     """
     environ = dict(os.environ if environ is None else environ)
-    if environ.get(OPT_OUT, "").strip().lower() in ("0", "false", "no", "off"):
-        return None
     if platform.libc_ver()[0] != "glibc":
         return None
     current = environ.get("GLIBC_TUNABLES", "")
@@ -71,24 +69,8 @@ def tuned_environ(environ=None):
     return environ
 
 
-def reexec_with_tuned_malloc():
-    """Restarts this process with the malloc settings, once; returns if nothing to do.
-
-    Replaces the running process (same interpreter, interpreter options and
-    arguments, from `sys.orig_argv`) by one whose environment carries the
-    settings of `tuned_environ()`. In the restarted process the settings are
-    present, so the call returns and the program goes on. Call it first
-    thing, before any work whose effects would be lost.
-
-    Example (a script's first lines; not run here, it would restart the test):
-
-    >>> from fewshot.allocator import reexec_with_tuned_malloc
-    >>> callable(reexec_with_tuned_malloc)  # in a script: reexec_with_tuned_malloc()
-    True
-    """
+if __name__ == "__main__":
     environ = tuned_environ()
-    if environ is None or not getattr(sys, "orig_argv", None):
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, list(sys.orig_argv), environ)
+    if environ is None:
+        raise SystemExit("nothing to set: the C library is not glibc, or GLIBC_TUNABLES already names the settings")
+    print(f"export GLIBC_TUNABLES={environ['GLIBC_TUNABLES']}")

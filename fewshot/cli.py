@@ -275,19 +275,5 @@ def main(argv=None):
         return 130
 
 
-def console_main():
-    """The `fewshot` program: `main` in a process with glibc's malloc tuned.
-
-    Restarts the process once with the settings of `fewshot.allocator` (unless
-    `FEWSHOT_MALLOC_TUNING=0`), then runs `main` on the command-line arguments.
-    `main(argv)` itself never restarts anything, so other programs and the
-    tests call it in-process.
-    """
-    from fewshot.allocator import reexec_with_tuned_malloc
-
-    reexec_with_tuned_malloc()
-    return main()
-
-
 if __name__ == "__main__":
-    sys.exit(console_main())
+    sys.exit(main())
