@@ -7,9 +7,9 @@ training step allocates and frees many tensors of that size (a second-order MAML
 step on 8 tasks of 2048 fingerprint bits holds several of 10-60 MiB), so every
 step pays the kernel to map zeroed pages again: on a 2-core AMD EPYC that step
 spent 40% of its CPU time in the kernel (about 100 thousand minor page faults a
-step), and ran 1.6x faster with both thresholds raised out of reach (a few hundred
-faults a step; `benchmarks/malloc_tuning.py`). The Conv4 Omniglot step, whose tensors are small, is
-unchanged.
+step), and ran 1.6x faster with both thresholds raised out of reach (a few
+hundred faults a step; `benchmarks/malloc_tuning.py`). The Conv4 Omniglot step,
+whose tensors are small, is unchanged.
 
 The thresholds are glibc *tunables*, read once when a process starts, so they
 go in the environment of the process to be started: `tuned_environ()` builds it,
@@ -18,7 +18,7 @@ for a subprocess or to print for a shell (`export GLIBC_TUNABLES=...`, as
 itself with them: importing TensorFlow twice would add about 7 s to every
 command, and the recipes' training phases run under wall-clock budgets, so on the
 drug-property recipe the faster MAML steps bought more epochs (maml 7 instead of
-5 in its 200 s), not a shorter run (30.2 min either way; benchmarks/README.md).
+5 in its 200 s), not a shorter run (30.1 and 30.2 min; benchmarks/README.md).
 The cost of the settings: a process keeps its peak heap instead of returning
 freed memory to the system. On systems without glibc (macOS, Windows, musl)
 `tuned_environ()` returns None.
