@@ -130,13 +130,12 @@ def predict_molecules(
             f"{int((y == 1).sum())} actives, {int((y == 0).sum())} inactives "
             f"valid, {len(support_frame) - len(use)} rows invalid"
         )
-    adapted = learner.adapt(s_x[use], y) if steps is None else learner.adapt(s_x[use], y, steps=steps)
-
     q_x, q_valid, q_errors = featurizer(query_frame[q_smiles].tolist())
     scores = np.full(len(query_frame), np.nan)
     rows = np.flatnonzero(q_valid)
+    # Adapts even when no query molecule is valid, so a bad support still fails.
+    logits = learner.predict_task(s_x[use], y, q_x[rows], steps=steps, batch_size=512)
     if len(rows):
-        logits = adapted.predict(q_x[rows], verbose=0, batch_size=1024)
         scores[rows] = tf.nn.softmax(logits, axis=-1).numpy()[:, 1]
     out = query_frame.copy()
     out["score"] = scores

@@ -116,6 +116,31 @@ class MetaLearner(keras.Model):
         """Returns a Keras model tuned to one task (no task axis)."""
         raise NotImplementedError
 
+    def predict_task(self, support_x, support_y, query_x, steps=None, batch_size=2048):
+        """Predictions for one task's queries after adapting to its support.
+
+        The same numbers as ``adapt(support_x, support_y).predict(query_x)``,
+        without Keras' predict loop: the queries run through the adapted model
+        in slices of `batch_size`. Learners whose adaptation can stay in
+        compiled graphs (`FineTuner`) override it so that no Keras model is
+        built per task.
+
+        Args:
+            support_x: ``[S, ...]`` support inputs of one task.
+            support_y: ``[S, ...]`` support targets.
+            query_x: ``[Q, ...]`` query inputs of the same task.
+            steps: adaptation steps; default the learner's own.
+            batch_size: queries per forward pass.
+
+        Returns:
+            A NumPy array ``[Q, ...]`` of predictions (logits for
+            classifiers).
+        """
+        adapted = self.adapt(support_x, support_y) if steps is None else self.adapt(
+            support_x, support_y, steps=steps)
+        return _in_slices(lambda x: adapted(x, training=False),
+                          self._check_query(query_x), batch_size)
+
     def per_task_loss(self, y_true, y_pred, sample_weight=None, shrinkage=0.0):
         """The compiled loss of one task, a scalar.
 
@@ -363,8 +388,23 @@ class MetaLearner(keras.Model):
                 f"examples have shape {tuple(sx.shape[1:])} but the backbone "
                 f"takes {tuple(expected)}. Received: support_x.shape={sx.shape}"
             )
-        dtype = self.backbone.trainable_variables[0].dtype if self.backbone.trainable_variables else "float32"
-        return tf.constant(sx, dtype=dtype), tf.constant(sy)
+        return tf.constant(sx, dtype=self._input_dtype()), tf.constant(sy)
+
+    def _check_query(self, query_x):
+        """Validates one task's query inputs; returns a NumPy array."""
+        qx = _as_array("query_x", query_x)
+        expected = _input_feature_shape(self.backbone)
+        if qx.ndim < 1 or (expected is not None and not _shape_matches(qx.shape[1:], expected)):
+            raise ValueError(
+                "Invalid value received for argument `query_x`: its examples "
+                f"must have the backbone's input shape {tuple(expected or ())}, "
+                f"one task with no task axis. Received: query_x.shape={qx.shape}"
+            )
+        return qx.astype(self._input_dtype(), copy=False)
+
+    def _input_dtype(self):
+        variables = self.backbone.trainable_variables
+        return variables[0].dtype if variables else "float32"
 
 
 def _num_replicas():
@@ -400,6 +440,18 @@ def _flatten_tasks(y_true, y_pred):
     y_true = tf.reshape(y_true, tf.concat([[-1], tf.shape(y_true)[2:]], 0))
     y_pred = tf.reshape(y_pred, tf.concat([[-1], tf.shape(y_pred)[2:]], 0))
     return y_true, y_pred
+
+
+def _in_slices(fn, x, batch_size):
+    """``fn`` over `x` in slices of `batch_size` rows, concatenated (NumPy)."""
+    if int(batch_size) < 1:
+        raise ValueError(
+            "Invalid value received for argument `batch_size`: expected a positive "
+            f"integer. Received: batch_size={batch_size!r}"
+        )
+    parts = [np.asarray(fn(tf.constant(x[i : i + batch_size])))
+             for i in range(0, len(x), int(batch_size))]
+    return np.concatenate(parts) if parts else np.asarray(fn(tf.constant(x)))
 
 
 def _as_array(name, value):

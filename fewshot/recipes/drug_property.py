@@ -42,6 +42,12 @@ META_METHODS = ("protonet", "siamese", "maml", "anil")
 GIN_SUFFIX = "_gin"
 
 
+# Queries per forward pass when scoring: the GIN's per-batch edge tensors stay
+# in cache at 512 molecules (about 1.3x faster than 2048 on Tox21), while the
+# fingerprint networks, called eagerly, are faster in larger batches.
+_GIN_QUERY_BATCH = 512
+_QUERY_BATCH = 2048
+
 _VALIDATION_SEED = 7_000_001
 _TEST_SEED = 0
 
@@ -271,6 +277,10 @@ def _scaled(settings, section, key):
     return max(1, int(round(value * settings["budget_scale"])))
 
 
+def _query_batch(method):
+    return _GIN_QUERY_BATCH if method.endswith(GIN_SUFFIX) else _QUERY_BATCH
+
+
 def _adapt_steps(method, settings):
     if base_method(method) in ("maml", "anil"):
         return settings[method].get("eval_inner_steps", settings[method]["inner_steps"])
@@ -326,7 +336,7 @@ def _train_method(method, settings, x, y, index, validation_score, shots_list, v
     else:
         learner, best = train_meta_learner(method, settings, x, y, index, validation_score, shots_list, verbose, seed)
     steps = _adapt_steps(method, settings)
-    return {k: learner_scorer(learner, steps) for k in shots_list}, learner, best
+    return {k: learner_scorer(learner, steps, _query_batch(method)) for k in shots_list}, learner, best
 
 
 def build_encoder(method, settings, input_dim, outputs, dropout, name=None):
@@ -389,7 +399,8 @@ def train_meta_learner(method, settings, x, y, index, validation_score, shots_li
     stream = sampler.stream(s["meta_batch_size"], s["batches_per_epoch"], seed=seed)
     steps = _adapt_steps(method, settings)
     stopper = ValidationEarlyStopping(
-        lambda: validation_score({k: learner_scorer(learner, steps) for k in shots_list}),
+        lambda: validation_score(
+            {k: learner_scorer(learner, steps, _query_batch(method)) for k in shots_list}),
         weights_of=learner,
         patience=s.get("patience", 5),
         time_budget_s=s["time_budget_s"] * settings["budget_scale"],
@@ -428,7 +439,7 @@ def train_finetuner(settings, x, y, index, validation_score, shots_list, verbose
             tuner.finetune_steps, tuner.learning_rate = int(steps), float(lr)
             tuner._adapt_fns = {}
             scores[(int(steps), float(lr))] = validation_score(
-                {k: learner_scorer(tuner) for k in shots_list}
+                {k: learner_scorer(tuner, batch_size=_query_batch(method)) for k in shots_list}
             )
         (steps, lr), best = max(scores.items(), key=lambda item: item[1])
         s["finetune_steps"], s["finetune_lr"] = steps, lr
@@ -463,7 +474,8 @@ def _pretrain(settings, x, y, tasks, validation_score, shots_list, verbose, seed
         stopper = TimeBudget(budget)
     else:
         stopper = ValidationEarlyStopping(
-            lambda: validation_score({k: learner_scorer(tuner) for k in shots_list}),
+            lambda: validation_score(
+                {k: learner_scorer(tuner, batch_size=_query_batch(method)) for k in shots_list}),
             weights_of=tuner,
             patience=s.get("patience", 5),
             time_budget_s=budget,
@@ -560,17 +572,12 @@ def learner_scorer(learner, steps=None, batch_size=2048):
     """``score_fn`` of a meta-learner: adapt on the support, score the queries.
 
     The score is the logit margin ``logit_active - logit_inactive`` of the
-    model that ``learner.adapt`` returns.
+    learner adapted to the support (`MetaLearner.predict_task`).
     """
 
     def score(support_x, support_y, query_x):
-        adapted = learner.adapt(support_x, support_y) if steps is None else learner.adapt(
-            support_x, support_y, steps=steps)
-        parts = []
-        for start in range(0, len(query_x), batch_size):
-            logits = adapted(tf.constant(query_x[start : start + batch_size]), training=False)
-            parts.append(np.asarray(logits))
-        logits = np.concatenate(parts)
+        logits = learner.predict_task(support_x, support_y, query_x, steps=steps,
+                                      batch_size=batch_size)
         return logits[:, 1] - logits[:, 0]
 
     return score

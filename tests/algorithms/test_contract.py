@@ -95,6 +95,11 @@ def test_contract(name, tmp_path):
     adapted = learner.adapt(batch["support_x"][0], batch["support_y"][0], steps=2)
     predictions = adapted.predict(batch["query_x"][0].numpy(), verbose=0)
     assert predictions.shape == (WAYS * QUERIES, WAYS)
+    # predict_task gives the same numbers, whatever the slice size.
+    np.testing.assert_allclose(
+        learner.predict_task(batch["support_x"][0], batch["support_y"][0],
+                             batch["query_x"][0].numpy(), steps=2, batch_size=4),
+        predictions, atol=1e-5)
     for old, new in zip(weights, learner.get_weights()):
         np.testing.assert_array_equal(old, new)
     # Training the adapted model does not reach back into the learner.

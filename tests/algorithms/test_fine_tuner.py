@@ -85,3 +85,43 @@ def test_bad_arguments_name_what_was_received():
         _tuner(learning_rate=0)
     with pytest.raises(ValueError, match="Received: head_init='mean'"):
         _tuner(head_init="mean")
+
+
+@pytest.mark.parametrize("head_init", ["prototypes", "prior"])
+def test_predict_task_equals_adapt_then_predict(head_init):
+    tuner = _tuner(finetune_steps=5, learning_rate=1e-2, head_init=head_init)
+    tuner.prior_head.set_weights([np.full((8, 1), 0.3, "float32"), np.ones(1, "float32")])
+    x, y = _data()
+    expected = tuner.adapt(x[:10], y[:10]).predict(x, verbose=0)
+    got = tuner.predict_task(x[:10], y[:10], x, batch_size=7)  # slices of 7, 7, ..., 5
+    assert got.shape == (40, 2)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        tuner.predict_task(x[:10], y[:10], x[:3], steps=0),
+        tuner.adapt(x[:10], y[:10], steps=0).predict(x[:3], verbose=0), rtol=1e-5, atol=1e-5)
+
+
+def test_predict_task_with_a_gin_encoder_matches_adapt():
+    pytest.importorskip("rdkit")
+    from fewshot.datasets.graph_features import GraphFeaturizer
+
+    featurizer = GraphFeaturizer(max_atoms=16, max_degree=4)
+    smiles = ["CCO", "c1ccccc1O", "CC(=O)O", "CCN", "c1ccncc1", "CCCl", "OCC(O)CO", "C#N"]
+    rows, valid, _ = featurizer(smiles)
+    assert valid.all()
+    encoder = fewshot.models.gin_encoder(max_atoms=16, max_degree=4, units=16, depth=2,
+                                         embedding=8, edge_features=True)
+    tuner = FineTuner(encoder, finetune_steps=3, learning_rate=1e-2)
+    labels = np.array([0, 1, 0, 1])
+    expected = tuner.adapt(rows[:4], labels).predict(rows, verbose=0)
+    np.testing.assert_allclose(tuner.predict_task(rows[:4], labels, rows, batch_size=3),
+                               expected, rtol=1e-5, atol=1e-5)
+
+
+def test_predict_task_bad_query_names_what_was_received():
+    tuner = _tuner()
+    x, y = _data()
+    with pytest.raises(ValueError, match=r"argument `query_x`.*Received: query_x.shape=\(40, 5\)"):
+        tuner.predict_task(x[:10], y[:10], x[:, :5])
+    with pytest.raises(ValueError, match="Received: batch_size=0"):
+        tuner.predict_task(x[:10], y[:10], x, batch_size=0)
