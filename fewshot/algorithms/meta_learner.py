@@ -135,6 +135,15 @@ class MetaLearner(keras.Model):
         Returns:
             A NumPy array ``[Q, ...]`` of predictions (logits for
             classifiers).
+
+        Example:
+
+        >>> import numpy as np, fewshot
+        >>> encoder = fewshot.models.mlp(input_shape=(4,), hidden=(16,), outputs=8)
+        >>> protonet = fewshot.PrototypicalNetwork(encoder)
+        >>> x = np.random.rand(10, 4).astype("float32")
+        >>> protonet.predict_task(x[:4], [0, 0, 1, 1], x, batch_size=3).shape
+        (10, 2)
         """
         adapted = self.adapt(support_x, support_y) if steps is None else self.adapt(
             support_x, support_y, steps=steps)
