@@ -128,18 +128,25 @@ def run(config, args):
 
     def validation_scorer(x):
         def validation_score(score_fns):
+            """``(mean ROC-AUC over the shot counts, {shots: [(y_true, scores, task)]})``."""
             draws = settings["eval"]["validation_draws"]
+            pooled = {k: [] for k in score_fns}
+
+            def keep(shots, task, draw, y_true, scores):
+                pooled[shots].append((y_true, scores, task))
+
             results = evaluate(
-                score_fns, index["validation"], draws, seed + _VALIDATION_SEED,
+                score_fns, index["validation"], draws, seed + _VALIDATION_SEED, keep,
                 max_query=settings["eval"]["validation_max_query"], x=x,
             )
-            return float(np.mean([r["summary"]["roc_auc"][0] for r in results.values()]))
+            return float(np.mean([r["summary"]["roc_auc"][0] for r in results.values()])), pooled
 
         return validation_score
 
     methods = settings["methods"]
     shots_list = settings["eval"]["shots"]
     metrics, timings, curves, trained, validation = {}, {}, {}, {}, {}
+    validation_curves = {}  # method -> its best validation draws, for choosing the ensemble
     for method in methods:
         if method == "ensemble":
             continue
@@ -147,12 +154,13 @@ def run(config, args):
         kind = "graph" if method.endswith(GIN_SUFFIX) else "fingerprint"
         x = inputs[kind]
         started = time.perf_counter()
-        score_fns, learner, best = _train_method(
+        score_fns, learner, best, best_draws = _train_method(
             method, settings, x, y, index, validation_scorer(x), shots_list, verbose, seed
         )
         timings[method] = round(time.perf_counter() - started, 1)
         if best is not None:
             validation[method] = round(best, 2)
+            validation_curves[method] = best_draws
         if learner is not None:
             trained[method] = learner
             save_molecule_model(
@@ -182,7 +190,7 @@ def run(config, args):
         ) + f"  ({timings[method]} s train, {timings[method + '_eval']} s eval)")
 
     if "ensemble" in methods:
-        members = sorted(validation, key=validation.get, reverse=True)[: settings["ensemble"]["size"]]
+        members = _ensemble_members(settings, validation, validation_curves, molecules.tasks)
         if len(members) >= 2:
             _say(args, f"\n== ensemble of {members} (best validation ROC-AUC) ==")
             metrics["ensemble"], curves["ensemble"] = ensemble_metrics(
@@ -252,7 +260,12 @@ def _settings(config, args):
             f"Known: {list(METHODS)}. Received: {args.methods!r}"
         )
     settings["methods"] = methods
-    settings.setdefault("ensemble", {}).setdefault("size", 3)
+    size = settings.setdefault("ensemble", {}).setdefault("size", 3)
+    if size != "validation" and not (isinstance(size, int) and not isinstance(size, bool) and size >= 2):
+        raise ValueError(
+            "Invalid value received for the recipe's [ensemble] size: expected an integer "
+            f">= 2 or \"validation\". Received: size={size!r}"
+        )
     if not args.budget_scale > 0:
         raise ValueError(
             "Invalid value received for argument `--budget-scale`. Expected a "
@@ -325,18 +338,21 @@ def _graph_inputs(table, molecules, settings, args):
 def _train_method(method, settings, x, y, index, validation_score, shots_list, verbose, seed):
     """Returns ``({shots: score_fn}, learner_or_None, best_validation_or_None)``."""
     if method == "random_forest":
-        return {k: random_forest_scorer(settings["random_forest"], seed) for k in shots_list}, None, None
+        return {k: random_forest_scorer(settings["random_forest"], seed) for k in shots_list}, None, None, None
     if method == "knn":
         ks = settings["knn"]
-        return {k: knn_scorer(ks["k_10shot"] if k >= 10 else ks["k_1shot"]) for k in shots_list}, None, None
+        return ({k: knn_scorer(ks["k_10shot"] if k >= 10 else ks["k_1shot"]) for k in shots_list},
+                None, None, None)
     keras.utils.set_random_seed(seed)
     if base_method(method) == "pretrained_finetune":
-        learner, best = train_finetuner(
+        learner, best, draws = train_finetuner(
             settings, x, y, index, validation_score, shots_list, verbose, seed, method=method)
     else:
-        learner, best = train_meta_learner(method, settings, x, y, index, validation_score, shots_list, verbose, seed)
+        learner, best, draws = train_meta_learner(
+            method, settings, x, y, index, validation_score, shots_list, verbose, seed)
     steps = _adapt_steps(method, settings)
-    return {k: learner_scorer(learner, steps, _query_batch(method)) for k in shots_list}, learner, best
+    return ({k: learner_scorer(learner, steps, _query_batch(method)) for k in shots_list},
+            learner, best, draws)
 
 
 def build_encoder(method, settings, input_dim, outputs, dropout, name=None):
@@ -408,7 +424,7 @@ def train_meta_learner(method, settings, x, y, index, validation_score, shots_li
     )
     learner.fit(stream, epochs=_scaled(settings, method, "epochs"), callbacks=[stopper], verbose=0)
     if not (settings["refit"] and index["validation"] and stopper.best_epoch):
-        return learner, stopper.best
+        return learner, stopper.best, stopper.best_details
     # Refit: the epoch count chosen on validation, on all training assays.
     keras.utils.set_random_seed(seed)
     learner = build_learner(method, settings, x.shape[1])
@@ -421,7 +437,7 @@ def train_meta_learner(method, settings, x, y, index, validation_score, shots_li
         stream, epochs=stopper.best_epoch, verbose=0,
         callbacks=[TimeBudget(s["time_budget_s"] * settings["budget_scale"])],
     )
-    return learner, stopper.best
+    return learner, stopper.best, stopper.best_details
 
 
 def train_finetuner(settings, x, y, index, validation_score, shots_list, verbose, seed,
@@ -430,30 +446,32 @@ def train_finetuner(settings, x, y, index, validation_score, shots_list, verbose
     s = settings[method]
     tuner, stopper = _pretrain(
         settings, x, y, index["train"], validation_score, shots_list, verbose, seed, method=method)
-    best = stopper.best
+    best, draws = stopper.best, stopper.best_details
     grid = s.get("finetune_grid") or []
     if grid and index["validation"]:
         # Fine-tuning steps and step size: chosen on the validation assays.
-        scores = {}
+        scores, grid_draws = {}, {}
         for steps, lr in grid:
             tuner.finetune_steps, tuner.learning_rate = int(steps), float(lr)
             tuner._adapt_fns = {}
-            scores[(int(steps), float(lr))] = validation_score(
+            key = (int(steps), float(lr))
+            scores[key], grid_draws[key] = validation_score(
                 {k: learner_scorer(tuner, batch_size=_query_batch(method)) for k in shots_list}
             )
         (steps, lr), best = max(scores.items(), key=lambda item: item[1])
+        draws = grid_draws[(steps, lr)]
         s["finetune_steps"], s["finetune_lr"] = steps, lr
         tuner.finetune_steps, tuner.learning_rate, tuner._adapt_fns = steps, lr, {}
         _say_verbose(verbose, "  fine-tuning (steps, lr) on validation: " + ", ".join(
             f"{k}: {v:.2f}" for k, v in scores.items()) + f" -> {(steps, lr)}")
     if not (settings["refit"] and index["validation"] and stopper.best_epoch):
-        return tuner, best
+        return tuner, best, draws
     _say_verbose(verbose, f"  refit on training + validation assays for {stopper.best_epoch} epochs")
     tuner, _ = _pretrain(
         settings, x, y, index["train"] + index["validation"], None, shots_list, verbose, seed,
         epochs=stopper.best_epoch, method=method,
     )
-    return tuner, best
+    return tuner, best, draws
 
 
 def _pretrain(settings, x, y, tasks, validation_score, shots_list, verbose, seed, epochs=None,
@@ -519,7 +537,9 @@ class ValidationEarlyStopping(keras.callbacks.Callback):
 
     Args:
         score_fn: a function of no arguments returning the validation score
-            (higher is better).
+            (higher is better), or ``(score, details)``; the details of the
+            best epoch are kept as `best_details` (here: the validation draws,
+            from which the ensemble is chosen).
         weights_of: the model (or layer) whose weights are kept and restored.
         patience: epochs without improvement before stopping.
         time_budget_s: wall-clock budget of the whole training.
@@ -535,6 +555,7 @@ class ValidationEarlyStopping(keras.callbacks.Callback):
         self.verbose = verbose
         self.best = None
         self.best_epoch = None
+        self.best_details = None
         self.history = []
 
     def on_train_begin(self, logs=None):
@@ -543,11 +564,13 @@ class ValidationEarlyStopping(keras.callbacks.Callback):
         self._waited = 0
 
     def on_epoch_end(self, epoch, logs=None):
-        score = self.score_fn()
+        score, details = self.score_fn(), None
+        if isinstance(score, tuple):
+            score, details = score
         elapsed = time.perf_counter() - self._start
         self.history.append((epoch + 1, round(score, 3), round(elapsed, 1)))
         if self.best is None or score > self.best:
-            self.best, self.best_epoch = score, epoch + 1
+            self.best, self.best_epoch, self.best_details = score, epoch + 1, details
             self._best_weights = self.weights_of.get_weights()
             self._waited = 0
         else:
@@ -619,6 +642,32 @@ def knn_scorer(k):
         return vote + 1e-3 * tie
 
     return score
+
+
+def _ensemble_members(settings, validation, validation_curves, task_names):
+    """The networks averaged by the ensemble, best validation ROC-AUC first.
+
+    ``[ensemble] size`` is a number of networks, or ``"validation"``: the
+    ensembles of the best 2, 3, ... networks are scored on the validation
+    draws (the same draws, scored by the networks trained without the
+    validation assays, at their best epochs) and the best-scoring size is
+    kept (the smaller on a tie); the scores go to ``config.ensemble``.
+    """
+    ranked = sorted(validation, key=validation.get, reverse=True)
+    size = settings["ensemble"]["size"]
+    if size != "validation":
+        return ranked[: int(size)]
+    scored = [m for m in ranked if validation_curves.get(m)]
+    by_size = {}
+    for k in range(2, len(scored) + 1):
+        metrics, _ = ensemble_metrics([validation_curves[m] for m in scored[:k]], task_names)
+        shots = validation_curves[scored[0]]
+        by_size[k] = round(float(np.mean([metrics[f"roc_auc_{n}shot"][0] for n in shots])), 2)
+    settings["ensemble"]["validation_roc_auc_by_size"] = by_size
+    if not by_size:
+        return scored
+    best = max(by_size, key=lambda k: (by_size[k], -k))
+    return scored[:best]
 
 
 def ensemble_metrics(member_curves, task_names):

@@ -1,10 +1,13 @@
 import json
+import types
 
+import numpy as np
 import pandas as pd
 import pytest
 from molecule_fixtures import write_molecule_csv
 
 from fewshot.cli import main
+from fewshot.recipes import drug_property
 
 # A tiny version of recipes/drug_property: small episodes and networks, one
 # epoch, so the whole runner (loader, featurisation, every method, results,
@@ -15,7 +18,7 @@ seed = 0
 refit = true
 methods = ["protonet", "maml", "anil", "pretrained_finetune", "random_forest", "knn", "ensemble"]
 [ensemble]
-size = 2
+size = "validation"
 [data]
 validation_tasks = 1
 [features]
@@ -95,8 +98,13 @@ def test_recipe_runs_end_to_end_and_models_predict(tmp_path, capsys):
     assert results["config"]["invalid_smiles"] == 2
     methods = ["protonet", "maml", "anil", "pretrained_finetune", "random_forest", "knn", "ensemble"]
     assert list(results["metrics"]) == methods
-    members = results["config"]["ensemble"]["members"]
-    assert len(members) == 2 and set(members) <= set(results["config"]["validation_roc_auc"])
+    # The ensemble's size was chosen on the validation draws of the 4 networks.
+    ensemble = results["config"]["ensemble"]
+    by_size = {int(k): v for k, v in ensemble["validation_roc_auc_by_size"].items()}
+    assert sorted(by_size) == [2, 3, 4]
+    best = max(by_size, key=lambda k: (by_size[k], -k))
+    ranked = sorted(results["config"]["validation_roc_auc"].items(), key=lambda kv: -kv[1])
+    assert ensemble["members"] == [m for m, _ in ranked[:best]]
     for method in methods:
         values = results["metrics"][method]
         for name in ("roc_auc_3shot", "delta_auprc_3shot", "roc_auc_1shot", "delta_auprc_1shot"):
@@ -278,3 +286,40 @@ def test_graph_limits_smaller_than_the_data_are_a_clear_error(tmp_path):
                                   draws=None, budget_scale=1.0, descriptors=False,
                                   cache_dir=str(tmp_path / "cache")))(),
         )
+
+
+def _validation_draws(rng, noise, y_true):
+    """One network's validation draws: {shots: [(y_true, scores, task)]}."""
+    return {shots: [(y, y + rng.normal(scale=noise, size=len(y)), task) for task, y in y_true]
+            for shots in (10, 1)}
+
+
+def test_ensemble_size_is_chosen_on_the_validation_draws():
+    rng = np.random.default_rng(0)
+    y_true = [(task, (rng.random(200) < 0.3).astype(float)) for task in (0, 1) for _ in range(4)]
+    validation = {"good": 80.0, "fair": 75.0, "poor": 70.0}
+    # One informative network and two uninformative ones: averaging only hurts.
+    curves = {"good": _validation_draws(rng, 0.5, y_true),
+              "fair": _validation_draws(rng, 50.0, y_true), "poor": _validation_draws(rng, 50.0, y_true)}
+    settings = {"ensemble": {"size": "validation"}}
+    assert drug_property._ensemble_members(settings, validation, curves, ["a", "b"]) == ["good", "fair"]
+    by_size = settings["ensemble"]["validation_roc_auc_by_size"]
+    assert sorted(by_size) == [2, 3] and by_size[2] > by_size[3]
+    # Three networks with independent errors: the three together beat any two.
+    curves = {name: _validation_draws(rng, 1.0, y_true) for name in validation}
+    assert drug_property._ensemble_members(settings, validation, curves, ["a", "b"]) == [
+        "good", "fair", "poor"]
+    assert settings["ensemble"]["validation_roc_auc_by_size"][3] > settings["ensemble"][
+        "validation_roc_auc_by_size"][2]
+    # A fixed size takes the best networks by their own validation score.
+    assert drug_property._ensemble_members({"ensemble": {"size": 2}}, validation, curves, ["a", "b"]) == [
+        "good", "fair"]
+
+
+@pytest.mark.parametrize("size", [1, "best", 2.5, True])
+def test_a_bad_ensemble_size_is_a_clear_error(size):
+    args = types.SimpleNamespace(test_tasks=None, validation_tasks=None, descriptors=False, draws=None,
+                                 methods=None, budget_scale=1.0)
+    with pytest.raises(ValueError, match=r"\[ensemble\] size: expected an integer >= 2 or \"validation\". "
+                                         rf"Received: size={size!r}"):
+        drug_property._settings({"ensemble": {"size": size}}, args)
