@@ -192,7 +192,9 @@ def run(config, args):
     if "ensemble" in methods:
         members = _ensemble_members(settings, validation, validation_curves, molecules.tasks)
         if len(members) >= 2:
-            _say(args, f"\n== ensemble of {members} (best validation ROC-AUC) ==")
+            by_size = settings["ensemble"].get("validation_roc_auc_by_size")
+            chosen = f"; validation ROC-AUC by size: {by_size}" if by_size else ""
+            _say(args, f"\n== ensemble of {members} (best validation ROC-AUC{chosen}) ==")
             metrics["ensemble"], curves["ensemble"] = ensemble_metrics(
                 [curves[m] for m in members], molecules.tasks)
             settings["ensemble"]["members"] = members
