@@ -44,6 +44,13 @@ def test_every_query_row_is_kept_and_invalid_ones_flagged(model_dir):
     assert support["valid"].tolist() == [True, True, True, True, False]
 
 
+def test_a_query_with_no_valid_molecule_keeps_its_rows_unscored(model_dir):
+    query = QUERY.iloc[[1, 3]]
+    predictions, _ = predict_molecules(model_dir, SUPPORT, query)
+    assert predictions["valid"].tolist() == [False, False]
+    assert predictions["score"].isna().all() and predictions["rank"].isna().all()
+
+
 def test_support_needs_both_classes(model_dir):
     with pytest.raises(ValueError, match="at least one valid active"):
         predict_molecules(model_dir, SUPPORT[SUPPORT.active == 1], QUERY)
