@@ -38,15 +38,6 @@ import types
 RECIPE = pathlib.Path(__file__).resolve().parent.parent / "recipes" / "drug_property" / "recipe.toml"
 
 
-def _draw(labels, rng, shots=10):
-    import numpy as np
-
-    rows = np.flatnonzero(~np.isnan(labels))
-    active, inactive = rows[labels[rows] == 1], rows[labels[rows] == 0]
-    support = np.concatenate([rng.choice(active, shots, replace=False), rng.choice(inactive, shots, replace=False)])
-    return support, np.array([1] * shots + [0] * shots), np.setdiff1d(rows, support)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=os.environ.get("FEWSHOT_TOX21_DIR"),
@@ -62,6 +53,7 @@ def main(argv=None):
     import tensorflow as tf
 
     from fewshot.datasets import Featurizer, load_moleculenet
+    from fewshot.datasets.assays import support_draws
     from fewshot.datasets.featurize import featurize_table
     from fewshot.recipes import drug_property as recipe
 
@@ -72,7 +64,9 @@ def main(argv=None):
     graph_featurizer, graphs = recipe._graph_inputs(
         table, molecules, settings, types.SimpleNamespace(cache_dir=None))
     settings["graph_features"] = graph_featurizer.get_config()  # "auto" resolved
-    support, labels, query = _draw(molecules.labels[:, molecules.task_index("SR-p53")], np.random.default_rng(0))
+    # One draw of the recipe's test protocol (10 inactives then 10 actives).
+    support, labels, query, _ = support_draws(
+        molecules.labels[:, molecules.task_index("SR-p53")], shots=10, draws=1, seed=0)[0]
     learners = {}
     for name, method, x in (("GIN fine-tuner", "pretrained_finetune_gin", graphs),
                             ("MLP fine-tuner", "pretrained_finetune", molecules.features)):

@@ -136,7 +136,7 @@ class FineTuner(MetaLearner):
         (the same fine-tuning), but the encoder copy never becomes a Keras
         model: the fine-tuned weights go straight into one compiled forward
         pass, traced once for every task. Scoring one Tox21 draw with the GIN
-        fine-tuner (`benchmarks/scoring.py`) is 1.8 times faster than building
+        fine-tuner (`benchmarks/scoring.py`) is 1.7 times faster than building
         and calling the adapted model in slices of 2048, 2.2 times with
         ``batch_size=512``.
 

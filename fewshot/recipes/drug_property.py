@@ -661,9 +661,9 @@ def _ensemble_members(settings, validation, validation_curves, task_names):
         return ranked[: int(size)]
     scored = [m for m in ranked if validation_curves.get(m)]
     by_size = {}
+    shots = list(validation_curves[scored[0]]) if scored else []
     for k in range(2, len(scored) + 1):
         metrics, _ = ensemble_metrics([validation_curves[m] for m in scored[:k]], task_names)
-        shots = validation_curves[scored[0]]
         by_size[k] = round(float(np.mean([metrics[f"roc_auc_{n}shot"][0] for n in shots])), 2)
     settings["ensemble"]["validation_roc_auc_by_size"] = by_size
     if not by_size:
