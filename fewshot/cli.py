@@ -3,6 +3,7 @@
     fewshot run RECIPE --out DIR [recipe options]
     fewshot export MODEL OUT_DIR [--steps N] [--overwrite]
     fewshot app [--port 8501] [--address 127.0.0.1] [--models-dir runs]
+    fewshot summarize OUT1 OUT2 ... --metric mae [--against bias]
 
 `fewshot run recipes/sinusoid --out runs/sinusoid` meta-trains and evaluates
 the embedded default; `fewshot run RECIPE --help` lists a recipe's options.
@@ -230,6 +231,27 @@ def _cmd_predict_molecules(argv):
     return 0
 
 
+def _cmd_summarize(argv):
+    parser = argparse.ArgumentParser(
+        prog="fewshot summarize",
+        description=(
+            "Summarise runs of one recipe that differ only in --seed (for example "
+            "`fewshot run recipes/personalization --seed S --out runs/p/seedS`): "
+            "each method's metric in every run, the mean over runs with a 95%% "
+            "Student-t interval and, with --against, the paired difference from "
+            "another method. Prints a markdown table."
+        ),
+    )
+    parser.add_argument("runs", nargs="+", help="the runs' --out folders (or results.json files), two or more")
+    parser.add_argument("--metric", required=True, help="metric of the recipe's results.json, e.g. mae, roc_auc_10shot")
+    parser.add_argument("--against", default=None, help="method to pair every other method against, e.g. bias")
+    args = parser.parse_args(argv)
+    from fewshot.recipes.summary import summarize_runs, summary_table
+
+    print(summary_table(summarize_runs(args.runs, args.metric, against=args.against)))
+    return 0
+
+
 # Each command: name -> (function taking the remaining argv, one-line help).
 # A new command adds a `_cmd_<name>` function above and one entry here.
 COMMANDS = {
@@ -238,6 +260,7 @@ COMMANDS = {
     "app": (_cmd_app, "start the web app: upload a few examples, adapt, predict"),
     "export": (_cmd_export, "export a .keras learner as a SavedModel that adapts in the graph"),
     "predict-molecules": (_cmd_predict_molecules, "rank molecules for a new assay from a few labelled ones"),
+    "summarize": (_cmd_summarize, "mean and interval of each method over runs with different seeds"),
 }
 
 

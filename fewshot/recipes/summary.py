@@ -1,0 +1,195 @@
+"""One recipe run over several seeds: each method's metric across the runs.
+
+A recipe's test set is one draw (116 new users on MovieLens-100K, one set
+of test assays on Tox21), so a single run's number moves with its seed.
+`summarize_runs` reads the ``results.json`` of runs that differ only in
+``--seed`` and gives, per method, the value of each run, their mean and a
+95% Student-t interval over runs; with ``against=`` also the paired
+difference from another method (same run, same test tasks), whose interval
+says whether one method beats another across seeds rather than on one.
+``fewshot summarize OUT...`` prints it as a markdown table.
+
+Example:
+
+>>> import tempfile
+>>> from fewshot.recipes.results import write_results
+>>> from fewshot.recipes.summary import summarize_runs
+>>> outs = []
+>>> for seed, (a, b) in enumerate([(0.80, 0.83), (0.78, 0.82), (0.79, 0.84)]):
+...     out = tempfile.mkdtemp()
+...     _ = write_results(out, "toy", "toy", {"seed": seed},
+...                       {"a": {"mae": (a, None)}, "b": {"mae": (b, None)}})
+...     outs.append(out)
+>>> summary = summarize_runs(outs, "mae", against="b")
+>>> round(summary.rows["a"].mean, 3), round(summary.rows["a"].difference, 3)
+(0.79, -0.04)
+"""
+
+import dataclasses
+import json
+import pathlib
+
+import numpy as np
+from scipy import stats
+
+
+@dataclasses.dataclass
+class MethodSummary:
+    """One method's metric across runs.
+
+    Attributes:
+        values: the metric in each run, in the order of the runs (None where
+            the run has no value for this method).
+        mean: mean over the runs that have a value.
+        half_width: half-width of the 95% Student-t interval of the mean
+            (None with fewer than two values).
+        difference: mean of (this method - `against`) over runs that have
+            both (None without `against`).
+        difference_half_width: its 95% Student-t half-width.
+    """
+
+    values: list
+    mean: float
+    half_width: float = None
+    difference: float = None
+    difference_half_width: float = None
+
+
+@dataclasses.dataclass
+class RunsSummary:
+    """The summary of several runs of one recipe for one metric."""
+
+    recipe: str
+    metric: str
+    seeds: list
+    rows: dict
+    against: str = None
+
+
+def t_interval95(values):
+    """Mean and 95% Student-t half-width of a few values (None for one value).
+
+    Example:
+
+    >>> from fewshot.recipes.summary import t_interval95
+    >>> mean, half = t_interval95([1.0, 2.0, 3.0])
+    >>> round(mean, 3), round(half, 3)
+    (2.0, 2.484)
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2:
+        return float(values.mean()), None
+    sem = values.std(ddof=1) / np.sqrt(values.size)
+    return float(values.mean()), float(stats.t.ppf(0.975, values.size - 1) * sem)
+
+
+def _read(out):
+    path = pathlib.Path(out)
+    if path.is_dir():
+        path = path / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Invalid value received for `runs`: {str(out)!r} holds no results.json "
+            "(pass a recipe's --out folder or its results.json)."
+        )
+    try:
+        payload = json.loads(path.read_text())
+        return payload["recipe"], payload.get("config", {}).get("seed"), payload["metrics"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"Invalid value received for `runs`: {str(path)!r} is not a fewshot results.json "
+            f"({type(error).__name__}: {error})."
+        ) from None
+
+
+def summarize_runs(runs, metric, against=None):
+    """Each method's `metric` across the runs of one recipe.
+
+    Args:
+        runs: the runs' output folders (or their ``results.json`` paths), at
+            least two, all of the same recipe.
+        metric: a metric name of the recipe's schema, e.g. ``"mae"``.
+        against: optional method; each row then also holds its mean paired
+            difference from this method over the runs.
+
+    Returns:
+        A `RunsSummary` whose ``rows`` map each method (in the first run's
+        order) to a `MethodSummary`.
+
+    Raises:
+        ValueError: fewer than two runs, runs of different recipes, a metric
+            or `against` method no run has.
+        FileNotFoundError: a run without results.json.
+    """
+    runs = list(runs)
+    if len(runs) < 2:
+        raise ValueError(
+            f"Invalid value received for `runs`: an interval across runs needs at least two. "
+            f"Received: runs={runs!r}"
+        )
+    loaded = [_read(run) for run in runs]
+    recipes = sorted({recipe for recipe, _, _ in loaded})
+    if len(recipes) > 1:
+        raise ValueError(
+            f"Invalid value received for `runs`: they come from different recipes {recipes}; "
+            "summarise runs of one recipe."
+        )
+    methods = []
+    for _, _, metrics in loaded:
+        methods += [m for m, values in metrics.items() if metric in values and m not in methods]
+    if not methods:
+        known = sorted({name for _, _, metrics in loaded for v in metrics.values() for name in v})
+        raise ValueError(
+            f"Invalid value received for `metric`: no run has {metric!r}. "
+            f"Metrics in these runs: {known}."
+        )
+    if against is not None and against not in methods:
+        raise ValueError(
+            f"Invalid value received for `against`: no run has method {against!r} with "
+            f"{metric!r}. Methods: {methods}."
+        )
+    rows = {}
+    for method in methods:
+        values = [metrics.get(method, {}).get(metric) for _, _, metrics in loaded]
+        present = [v for v in values if v is not None]
+        mean, half = t_interval95(present)
+        row = MethodSummary(values=values, mean=mean, half_width=half)
+        if against is not None and method != against:
+            diffs = [
+                metrics[method][metric] - metrics[against][metric]
+                for _, _, metrics in loaded
+                if metric in metrics.get(method, {}) and metric in metrics.get(against, {})
+            ]
+            if diffs:
+                row.difference, row.difference_half_width = t_interval95(diffs)
+        rows[method] = row
+    return RunsSummary(
+        recipe=recipes[0], metric=metric, seeds=[seed for _, seed, _ in loaded], rows=rows,
+        against=against,
+    )
+
+
+def summary_table(summary, fmt="{:.4f}"):
+    """The summary as a markdown table: a column per run, the mean ± interval,
+    and the paired difference when `against` was given."""
+
+    def cell(value, half=None):
+        if value is None:
+            return ""
+        text = fmt.format(value)
+        return text + (" ± " + fmt.format(half) if half is not None else "")
+
+    heads = [f"seed {seed}" if seed is not None else f"run {i + 1}" for i, seed in enumerate(summary.seeds)]
+    heads.append(f"mean ± 95% (t, {len(summary.seeds)} runs)")
+    if summary.against:
+        heads.append(f"minus {summary.against}, paired")
+    lines = [
+        f"| method ({summary.metric}) | " + " | ".join(heads) + " |",
+        "|---|" + "---|" * len(heads),
+    ]
+    for method, row in summary.rows.items():
+        cells = [cell(v) for v in row.values] + [cell(row.mean, row.half_width)]
+        if summary.against:
+            cells.append(cell(row.difference, row.difference_half_width))
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
