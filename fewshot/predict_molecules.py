@@ -134,7 +134,7 @@ def predict_molecules(
     scores = np.full(len(query_frame), np.nan)
     rows = np.flatnonzero(q_valid)
     # Adapts even when no query molecule is valid, so a bad support still fails.
-    logits = learner.predict_task(s_x[use], y, q_x[rows], steps=steps, batch_size=512)
+    logits = learner.predict_task(s_x[use], y, q_x[rows], steps=steps)
     if len(rows):
         scores[rows] = tf.nn.softmax(logits, axis=-1).numpy()[:, 1]
     out = query_frame.copy()

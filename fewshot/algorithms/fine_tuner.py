@@ -129,7 +129,7 @@ class FineTuner(MetaLearner):
             model.compile(loss=self.task_loss)
         return model
 
-    def predict_task(self, support_x, support_y, query_x, steps=None, batch_size=2048):
+    def predict_task(self, support_x, support_y, query_x, steps=None, batch_size=None):
         """Logits of one task's queries after fine-tuning on its support.
 
         The same numbers as ``adapt(support_x, support_y).predict(query_x)``
@@ -145,7 +145,8 @@ class FineTuner(MetaLearner):
             support_y: ``[S]`` integer labels ``0..N-1``.
             query_x: ``[Q, ...]`` query inputs of the same task.
             steps: Adam steps; default `finetune_steps`.
-            batch_size: queries per forward pass.
+            batch_size: queries per forward pass; default
+                `query_batch_size` (512 for a GIN encoder, else 2048).
 
         Returns:
             A NumPy array ``[Q, N]`` of logits.
@@ -164,7 +165,8 @@ class FineTuner(MetaLearner):
         params, kernel, bias = self._finetuned_weights(support_x, support_y, steps)
         if self._forward_fn is None:
             self._forward_fn = tf.function(self._head_logits, reduce_retracing=True)
-        return _in_slices(lambda x: self._forward_fn(params, kernel, bias, x), qx, batch_size)
+        return _in_slices(lambda x: self._forward_fn(params, kernel, bias, x), qx,
+                          self.query_batch_size if batch_size is None else batch_size)
 
     def _head_logits(self, params, kernel, bias, x):
         fixed = [tf.convert_to_tensor(v) for v in self.backbone.non_trainable_variables]

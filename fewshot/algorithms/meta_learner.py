@@ -17,6 +17,10 @@ from fewshot.episodes.stream import EpisodeStream
 
 _ACCURACY_NAMES = ("accuracy", "acc")
 # Reductions under which `keras.losses.Loss` divides by the replica count.
+# Queries per forward pass in `MetaLearner.predict_task` unless a layer of the
+# backbone asks for fewer (`scoring_batch_size`).
+DEFAULT_QUERY_BATCH = 2048
+
 _REPLICA_SCALED_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
 
 
@@ -116,7 +120,17 @@ class MetaLearner(keras.Model):
         """Returns a Keras model tuned to one task (no task axis)."""
         raise NotImplementedError
 
-    def predict_task(self, support_x, support_y, query_x, steps=None, batch_size=2048):
+    @property
+    def query_batch_size(self):
+        """Queries per forward pass in `predict_task` when none is given.
+
+        2048, or the smallest ``scoring_batch_size`` that a layer of the
+        backbone asks for (`fewshot.models.GraphIsomorphismNetwork`: 512).
+        """
+        sizes = [getattr(layer, "scoring_batch_size", None) for layer in _all_layers(self.backbone)]
+        return min([DEFAULT_QUERY_BATCH] + [int(size) for size in sizes if size])
+
+    def predict_task(self, support_x, support_y, query_x, steps=None, batch_size=None):
         """Predictions for one task's queries after adapting to its support.
 
         The same numbers as ``adapt(support_x, support_y).predict(query_x)``,
@@ -130,7 +144,8 @@ class MetaLearner(keras.Model):
             support_y: ``[S, ...]`` support targets.
             query_x: ``[Q, ...]`` query inputs of the same task.
             steps: adaptation steps; default the learner's own.
-            batch_size: queries per forward pass.
+            batch_size: queries per forward pass; default
+                `query_batch_size`.
 
         Returns:
             A NumPy array ``[Q, ...]`` of predictions (logits for
@@ -148,7 +163,8 @@ class MetaLearner(keras.Model):
         adapted = self.adapt(support_x, support_y) if steps is None else self.adapt(
             support_x, support_y, steps=steps)
         return _in_slices(lambda x: adapted(x, training=False),
-                          self._check_query(query_x), batch_size)
+                          self._check_query(query_x),
+                          self.query_batch_size if batch_size is None else batch_size)
 
     def per_task_loss(self, y_true, y_pred, sample_weight=None, shrinkage=0.0):
         """The compiled loss of one task, a scalar.
@@ -449,6 +465,14 @@ def _flatten_tasks(y_true, y_pred):
     y_true = tf.reshape(y_true, tf.concat([[-1], tf.shape(y_true)[2:]], 0))
     y_pred = tf.reshape(y_pred, tf.concat([[-1], tf.shape(y_pred)[2:]], 0))
     return y_true, y_pred
+
+
+def _all_layers(layer):
+    """`layer` and every layer nested in it (through ``.layers``)."""
+    found = [layer]
+    for inner in getattr(layer, "layers", []):
+        found += _all_layers(inner)
+    return found
 
 
 def _in_slices(fn, x, batch_size):

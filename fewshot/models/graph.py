@@ -66,6 +66,12 @@ class GraphIsomorphismNetwork(keras.layers.Layer):
         Graph Neural Networks", ICLR 2020.
     """
 
+    # Queries per forward pass when a learner scores with this layer
+    # (`MetaLearner.query_batch_size`): the per-batch edge tensors of 512
+    # molecules stay in cache, 1.3x faster than 2048 on Tox21
+    # (benchmarks/scoring.py).
+    scoring_batch_size = 512
+
     def __init__(
         self,
         max_atoms,

@@ -116,6 +116,35 @@ def test_predict_task_with_a_gin_encoder_matches_adapt():
     expected = tuner.adapt(rows[:4], labels).predict(rows, verbose=0)
     np.testing.assert_allclose(tuner.predict_task(rows[:4], labels, rows, batch_size=3),
                                expected, rtol=1e-5, atol=1e-5)
+    # Without a batch size it scores in the GIN's slices (512), the fingerprint network in 2048.
+    assert tuner.query_batch_size == 512 and _tuner().query_batch_size == 2048
+    np.testing.assert_allclose(tuner.predict_task(rows[:4], labels, rows), expected,
+                               rtol=1e-5, atol=1e-5)
+
+
+class _Narrow(keras.layers.Identity):
+    scoring_batch_size = 3
+
+
+def test_predict_task_slices_by_the_backbone_s_scoring_batch_size(monkeypatch):
+    from fewshot.algorithms import fine_tuner, meta_learner
+
+    seen = []
+    real = meta_learner._in_slices
+
+    def spy(fn, x, batch_size):
+        seen.append(batch_size)
+        return real(fn, x, batch_size)
+
+    monkeypatch.setattr(meta_learner, "_in_slices", spy)
+    monkeypatch.setattr(fine_tuner, "_in_slices", spy)
+    encoder = keras.Sequential([keras.Input((6,)), _Narrow(name="narrow"), keras.layers.Dense(8)])
+    x, y = _data(10)
+    for learner in (FineTuner(encoder, finetune_steps=1), fewshot.PrototypicalNetwork(encoder)):
+        assert learner.query_batch_size == 3
+        assert learner.predict_task(x[:4], [0, 0, 1, 1], x).shape == (10, 2)
+        learner.predict_task(x[:4], [0, 0, 1, 1], x, batch_size=5)
+    assert seen == [3, 5, 3, 5]
 
 
 def test_predict_task_bad_query_names_what_was_received():
