@@ -406,26 +406,29 @@ class MetaLearner(keras.Model):
                 "Invalid value received for argument `support_x`: the support "
                 f"set is empty. Received: support_x.shape={sx.shape}"
             )
-        expected = _input_feature_shape(self.backbone)
-        if expected is not None and not _shape_matches(sx.shape[1:], expected):
-            raise ValueError(
-                "Invalid value received for argument `support_x`: its "
-                f"examples have shape {tuple(sx.shape[1:])} but the backbone "
-                f"takes {tuple(expected)}. Received: support_x.shape={sx.shape}"
-            )
+        self._check_feature_shape("support_x", sx)
         return tf.constant(sx, dtype=self._input_dtype()), tf.constant(sy)
 
     def _check_query(self, query_x):
         """Validates one task's query inputs; returns a NumPy array."""
         qx = _as_array("query_x", query_x)
-        expected = _input_feature_shape(self.backbone)
-        if qx.ndim < 1 or (expected is not None and not _shape_matches(qx.shape[1:], expected)):
+        if qx.ndim < 1:
             raise ValueError(
-                "Invalid value received for argument `query_x`: its examples "
-                f"must have the backbone's input shape {tuple(expected or ())}, "
-                f"one task with no task axis. Received: query_x.shape={qx.shape}"
+                "Invalid value received for argument `query_x`: it must hold "
+                f"examples of one task, with no task axis. Received: query_x.shape={qx.shape}"
             )
+        self._check_feature_shape("query_x", qx)
         return qx.astype(self._input_dtype(), copy=False)
+
+    def _check_feature_shape(self, name, x):
+        """Raises unless the examples of `x` (axis 0) fit the backbone's input."""
+        expected = _input_feature_shape(self.backbone)
+        if expected is not None and not _shape_matches(x.shape[1:], expected):
+            raise ValueError(
+                f"Invalid value received for argument `{name}`: its examples have "
+                f"shape {tuple(x.shape[1:])} but the backbone takes {tuple(expected)} "
+                f"(one task, no task axis). Received: {name}.shape={x.shape}"
+            )
 
     def _input_dtype(self):
         variables = self.backbone.trainable_variables

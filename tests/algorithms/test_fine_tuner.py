@@ -152,5 +152,7 @@ def test_predict_task_bad_query_names_what_was_received():
     x, y = _data()
     with pytest.raises(ValueError, match=r"argument `query_x`.*Received: query_x.shape=\(40, 5\)"):
         tuner.predict_task(x[:10], y[:10], x[:, :5])
+    with pytest.raises(ValueError, match=r"no task axis. Received: query_x.shape=\(\)"):
+        tuner.predict_task(x[:10], y[:10], 1.0)
     with pytest.raises(ValueError, match="Received: batch_size=0"):
         tuner.predict_task(x[:10], y[:10], x, batch_size=0)
