@@ -15,7 +15,9 @@ end) after that many minutes of this invocation, then evaluates.
 ``--trainval`` then trains the model again from scratch on all meta-train
 characters, the validation ones included, for the number of epochs at which
 the validation run peaked, in ``OUT/<cell>_trainval/`` (Snell et al. 2017
-report their numbers this way), and tests its final weights. By default the
+report their numbers this way), and tests its final weights; with
+``--epochs N`` it trains N epochs without reading a validation run (for
+example with another ``--seed``, for the count an earlier run chose). By default the
 test classes include the rotations of the test characters (1692 classes,
 Vinyals et al. 2016 and Snell et al. 2017); ``--no-test-rotations`` tests on
 the 423 unrotated characters. ``--eval-only`` tests a cell's saved model
@@ -86,7 +88,8 @@ def add_arguments(parser):
         "--trainval",
         action="store_true",
         help="after the validation run: train again from scratch on the training and "
-        "validation characters for the epochs validation chose, and test that model",
+        "validation characters for the epochs validation chose (its curve.csv in OUT; "
+        "--epochs N gives the count instead, e.g. one chosen by an earlier run), and test that model",
     )
     parser.add_argument(
         "--eval-only", action="store_true", help="test the cell's saved model without training"
@@ -102,7 +105,7 @@ def run(config, args):
     work = out / (cell + "_trainval" if settings["trainval"] else cell)
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
     keras.utils.set_random_seed(settings["seed"])
-    if settings["trainval"]:
+    if settings["trainval"] and args.epochs is None:
         settings["epochs"] = _trainval_epochs(out / cell / "curve.csv", cell)
     model_path = work / ("final.keras" if settings["trainval"] else "best.keras")
     if settings["eval_only"] and not model_path.is_file():

@@ -133,6 +133,17 @@ def test_trainval_retrains_for_the_epochs_validation_chose(setup, capsys):
     assert "acc_3w1s" in cells["protonet_3w1s_trainval"]["test"]
 
 
+def test_trainval_with_epochs_needs_no_validation_run(setup):
+    recipe, data, out = setup
+    assert _run(recipe, data, out, "--algorithm", "protonet", "--trainval", "--epochs", "2",
+                "--seed", "1") == 0
+    with (out / "protonet_3w1s_trainval" / "curve.csv").open() as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2]
+    cells = json.loads((out / "results.json").read_text())["config"]["cells"]
+    assert cells["protonet_3w1s_trainval"]["epochs"] == 2
+    assert not (out / "protonet_3w1s").exists()
+
+
 def test_eval_only_tests_the_saved_model_without_training(setup, capsys):
     recipe, data, out = setup
     assert _run(recipe, data, out, "--algorithm", "protonet", "--eval-only") == 2
