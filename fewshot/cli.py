@@ -245,10 +245,14 @@ def _cmd_summarize(argv):
     parser.add_argument("runs", nargs="+", help="the runs' --out folders (or results.json files), two or more")
     parser.add_argument("--metric", required=True, help="metric of the recipe's results.json, e.g. mae, roc_auc_10shot")
     parser.add_argument("--against", default=None, help="method to pair every other method against, e.g. bias")
+    parser.add_argument("--plot", default=None, help="also draw the runs and means to this PNG")
     args = parser.parse_args(argv)
-    from fewshot.recipes.summary import summarize_runs, summary_table
+    from fewshot.recipes.summary import summarize_runs, summary_plot, summary_table
 
-    print(summary_table(summarize_runs(args.runs, args.metric, against=args.against)))
+    summary = summarize_runs(args.runs, args.metric, against=args.against)
+    print(summary_table(summary))
+    if args.plot:
+        print(f"Wrote {summary_plot(summary, args.plot)}")
     return 0
 
 

@@ -7,7 +7,9 @@ of test assays on Tox21), so a single run's number moves with its seed.
 95% Student-t interval over runs; with ``against=`` also the paired
 difference from another method (same run, same test tasks), whose interval
 says whether one method beats another across seeds rather than on one.
-``fewshot summarize OUT...`` prints it as a markdown table.
+``fewshot summarize OUT...`` prints it as a markdown table (`summary_table`)
+and can draw it (`summary_plot`: each run a dot, the mean and its interval a
+bar, one line per method).
 
 Example:
 
@@ -193,3 +195,37 @@ def summary_table(summary, fmt="{:.4f}"):
             cells.append(cell(row.difference, row.difference_half_width))
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def summary_plot(summary, path):
+    """Draws the summary: per method, each run's value as a dot and the mean
+    with its 95% interval as a bar; writes a PNG to `path` and returns it.
+
+    Methods are sorted by their mean, best (lowest) at the top for error
+    metrics such as MAE; pass the summary of a higher-is-better metric and
+    the best is at the bottom, so read the axis label.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(summary.rows.items(), key=lambda item: item[1].mean, reverse=True)
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.4))
+    for y, (method, row) in enumerate(rows):
+        values = [v for v in row.values if v is not None]
+        ax.plot(values, [y] * len(values), "o", color="tab:blue", alpha=0.45, ms=5,
+                label="one run" if y == 0 else None)
+        ax.errorbar(row.mean, y, xerr=row.half_width or 0.0, fmt="s", color="black", ms=5,
+                    capsize=4, label="mean, 95% t-interval" if y == 0 else None)
+    ax.set_yticks(range(len(rows)), [method for method, _ in rows])
+    ax.set_xlabel(summary.metric)
+    seeds = ", ".join(str(s) for s in summary.seeds)
+    ax.set_title(f"{summary.recipe}: {summary.metric} over {len(summary.seeds)} runs (seeds {seeds})",
+                 fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

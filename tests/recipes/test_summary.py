@@ -99,10 +99,17 @@ def test_bad_runs_are_named(tmp_path, run_dirs):
         summarize_runs([run_dirs[0], broken], "mae")
 
 
-def test_cli_prints_the_table_and_reports_errors_in_one_line(run_dirs, capsys):
-    assert cli.main(["summarize", *map(str, run_dirs), "--metric", "mae", "--against", "bias"]) == 0
+def test_cli_prints_the_table_draws_the_plot_and_reports_errors_in_one_line(tmp_path, run_dirs, capsys):
+    plot = tmp_path / "mae.png"
+    assert cli.main(["summarize", *map(str, run_dirs), "--metric", "mae", "--against", "bias",
+                     "--plot", str(plot)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("| method (mae) |") and "| meta |" in out
+    assert f"Wrote {plot}" in out
+    from PIL import Image
+
+    with Image.open(plot) as image:
+        assert image.format == "PNG" and image.size[0] > 400
     assert cli.main(["summarize", str(run_dirs[0]), "--metric", "mae"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("fewshot summarize: error:") and "Traceback" not in err
