@@ -16,11 +16,10 @@ from fewshot.episodes.episode import (
 from fewshot.episodes.stream import EpisodeStream
 
 _ACCURACY_NAMES = ("accuracy", "acc")
-# Reductions under which `keras.losses.Loss` divides by the replica count.
 # Queries per forward pass in `MetaLearner.predict_task` unless a layer of the
 # backbone asks for fewer (`scoring_batch_size`).
 DEFAULT_QUERY_BATCH = 2048
-
+# Reductions under which `keras.losses.Loss` divides by the replica count.
 _REPLICA_SCALED_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
 
 
