@@ -85,10 +85,13 @@ def t_interval95(values):
     return float(values.mean()), float(stats.t.ppf(0.975, values.size - 1) * sem)
 
 
-def _read(out):
+def _results_path(out):
     path = pathlib.Path(out)
-    if path.is_dir():
-        path = path / "results.json"
+    return path / "results.json" if path.is_dir() else path
+
+
+def _read(out):
+    path = _results_path(out)
     if not path.is_file():
         raise FileNotFoundError(
             f"Invalid value received for `runs`: {str(out)!r} holds no results.json "
@@ -119,8 +122,8 @@ def summarize_runs(runs, metric, against=None):
         order) to a `MethodSummary`.
 
     Raises:
-        ValueError: fewer than two runs, runs of different recipes, a metric
-            or `against` method no run has.
+        ValueError: fewer than two runs, a run given twice, runs of different
+            recipes, a metric or `against` method no run has.
         FileNotFoundError: a run without results.json.
     """
     runs = list(runs)
@@ -128,6 +131,13 @@ def summarize_runs(runs, metric, against=None):
         raise ValueError(
             f"Invalid value received for `runs`: an interval across runs needs at least two. "
             f"Received: runs={runs!r}"
+        )
+    resolved = [_results_path(run).resolve() for run in runs]
+    repeated = sorted({str(p) for p in resolved if resolved.count(p) > 1})
+    if repeated:
+        raise ValueError(
+            f"Invalid value received for `runs`: the same run is given more than once, "
+            f"which would count it twice. Received: {repeated}"
         )
     loaded = [_read(run) for run in runs]
     recipes = sorted({recipe for recipe, _, _ in loaded})

@@ -86,6 +86,8 @@ def test_bad_metric_or_method_names_the_argument(run_dirs, kwargs, message):
 def test_bad_runs_are_named(tmp_path, run_dirs):
     with pytest.raises(ValueError, match="at least two"):
         summarize_runs(run_dirs[:1], "mae")
+    with pytest.raises(ValueError, match="more than once"):
+        summarize_runs([run_dirs[0], run_dirs[1], run_dirs[0] / "results.json"], "mae")
     with pytest.raises(FileNotFoundError, match="holds no results.json"):
         summarize_runs([run_dirs[0], tmp_path / "missing"], "mae")
     other = tmp_path / "other"
