@@ -2,7 +2,8 @@
 
 import keras
 
-from fewshot.algorithms.maml import MAML, _all_layers
+from fewshot.algorithms.maml import MAML
+from fewshot.algorithms.meta_learner import _all_layers
 
 
 @keras.saving.register_keras_serializable(package="fewshot")

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from fewshot.algorithms.inner_loop import functional_forward
 from fewshot.algorithms.maml import clone_backbone
-from fewshot.algorithms.meta_learner import MetaLearner, _in_slices
+from fewshot.algorithms.meta_learner import MetaLearner
 from fewshot.algorithms.metric_heads import class_prototypes, pairwise_distance
 from fewshot.algorithms.metric_learner import embed_tasks
 from fewshot.episodes.episode import QUERY_X, SUPPORT_X, SUPPORT_Y
@@ -165,8 +165,8 @@ class FineTuner(MetaLearner):
         params, kernel, bias = self._finetuned_weights(support_x, support_y, steps)
         if self._forward_fn is None:
             self._forward_fn = tf.function(self._head_logits, reduce_retracing=True)
-        return _in_slices(lambda x: self._forward_fn(params, kernel, bias, x), qx,
-                          self.query_batch_size if batch_size is None else batch_size)
+        return self._in_query_slices(lambda x: self._forward_fn(params, kernel, bias, x), qx,
+                                     batch_size)
 
     def _head_logits(self, params, kernel, bias, x):
         fixed = [tf.convert_to_tensor(v) for v in self.backbone.non_trainable_variables]

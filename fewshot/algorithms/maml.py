@@ -7,7 +7,7 @@ import keras
 import tensorflow as tf
 
 from fewshot.algorithms.inner_loop import functional_forward, gradient_steps
-from fewshot.algorithms.meta_learner import MetaLearner
+from fewshot.algorithms.meta_learner import MetaLearner, _all_layers
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_WEIGHT, SUPPORT_X, SUPPORT_Y
 from fewshot.validation import check_int, check_positive_float
 
@@ -506,12 +506,3 @@ def _keras_batch_moments(layer):
     if not isinstance(layer, keras.layers.BatchNormalization):
         return False
     return type(layer)._moments is keras.layers.BatchNormalization._moments or bool(layer.synchronized)
-
-
-def _all_layers(model):
-    """Every layer inside `model`, depth first."""
-    found = []
-    for layer in getattr(model, "layers", []):
-        found.append(layer)
-        found.extend(_all_layers(layer))
-    return found

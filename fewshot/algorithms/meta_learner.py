@@ -126,7 +126,8 @@ class MetaLearner(keras.Model):
         2048, or the smallest ``scoring_batch_size`` that a layer of the
         backbone asks for (`fewshot.models.GraphIsomorphismNetwork`: 512).
         """
-        sizes = [getattr(layer, "scoring_batch_size", None) for layer in _all_layers(self.backbone)]
+        layers = [self.backbone] + _all_layers(self.backbone)
+        sizes = [getattr(layer, "scoring_batch_size", None) for layer in layers]
         return min([DEFAULT_QUERY_BATCH] + [int(size) for size in sizes if size])
 
     def predict_task(self, support_x, support_y, query_x, steps=None, batch_size=None):
@@ -161,9 +162,13 @@ class MetaLearner(keras.Model):
         """
         adapted = self.adapt(support_x, support_y) if steps is None else self.adapt(
             support_x, support_y, steps=steps)
-        return _in_slices(lambda x: adapted(x, training=False),
-                          self._check_query(query_x),
-                          self.query_batch_size if batch_size is None else batch_size)
+        return self._in_query_slices(lambda x: adapted(x, training=False),
+                                     self._check_query(query_x), batch_size)
+
+    def _in_query_slices(self, fn, query_x, batch_size=None):
+        """``fn`` over `query_x` in slices of `batch_size` (default
+        `query_batch_size`), concatenated: `predict_task`'s scoring loop."""
+        return _in_slices(fn, query_x, self.query_batch_size if batch_size is None else batch_size)
 
     def per_task_loss(self, y_true, y_pred, sample_weight=None, shrinkage=0.0):
         """The compiled loss of one task, a scalar.
@@ -469,11 +474,12 @@ def _flatten_tasks(y_true, y_pred):
     return y_true, y_pred
 
 
-def _all_layers(layer):
-    """`layer` and every layer nested in it (through ``.layers``)."""
-    found = [layer]
-    for inner in getattr(layer, "layers", []):
-        found += _all_layers(inner)
+def _all_layers(model):
+    """Every layer inside `model`, depth first."""
+    found = []
+    for layer in getattr(model, "layers", []):
+        found.append(layer)
+        found.extend(_all_layers(layer))
     return found
 
 

@@ -127,7 +127,7 @@ class _Narrow(keras.layers.Identity):
 
 
 def test_predict_task_slices_by_the_backbone_s_scoring_batch_size(monkeypatch):
-    from fewshot.algorithms import fine_tuner, meta_learner
+    from fewshot.algorithms import meta_learner
 
     seen = []
     real = meta_learner._in_slices
@@ -137,7 +137,6 @@ def test_predict_task_slices_by_the_backbone_s_scoring_batch_size(monkeypatch):
         return real(fn, x, batch_size)
 
     monkeypatch.setattr(meta_learner, "_in_slices", spy)
-    monkeypatch.setattr(fine_tuner, "_in_slices", spy)
     encoder = keras.Sequential([keras.Input((6,)), _Narrow(name="narrow"), keras.layers.Dense(8)])
     x, y = _data(10)
     for learner in (FineTuner(encoder, finetune_steps=1), fewshot.PrototypicalNetwork(encoder)):
