@@ -15,6 +15,7 @@ import numpy as np
 
 from fewshot.datasets.featurize import featurizer_from_config
 from fewshot.datasets.moleculenet import _SMILES_NAMES, _find_column
+from fewshot.tables import read_strings
 
 MODEL_FILE = "model.keras"
 META_FILE = "featurizer.json"
@@ -154,10 +155,7 @@ def _read_frame(source, name):
     path = pathlib.Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"Invalid value received for argument `{name}`: no file {str(path)!r}.")
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise ValueError(f"Could not read {name} file {str(path)!r} as CSV: {error}") from None
+    return read_strings(path, f"{name} file {str(path)!r}")
 
 
 def _smiles_of(frame, smiles_column, name):

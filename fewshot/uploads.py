@@ -26,6 +26,8 @@ import math
 
 import numpy as np
 
+from fewshot.tables import read_strings
+
 #: Largest upload accepted, in bytes (CSV and images alike).
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 #: Names recognised as the label column of a regression table, in order.
@@ -107,8 +109,6 @@ def read_csv(data, name="upload", max_bytes=MAX_UPLOAD_BYTES):
         UploadError: the upload is empty, too large, not text, not a
             readable CSV, or has a header but no rows.
     """
-    import pandas as pd
-
     if isinstance(data, str):
         data = data.encode("utf-8")
     if not isinstance(data, (bytes, bytearray)):
@@ -131,14 +131,9 @@ def read_csv(data, name="upload", max_bytes=MAX_UPLOAD_BYTES):
             f"The file {name!r} is not UTF-8 text. Save it as a UTF-8 CSV file."
         ) from None
     try:
-        frame = pd.read_csv(
-            io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=True
-        )
-    except pd.errors.EmptyDataError:
-        raise UploadError(f"The file {name!r} has no header row and no data.") from None
-    except (pd.errors.ParserError, ValueError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UploadError(f"The file {name!r} is not a readable CSV table: {first}") from None
+        frame = read_strings(io.StringIO(text), f"file {name!r}")
+    except ValueError as error:
+        raise UploadError(str(error)) from None
     frame.columns = [str(c).strip() for c in frame.columns]
     unnamed = [c for c in frame.columns if c.startswith("Unnamed:") or not c]
     if unnamed:

@@ -294,3 +294,10 @@ def test_check_classes_rejects_classes_that_do_not_suit(data, kwargs, message):
 def test_class_rows_missing_label_column():
     with pytest.raises(uploads.UploadError, match="is missing the column 'label'"):
         uploads.class_rows(uploads.read_csv(b"a\n1\n"), ["a"], "label", name="s.csv")
+
+
+def test_read_csv_keeps_trailing_comma_rows_in_place_and_rejects_longer_rows():
+    frame = uploads.read_csv(b"x,y\n1,2,\n3,4,\n", name="s.csv")
+    assert frame.to_dict("list") == {"x": ["1", "3"], "y": ["2", "4"]}
+    with pytest.raises(UploadError, match=r"^The file 's.csv' has more fields in data row 1"):
+        uploads.read_csv(b"x,y\n1,2,3\n4,5\n", name="s.csv")

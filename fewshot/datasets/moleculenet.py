@@ -19,6 +19,8 @@ import urllib.request
 
 import numpy as np
 
+from fewshot.tables import read_strings
+
 # The publisher's copy (DeepChem's S3 bucket, the MoleculeNet download).
 TOX21_URL = "https://deepchemdata.s3-us-west-1.amazonaws.com/datasets/tox21.csv.gz"
 TOX21_TASKS = (
@@ -183,13 +185,8 @@ def load_moleculenet(source, smiles_column=None, id_column=None, tasks=None, cac
     >>> table.tasks, table.labels.shape
     (['active'], (3, 1))
     """
-    import pandas as pd
-
     path = resolve_source(source, cache_dir)
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as error:
-        raise ValueError(f"Could not read {str(path)!r} as CSV: {error}") from None
+    frame = read_strings(path, f"file {str(path)!r}")
     columns = list(frame.columns)
     smiles_column = smiles_column or _find_column(columns, _SMILES_NAMES)
     if smiles_column is None or smiles_column not in columns:

@@ -10,6 +10,7 @@ import pandas as pd
 from fewshot.model_catalog import read_ensemble_record
 from fewshot.recsys.adapter import UserAdapter
 from fewshot.recsys.ensemble import EnsembleAdapter
+from fewshot.tables import read_strings
 from fewshot.validation import check_int
 
 _ITEM_COLUMNS = ("item", "item_id", "movie_id", "movieId", "itemId")
@@ -21,7 +22,8 @@ def read_table(source, name, need_rating=False):
 
     Raises:
         FileNotFoundError: the CSV does not exist.
-        ValueError: no item column (or no rating column when needed).
+        ValueError: the file is not a readable CSV table, or has no item
+            column (or no rating column when needed).
     """
     if isinstance(source, pd.DataFrame):
         frame = source.copy()
@@ -29,7 +31,7 @@ def read_table(source, name, need_rating=False):
         path = pathlib.Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"The {name} file {str(path)!r} does not exist.")
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = read_strings(path, f"{name} file {str(path)!r}")
     column = next((c for c in _ITEM_COLUMNS if c in frame.columns), None)
     if column is None:
         raise ValueError(

@@ -1,0 +1,102 @@
+"""Reading CSV files into tables of strings without shifting or losing cells.
+
+Every CSV that fewshot reads from a user (uploads, SMILES files, ratings and
+candidate lists, MoleculeNet-style assay files) goes through `read_strings`.
+Each cell stays a string, so later checks can name the exact value that is
+wrong.
+
+It also guards against a pandas habit. When the first data row has one field
+more than the header, as in files whose rows end in a comma, pandas makes the
+first column the index without a word, and every value moves one column to
+the left. Here, trailing cells that are all empty are dropped. If any of them
+holds a value, the error names its row.
+"""
+
+import io
+import pathlib
+import warnings
+
+
+def read_strings(source, name):
+    """Reads a CSV file or text into a `pandas.DataFrame` of strings.
+
+    Blank lines are skipped and empty cells stay empty strings. Rows that end
+    in one extra, empty field (a trailing comma) are read as if it were not
+    there.
+
+    Args:
+        source: a path (`str` or `pathlib.Path`; `.gz` and other compressions
+            pandas knows are read too) or a `io.StringIO` of CSV text.
+        name: what the file is, used in messages (for example
+            ``"query file 'q.csv'"``).
+
+    Returns:
+        A `pandas.DataFrame` with a `RangeIndex` and string cells.
+
+    Raises:
+        ValueError: the file is empty, is not UTF-8 text, cannot be read, is
+            not a readable CSV table, or a row has more fields than the header.
+
+    Example:
+
+    >>> import io
+    >>> from fewshot.tables import read_strings
+    >>> read_strings(io.StringIO("smiles,name\\nCCO,ethanol,\\n"), "query").to_dict("list")
+    {'smiles': ['CCO'], 'name': ['ethanol']}
+    """
+    frame = _read(source, name)
+    if _default_index(frame):
+        return frame
+    # The first data row had more fields than the header.
+    width = len(frame.columns) + frame.index.nlevels
+    raw = _read(source, name, header=None, names=list(range(width)), skip_first=True)
+    extra = raw.iloc[:, len(frame.columns) :].fillna("")
+    filled = extra.apply(lambda column: column.str.strip() != "").any(axis=1)
+    if filled.any():
+        row = int(filled.to_numpy().argmax())
+        values = [value for value in raw.iloc[row].tolist() if isinstance(value, str)]
+        raise ValueError(
+            f"The {name} has more fields in data row {row + 1} than in its header "
+            f"({len(values)} against {len(frame.columns)}: {', '.join(frame.columns)}), "
+            f"so its values cannot be matched to columns. Received row: {values}"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas warns that index_col=False drops cells: they are empty
+        return _read(source, name, index_col=False)
+
+
+def _default_index(frame):
+    import pandas as pd
+
+    return isinstance(frame.index, pd.RangeIndex)
+
+
+def _read(source, name, skip_first=False, **options):
+    import pandas as pd
+
+    if isinstance(source, io.StringIO):
+        source = io.StringIO(source.getvalue())
+    elif not isinstance(source, (str, pathlib.Path)):
+        raise TypeError(
+            f"Expected the {name} as a path or io.StringIO. Received: "
+            f"{type(source).__name__}"
+        )
+    try:
+        return pd.read_csv(
+            source,
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=True,
+            skiprows=[0] if skip_first else None,
+            **options,
+        )
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"The {name} is empty: it has no header row and no data.") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"The {name} is not UTF-8 text. Save it as a UTF-8 CSV file.") from None
+    except (EOFError, OSError) as error:  # a damaged .gz, an unreadable file
+        raise ValueError(f"The {name} could not be read: {error}") from None
+    except (pd.errors.ParserError, ValueError) as error:
+        text = str(error).strip()
+        first = text.splitlines()[0] if text else type(error).__name__
+        raise ValueError(f"The {name} is not a readable CSV table: {first}") from None
