@@ -11,6 +11,7 @@ the embedded default; `fewshot run RECIPE --help` lists a recipe's options.
 
 import argparse
 import os
+import pathlib
 import sys
 
 
@@ -38,6 +39,17 @@ def _run_parser(add_help=True):
         "--quiet", action="store_true", help="no progress bars, only the final table"
     )
     return parser
+
+
+def _check_output_file(option, value):
+    """Fails before any work when the CSV `--option` cannot be written."""
+    path = pathlib.Path(value)
+    if path.is_dir():
+        raise CLIError(f"{option} must be a file to write, not a folder. Received: {option} {value}")
+    if not path.parent.is_dir():
+        raise CLIError(
+            f"{option}: the folder {str(path.parent)!r} does not exist. Received: {option} {value}"
+        )
 
 
 def _cmd_run(argv):
@@ -127,6 +139,8 @@ def _cmd_recommend(argv):
     args = parser.parse_args(argv)
     if not args.data_dir:
         raise CLIError("--data-dir is required (or set FEWSHOT_MOVIELENS_DIR)")
+    if args.output:
+        _check_output_file("--output", args.output)
     import time
 
     from fewshot.datasets.movielens import load_movielens
@@ -217,6 +231,7 @@ def _cmd_predict_molecules(argv):
     parser.add_argument("--label-column", default=None, help="name of the support's label column (default: found)")
     parser.add_argument("--steps", type=int, default=None, help="adaptation steps (default: the model's)")
     args = parser.parse_args(argv)
+    _check_output_file("--out", args.out)
     from fewshot.predict_molecules import predict_molecules
 
     predictions, support = predict_molecules(
@@ -290,8 +305,9 @@ def main(argv=None):
         parser.parse_args([command])  # prints the usage error and exits 2
     try:
         return COMMANDS[command][0](rest)
-    except (CLIError, ValueError, FileNotFoundError, FloatingPointError) as error:
-        # Bad input and diverged training are reported as one clear line;
+    except (CLIError, ValueError, OSError, FloatingPointError) as error:
+        # Bad input, files that cannot be read or written and diverged
+        # training are reported as one clear line;
         # FEWSHOT_DEBUG=1 shows the traceback.
         if os.environ.get("FEWSHOT_DEBUG"):
             raise

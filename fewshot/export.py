@@ -399,6 +399,12 @@ def _check_out_dir(path, overwrite):
             f"path. Received: path={path!r}"
         )
     path = pathlib.Path(path)
+    existing = next(parent for parent in path.absolute().parents if parent.exists())
+    if not existing.is_dir():
+        raise ValueError(
+            f"Cannot export to {str(path)!r}: {str(existing)!r} is a file, not a "
+            "folder. Received: path=" + repr(str(path))
+        )
     if path.exists() and not overwrite:
         if not path.is_dir():
             raise ValueError(

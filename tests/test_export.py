@@ -568,6 +568,9 @@ def test_export_refuses_to_clobber_and_names_bad_arguments(tmp_path):
         export_saved_model(learner.backbone, tmp_path / "c", steps=2)
     with pytest.raises(ValueError, match="Expected a fewshot MetaLearner or a keras.Model. Received: model of type str"):
         export_saved_model("model.keras", tmp_path / "d")
+    (tmp_path / "file.csv").write_text("x\n")
+    with pytest.raises(ValueError, match=f"Cannot export to '{tmp_path / 'file.csv' / 'sub'}': '{tmp_path / 'file.csv'}' is a file, not a folder"):
+        export_saved_model(learner, tmp_path / "file.csv" / "sub")
     if "PrototypicalNetwork" in dir(fewshot.algorithms):
         with pytest.raises(ValueError, match="PrototypicalNetwork has no inner steps to set"):
             export_saved_model(_protonet(), tmp_path / "e", steps=3)
