@@ -136,6 +136,11 @@ class SupportDistanceLogits(keras.layers.Layer):
 
 
 def metric_classifier(encoder, head, name):
-    """``input -> encoder -> head`` as one functional Keras model."""
+    """``input -> encoder -> flatten -> head`` as one functional Keras model.
+
+    The embeddings are flattened as in training (`embed_tasks`), so an
+    encoder of any output shape works.
+    """
     inputs = keras.Input(encoder.input_shape[1:])
-    return keras.Model(inputs, head(encoder(inputs, training=False)), name=name)
+    embeddings = keras.layers.Flatten()(encoder(inputs, training=False))
+    return keras.Model(inputs, head(embeddings), name=name)

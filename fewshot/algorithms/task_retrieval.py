@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from fewshot.algorithms.inner_loop import gradient_steps
-from fewshot.algorithms.maml import MAML, clone_backbone
+from fewshot.algorithms.maml import MAML, clone_backbone, use_batch_statistics
 from fewshot.algorithms.metric_heads import pairwise_distance
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
 from fewshot.validation import check_int
@@ -293,6 +293,8 @@ class TaskRetrieval(MAML):
         )
         final = support_loss(params)
         adapted = clone_backbone(self.backbone, params)
+        if self.batch_norm == "transductive":
+            use_batch_statistics(adapted, sx)
         adapted.adaptation_loss = [float(v) for v in losses] + [float(final)]
         adapted.retrieved_index = int(index[0])
         adapted.compile(loss=self.task_loss)

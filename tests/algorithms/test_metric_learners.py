@@ -76,3 +76,17 @@ def test_embed_returns_flat_embeddings():
     encoder = fewshot.models.mlp(input_shape=(3,), hidden=(4,), outputs=5)
     protonet = fewshot.PrototypicalNetwork(encoder)
     assert protonet.embed(np.zeros((7, 3), "float32")).shape == (7, 5)
+
+
+@pytest.mark.parametrize("learner", ["protonet", "siamese"])
+def test_adapted_classifier_flattens_an_encoder_of_any_output_shape(learner):
+    inputs = keras.Input((6,))
+    encoder = keras.Model(inputs, keras.layers.Reshape((2, 3))(keras.layers.Dense(6, use_bias=False)(inputs)))
+    model = (fewshot.PrototypicalNetwork if learner == "protonet" else fewshot.SiameseNetwork)(encoder)
+    rng = np.random.default_rng(0)
+    sx, sy = rng.normal(size=(4, 6)).astype("float32"), np.array([0, 0, 1, 1], "int32")
+    qx = rng.normal(size=(5, 6)).astype("float32")
+    batch = {"support_x": sx[None], "support_y": sy[None], "query_x": qx[None], "query_y": np.zeros((1, 5), "int32")}
+    expected = model.query_predictions(batch).numpy()[0]
+    assert expected.shape == (5, 2)
+    np.testing.assert_allclose(model.adapt(sx, sy).predict(qx, verbose=0), expected, rtol=1e-5, atol=1e-5)

@@ -75,3 +75,19 @@ def test_padded_supports_are_refused_where_retrieval_would_count_them():
     batch["support_weight"] = tf.ones(tf.shape(batch["support_y"])[:2])
     with pytest.raises(ValueError, match="does not use `support_weight` when it retrieves"):
         learner.query_predictions(batch)
+
+
+def test_empty_memory_adapt_uses_the_support_batch_statistics_like_maml():
+    inputs = keras.Input((1,))
+    hidden = fewshot.models.BatchNormalization()(keras.layers.Dense(8)(inputs))
+    outputs = keras.layers.Dense(1)(keras.layers.ReLU()(hidden))
+    learner = fewshot.TaskRetrieval(keras.Model(inputs, outputs), memory_size=2, inner_lr=0.01)
+    learner.compile(optimizer="adam", loss="mse")
+    assert learner.batch_norm == "transductive"
+    rng = np.random.default_rng(0)
+    sx, sy = _task(2.0, 0.5, 5, rng)
+    qx = rng.uniform(-5, 5, (7, 1)).astype("float32")
+    retrieved = learner.adapt(sx, sy, steps=1)
+    plain = fewshot.MAML.adapt(learner, sx, sy, steps=1)
+    assert retrieved.retrieved_index == -1
+    np.testing.assert_allclose(retrieved.predict(qx, verbose=0), plain.predict(qx, verbose=0), atol=1e-5)
