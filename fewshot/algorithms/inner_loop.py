@@ -91,14 +91,16 @@ def _checkpointed(step):
     The forward pass keeps no intermediate tensors for the enclosing tape;
     the gradient re-runs `step` under a tape of its own (nested inner tape
     included, so second-order terms stay) and pulls the output gradients
-    back to the inputs.
+    back to the inputs, and to any variable the step reads (a learned
+    support shrinkage, for example), which `tf.custom_gradient` passes in as
+    ``variables``.
     """
 
     @tf.custom_gradient
     def checkpointed(*inputs):
         outputs = step(*inputs)
 
-        def grad(*output_grads):
+        def grad(*output_grads, variables=None):
             output_grads = [
                 tf.zeros_like(o) if g is None else g for o, g in zip(outputs, output_grads)
             ]
@@ -108,15 +110,20 @@ def _checkpointed(step):
             # forward activations alive after all).
             with tf.control_dependencies(output_grads):
                 again = [tf.identity(x) for x in inputs]
+            variables = list(variables or [])
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(again)
+                tape.watch(variables)
                 recomputed = step(*again)
-            return tape.gradient(
+            grads = tape.gradient(
                 recomputed,
-                again,
+                again + variables,
                 output_gradients=output_grads,
                 unconnected_gradients=tf.UnconnectedGradients.ZERO,
             )
+            if not variables:
+                return grads
+            return grads[: len(again)], grads[len(again) :]
 
         return outputs, grad
 

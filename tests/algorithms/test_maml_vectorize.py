@@ -207,3 +207,23 @@ def test_tasks_per_chunk_is_validated_and_serialised():
     batch = fewshot.episodes.Sinusoid().sample(4, seed=0)
     with pytest.raises(ValueError, match=r"must be a multiple of `tasks_per_chunk`. Received: tasks_per_chunk=3"):
         learner.train_on_batch(batch)
+
+
+def test_recompute_inner_with_a_learned_support_shrinkage():
+    """A variable read inside the checkpointed step gets the same gradient."""
+    model, loss, arrays = CASES["mlp"]("float32")
+    episodes = _episodes(arrays, "float32")
+    grads = {}
+    for recompute in (False, True):
+        learner = fewshot.MAML(
+            model, inner_lr=0.05, inner_steps=2, support_shrinkage=2.0,
+            learn_support_shrinkage=True, recompute_inner=recompute,
+        )
+        learner.compile(optimizer="sgd", loss=loss)
+        grads[recompute] = _meta_gradient(learner, episodes)
+    shrinkage = [v.name for v in learner.trainable_variables].index("log_support_shrinkage")
+    assert len(grads[True]) == len(model.trainable_variables) + 1
+    assert abs(float(grads[True][shrinkage])) > 1e-7  # the shrinkage's own gradient
+    for checkpointed, stored in zip(grads[True], grads[False]):
+        np.testing.assert_allclose(checkpointed, stored, rtol=1e-4, atol=1e-6)
+    assert np.isfinite(learner.train_on_batch(episodes))  # Keras' compiled step too
