@@ -291,7 +291,9 @@ class MetaLearner(keras.Model):
             step = tape.gradient(scaled, variables)
             grads = [g if d is None else g + d for g, d in zip(grads, step)]
             pred_shape[:] = pred.shape.as_list()
-            return i + 1, total + share, grads, predictions.write(i, pred)
+            # The accumulators are in the learner's dtype; a float64 backbone's are cast.
+            predictions = predictions.write(i, tf.cast(pred, predictions.dtype))
+            return i + 1, total + tf.cast(share, total.dtype), grads, predictions
 
         pred_shape = []
         zeros = [tf.zeros_like(v) for v in variables]

@@ -183,6 +183,20 @@ def test_tasks_per_chunk_gives_the_same_meta_update(backbone, vectorize):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
 
 
+def test_tasks_per_chunk_with_a_float64_backbone():
+    """The float32 accumulators take a float64 backbone's loss and predictions."""
+    results = {}
+    for chunk in (None, 2):
+        keras.utils.set_random_seed(0)
+        model, loss, arrays = CASES["mlp"]("float64")
+        learner = fewshot.MAML(model, inner_lr=0.1, inner_steps=2, tasks_per_chunk=chunk)
+        results[chunk] = _one_update(learner, loss, _episodes(arrays, "float64"))
+    np.testing.assert_allclose(results[2][0], results[None][0], rtol=1e-5)
+    for a, b in zip(results[2][1], results[None][1]):
+        assert a.dtype == np.float64
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
+
+
 def test_tasks_per_chunk_under_xla_matches_plain():
     family = fewshot.episodes.Sinusoid(support_shots=5, query_shots=5)
     batch = family.sample(4, seed=0)
