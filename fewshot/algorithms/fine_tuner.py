@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fewshot.algorithms.inner_loop import functional_forward
+from fewshot.algorithms.inner_loop import advance_seeds, functional_forward
 from fewshot.algorithms.maml import clone_backbone
-from fewshot.algorithms.meta_learner import MetaLearner
+from fewshot.algorithms.meta_learner import MetaLearner, _seed_positions
 from fewshot.algorithms.metric_heads import class_prototypes, pairwise_distance
 from fewshot.algorithms.metric_learner import embed_tasks
 from fewshot.episodes.episode import QUERY_X, SUPPORT_X, SUPPORT_Y
@@ -211,9 +211,13 @@ class FineTuner(MetaLearner):
     def _finetune(self, x, y, num_classes, steps):
         params = [tf.convert_to_tensor(v) for v in self.backbone.trainable_variables]
         fixed = [tf.convert_to_tensor(v) for v in self.backbone.non_trainable_variables]
+        seeds = _seed_positions(self.backbone)
 
-        def embed(p, training):
-            z = functional_forward(self.backbone, p, fixed, x, training)
+        def embed(p, training, step=None):
+            # Dropout draws a new mask at every fine-tuning step (the same
+            # sequence for every task, so adapting is deterministic).
+            state = fixed if step is None else advance_seeds(fixed, seeds, step)
+            z = functional_forward(self.backbone, p, state, x, training)
             return tf.reshape(z, [tf.shape(z)[0], -1])
 
         if self.head_init == "prior":
@@ -234,7 +238,7 @@ class FineTuner(MetaLearner):
         def body(step, weights, m, v):
             with tf.GradientTape() as tape:
                 tape.watch(weights)
-                logits = tf.matmul(embed(weights[:-2], True), weights[-2]) + weights[-1]
+                logits = tf.matmul(embed(weights[:-2], True, step), weights[-2]) + weights[-1]
                 loss = tf.reduce_mean(
                     tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
                 )

@@ -17,6 +17,19 @@ def functional_forward(model, params, non_trainable, x, training):
     return outputs
 
 
+def advance_seeds(non_trainable, positions, step):
+    """`non_trainable` with the seed states at `positions` moved on by `step`.
+
+    A stateless call with the same seed states draws the same dropout mask
+    every time; offsetting them by the step gives each step its own mask,
+    reproducibly.
+    """
+    state = list(non_trainable)
+    for i in positions:
+        state[i] = state[i] + tf.cast(tf.stack([0, step]), state[i].dtype)
+    return state
+
+
 def gradient_steps(
     loss_fn, params, steps, learning_rates, first_order=False, mask=None, recompute=False
 ):

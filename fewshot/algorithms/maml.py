@@ -7,7 +7,7 @@ import keras
 import tensorflow as tf
 
 from fewshot.algorithms.inner_loop import functional_forward, gradient_steps
-from fewshot.algorithms.meta_learner import MetaLearner, _all_layers
+from fewshot.algorithms.meta_learner import MetaLearner, _all_layers, _random_layers
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_WEIGHT, SUPPORT_X, SUPPORT_Y
 from fewshot.validation import check_int, check_positive_float
 
@@ -145,6 +145,17 @@ class MAML(MetaLearner):
         **kwargs,
     ):
         super().__init__(backbone, **kwargs)
+        random = [layer.name for layer in _random_layers(self.backbone)]
+        if random:
+            # The inner loop calls the backbone statelessly with the same seed
+            # state every time, and in transductive mode in training mode even
+            # at evaluation: dropout would be one fixed mask, also at test time.
+            raise ValueError(
+                f"{type(self).__name__} cannot adapt a backbone with random layers "
+                f"({', '.join(random)}): its inner loop would apply one fixed dropout "
+                "or noise mask at every step and at evaluation. Remove them (or set "
+                f"their rate to 0). Received: backbone={self.backbone.name!r}"
+            )
         if batch_norm not in BATCH_NORM_MODES:
             raise ValueError(
                 "Invalid value received for argument `batch_norm`. Expected "

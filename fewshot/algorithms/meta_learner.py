@@ -485,6 +485,22 @@ def _all_layers(model):
     return found
 
 
+def _random_layers(model):
+    """The layers inside `model` that draw random numbers (Dropout, GaussianNoise, ...)."""
+    return [layer for layer in _all_layers(model) if getattr(layer, "_seed_generators", None)]
+
+
+def _seed_positions(model):
+    """Where the random layers' seed states sit in ``model.non_trainable_variables``.
+
+    `keras.Model.stateless_call` takes those states as inputs and returns the
+    advanced ones; a caller that keeps passing the same states gets the same
+    dropout mask on every call.
+    """
+    states = {id(g.state) for layer in _random_layers(model) for g in layer._seed_generators}
+    return [i for i, v in enumerate(model.non_trainable_variables) if id(v) in states]
+
+
 def _in_slices(fn, x, batch_size):
     """``fn`` over `x` in slices of `batch_size` rows, concatenated (NumPy)."""
     if int(batch_size) < 1:

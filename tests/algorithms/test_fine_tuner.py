@@ -155,3 +155,37 @@ def test_predict_task_bad_query_names_what_was_received():
         tuner.predict_task(x[:10], y[:10], 1.0)
     with pytest.raises(ValueError, match="Received: batch_size=0"):
         tuner.predict_task(x[:10], y[:10], x, batch_size=0)
+
+
+def test_dropout_draws_a_new_mask_at_every_fine_tuning_step():
+    from fewshot.algorithms.inner_loop import advance_seeds, functional_forward
+    from fewshot.algorithms.meta_learner import _seed_positions
+
+    encoder = fewshot.models.fingerprint_encoder(6, hidden=(64,), embedding=8, dropout=0.5)
+    positions = _seed_positions(encoder)
+    assert len(positions) == 1  # the one Dropout layer's seed state
+    params = [v.value for v in encoder.trainable_variables]
+    fixed = [v.value for v in encoder.non_trainable_variables]
+    x = np.ones((3, 6), "float32")
+
+    def embed(step):
+        return functional_forward(encoder, params, advance_seeds(fixed, positions, step), x, True).numpy()
+
+    assert not np.allclose(embed(1), embed(2))  # a new mask per step ...
+    np.testing.assert_array_equal(embed(1), embed(1))  # ... and the same for the same step
+    assert not np.allclose(embed(1), encoder(x, training=False).numpy())  # dropout is on
+    # Adapting stays deterministic: the same support gives the same model.
+    tuner = FineTuner(encoder, finetune_steps=3, learning_rate=1e-2)
+    tuner.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    data, labels = _data()
+    first = tuner.predict_task(data[:10], labels[:10], data)
+    np.testing.assert_array_equal(tuner.predict_task(data[:10], labels[:10], data), first)
+    np.testing.assert_allclose(tuner.adapt(data[:10], labels[:10]).predict(data, verbose=0), first, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", ["MAML", "MetaSGD", "TaskRetrieval"])
+def test_maml_family_refuses_random_layers_by_name(cls):
+    encoder = fewshot.models.fingerprint_encoder(6, hidden=(16,), embedding=2, dropout=0.2)
+    with pytest.raises(ValueError, match=r"cannot adapt a backbone with random layers \(dropout_1\)"):
+        getattr(fewshot, cls)(encoder)
+    getattr(fewshot, cls)(fewshot.models.fingerprint_encoder(6, hidden=(16,), embedding=2, dropout=0.0))
