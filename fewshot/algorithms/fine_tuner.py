@@ -8,7 +8,7 @@ from fewshot.algorithms.inner_loop import advance_seeds, functional_forward
 from fewshot.algorithms.maml import clone_backbone
 from fewshot.algorithms.meta_learner import MetaLearner, _seed_positions
 from fewshot.algorithms.metric_heads import class_prototypes, pairwise_distance
-from fewshot.algorithms.metric_learner import embed_tasks
+from fewshot.algorithms.metric_learner import embed_episodes
 from fewshot.episodes.episode import QUERY_X, SUPPORT_X, SUPPORT_Y
 from fewshot.validation import check_int, check_positive_float
 
@@ -101,8 +101,9 @@ class FineTuner(MetaLearner):
 
     def query_predictions(self, episodes, training=False):
         """Prototype logits (the head before fine-tuning) of each task's queries."""
-        support_z = embed_tasks(self.backbone, episodes[SUPPORT_X], training)
-        query_z = embed_tasks(self.backbone, episodes[QUERY_X], training)
+        support_z, query_z = embed_episodes(
+            self.backbone, episodes[SUPPORT_X], episodes[QUERY_X], training
+        )
         labels = tf.cast(episodes[SUPPORT_Y], tf.int32)
         prototypes = class_prototypes(support_z, labels, tf.reduce_max(labels) + 1)
         return -pairwise_distance(query_z, prototypes, "euclidean")

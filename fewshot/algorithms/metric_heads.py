@@ -138,7 +138,7 @@ class SupportDistanceLogits(keras.layers.Layer):
 def metric_classifier(encoder, head, name):
     """``input -> encoder -> flatten -> head`` as one functional Keras model.
 
-    The embeddings are flattened as in training (`embed_tasks`), so an
+    The embeddings are flattened as in training (`embed_episodes`), so an
     encoder of any output shape works.
     """
     inputs = keras.Input(encoder.input_shape[1:])

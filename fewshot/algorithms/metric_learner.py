@@ -14,12 +14,26 @@ from fewshot.algorithms.meta_learner import MetaLearner
 from fewshot.episodes.episode import QUERY_X, SUPPORT_X, SUPPORT_Y
 
 
-def embed_tasks(encoder, x, training):
-    """Runs `encoder` on ``[T, S, ...]`` inputs as one batch: ``[T, S, D]``."""
-    shape = tf.shape(x)
-    flat = tf.reshape(x, tf.concat([[-1], shape[2:]], 0))
-    z = encoder(flat, training=training)
-    return tf.reshape(z, [shape[0], shape[1], -1])
+def embed_episodes(encoder, support_x, query_x, training):
+    """Embeds support ``[T, S, ...]`` and query ``[T, Q, ...]`` in one encoder call.
+
+    One batch, as in Snell et al.'s implementation: in training mode,
+    BatchNorm normalises the support and the queries with the same batch
+    statistics and updates its moving averages once per step.
+
+    Returns:
+        ``(support_z [T, S, D], query_z [T, Q, D])``.
+    """
+    support_shape, query_shape = tf.shape(support_x), tf.shape(query_x)
+    support = tf.reshape(support_x, tf.concat([[-1], support_shape[2:]], 0))
+    query = tf.reshape(tf.cast(query_x, support.dtype), tf.concat([[-1], query_shape[2:]], 0))
+    z = encoder(tf.concat([support, query], 0), training=training)
+    z = tf.reshape(z, [tf.shape(z)[0], -1])
+    count = tf.shape(support)[0]
+    return (
+        tf.reshape(z[:count], [support_shape[0], support_shape[1], -1]),
+        tf.reshape(z[count:], [query_shape[0], query_shape[1], -1]),
+    )
 
 
 def embed_in_batches(encoder, x, batch_size=256):
@@ -77,8 +91,9 @@ class MetricLearner(MetaLearner):
         raise NotImplementedError
 
     def query_predictions(self, episodes, training=False):
-        support_z = embed_tasks(self.backbone, episodes[SUPPORT_X], training)
-        query_z = embed_tasks(self.backbone, episodes[QUERY_X], training)
+        support_z, query_z = embed_episodes(
+            self.backbone, episodes[SUPPORT_X], episodes[QUERY_X], training
+        )
         return self.logits_from_embeddings(support_z, episodes[SUPPORT_Y], query_z)
 
     def embed(self, x, batch_size=256):

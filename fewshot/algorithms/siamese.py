@@ -10,7 +10,7 @@ from fewshot.algorithms.metric_heads import (
     num_classes_of,
     pairwise_distance,
 )
-from fewshot.algorithms.metric_learner import MetricLearner, check_class_labels, embed_tasks
+from fewshot.algorithms.metric_learner import MetricLearner, check_class_labels, embed_episodes
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
 
 
@@ -108,8 +108,9 @@ class SiameseNetwork(MetricLearner):
     # ------------------------------------------------------------- training
     def pair_loss(self, episodes, training):
         """Mean contrastive loss over the pairs of each episode, and logits."""
-        support_z = embed_tasks(self.backbone, episodes[SUPPORT_X], training)
-        query_z = embed_tasks(self.backbone, episodes[QUERY_X], training)
+        support_z, query_z = embed_episodes(
+            self.backbone, episodes[SUPPORT_X], episodes[QUERY_X], training
+        )
         z = tf.concat([support_z, query_z], axis=1)  # [T, M, D]
         labels = tf.concat(
             [tf.cast(episodes[SUPPORT_Y], tf.int32), tf.cast(episodes[QUERY_Y], tf.int32)], axis=1

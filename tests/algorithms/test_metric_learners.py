@@ -90,3 +90,27 @@ def test_adapted_classifier_flattens_an_encoder_of_any_output_shape(learner):
     expected = model.query_predictions(batch).numpy()[0]
     assert expected.shape == (5, 2)
     np.testing.assert_allclose(model.adapt(sx, sy).predict(qx, verbose=0), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("learner", ["protonet", "siamese", "fine_tuner"])
+def test_support_and_queries_share_one_training_batch(learner):
+    """In training mode BatchNorm normalises support and queries together (Snell et al.)."""
+    inputs = keras.Input((3,))
+    encoder = keras.Model(inputs, keras.layers.BatchNormalization(center=False, scale=False, epsilon=0.0)(inputs))
+    sx, sy, qx = _task()
+    model = {
+        "protonet": lambda: fewshot.PrototypicalNetwork(encoder),
+        "siamese": lambda: fewshot.SiameseNetwork(encoder),
+        "fine_tuner": lambda: fewshot.algorithms.FineTuner(encoder),
+    }[learner]()
+    batch = {"support_x": sx[None], "support_y": sy[None], "query_x": qx[None], "query_y": np.array([[0, 1]], "int32")}
+    both = np.concatenate([sx, qx])
+    z = (both - both.mean(0)) / both.std(0)
+    support_z, query_z = z[:4], z[4:]
+    d = ((query_z[:, None, :] - support_z[None]) ** 2).sum(-1)
+    if learner == "siamese":
+        expected = -np.stack([d[:, :2].min(1), d[:, 2:].min(1)], 1)
+    else:
+        prototypes = np.stack([support_z[:2].mean(0), support_z[2:].mean(0)])
+        expected = -((query_z[:, None, :] - prototypes[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(model.query_predictions(batch, training=True).numpy()[0], expected, rtol=1e-4, atol=1e-4)
