@@ -111,6 +111,8 @@ def predict_molecules(
         learner, featurizer = model
     support_frame = _read_frame(support, "support")
     query_frame = _read_frame(query, "query")
+    _check_free_columns(support_frame, ("valid", "error"), "support")
+    _check_free_columns(query_frame, ("score", "rank", "valid", "error"), "query")
     s_smiles = _smiles_of(support_frame, smiles_column, "support")
     q_smiles = _smiles_of(query_frame, smiles_column, "query")
     labels, label_errors = _labels_of(support_frame, label_column, s_smiles)
@@ -156,6 +158,17 @@ def _read_frame(source, name):
     if not path.is_file():
         raise FileNotFoundError(f"Invalid value received for argument `{name}`: no file {str(path)!r}.")
     return read_strings(path, f"{name} file {str(path)!r}")
+
+
+def _check_free_columns(frame, added, name):
+    """The output adds columns `added`; a column of the same name would be lost."""
+    taken = [column for column in added if column in frame.columns]
+    if taken:
+        raise ValueError(
+            f"Invalid value received for argument `{name}`: the output adds the "
+            f"columns {list(added)}, which would overwrite its own {taken}. Rename "
+            f"them. Its columns: {list(frame.columns)}"
+        )
 
 
 def _smiles_of(frame, smiles_column, name):

@@ -218,10 +218,20 @@ def _columns(frame, input_dim, label_names, label_column, require_label, name):
     return features, label_column
 
 
+class _TooLarge(ValueError):
+    """A finite number that float32 (what the models compute in) cannot hold."""
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_INT64_LIMIT = 2.0**63
+
+
 def _number(text):
     value = float(str(text).strip())
     if not math.isfinite(value):
         raise ValueError(value)
+    if abs(value) > _FLOAT32_MAX:
+        raise _TooLarge(value)
     return value
 
 
@@ -257,6 +267,12 @@ def numeric_rows(frame, feature_columns, label_column=None, name="upload"):
                 continue
             try:
                 values[i, j] = _number(text)
+            except _TooLarge:
+                valid[i] = False
+                errors[i] = (
+                    f"column {column!r}: {str(text).strip()[:40]!r} is too large "
+                    f"(beyond ±{_FLOAT32_MAX:.1e}, the float32 range)"
+                )
             except (TypeError, ValueError):
                 valid[i] = False
                 shown = str(text).strip()
@@ -597,6 +613,10 @@ def item_ratings(frame, name="upload", need_rating=True, scale=RATING_SCALE):
             number = _number(item)
             if number != int(number):
                 raise ValueError(item)
+            if abs(number) >= _INT64_LIMIT:
+                error = f"item id {item[:40]!r} is too large (ids are 64-bit integers)"
+        except _TooLarge:
+            error = f"item id {item[:40]!r} is too large (ids are 64-bit integers)"
         except (TypeError, ValueError):
             error = f"item id {item[:40]!r} is not an integer" if item else "item id is empty"
         if not error and need_rating:

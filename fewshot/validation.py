@@ -1,8 +1,12 @@
 """Argument checks shared by constructors and methods, with Keras-style errors."""
 
+import numbers
+
 
 def check_int(name, value, minimum=0):
-    """Returns `value` if it is an int (not a bool) >= `minimum`.
+    """Returns `value` as an int if it is an integer (not a bool) >= `minimum`.
+
+    NumPy integers count as integers.
 
     Raises:
         ValueError: "Invalid value received for argument `name`. Expected an
@@ -15,13 +19,13 @@ def check_int(name, value, minimum=0):
     >>> check_int("steps", 3)
     3
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise ValueError(
             f"Invalid value received for argument `{name}`. Expected "
             f"{expected}. Received: {name}={value!r}"
         )
-    return value
+    return int(value)
 
 
 def check_positive_float(name, value):
@@ -37,7 +41,7 @@ def check_positive_float(name, value):
     >>> check_positive_float("inner_lr", 0.01)
     0.01
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
         raise ValueError(
             f"Invalid value received for argument `{name}`. Expected a "
             f"positive float. Received: {name}={value!r}"

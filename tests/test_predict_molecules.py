@@ -56,6 +56,13 @@ def test_support_needs_both_classes(model_dir):
         predict_molecules(model_dir, SUPPORT[SUPPORT.active == 1], QUERY)
 
 
+def test_columns_the_output_would_overwrite_are_an_error(model_dir):
+    with pytest.raises(ValueError, match=r"argument `query`.*would overwrite its own \['score'\]"):
+        predict_molecules(model_dir, SUPPORT, QUERY.assign(score=[1, 2, 3, 4, 5]))
+    with pytest.raises(ValueError, match=r"argument `support`.*would overwrite its own \['valid'\]"):
+        predict_molecules(model_dir, SUPPORT.assign(valid=1), QUERY)
+
+
 def test_bad_labels_are_flagged_in_the_support(model_dir):
     support = SUPPORT.assign(active=["1", "1", "0", "0", "maybe"])
     _, report = predict_molecules(model_dir, support, QUERY)

@@ -301,3 +301,17 @@ def test_read_csv_keeps_trailing_comma_rows_in_place_and_rejects_longer_rows():
     assert frame.to_dict("list") == {"x": ["1", "3"], "y": ["2", "4"]}
     with pytest.raises(UploadError, match=r"^The file 's.csv' has more fields in data row 1"):
         uploads.read_csv(b"x,y\n1,2,3\n4,5\n", name="s.csv")
+
+
+def test_numbers_beyond_float32_and_ids_beyond_int64_are_flagged_not_inf():
+    frame = uploads.read_csv(b"x,y\n1,2\n1e39,3\n4,-1e39\n3e38,1\n", name="s.csv")
+    rows = uploads.numeric_rows(frame, ["x"], "y", name="s.csv")
+    assert rows.valid.tolist() == [True, False, False, True]
+    assert np.isfinite(rows.x).all() and np.isfinite(rows.y).all()
+    assert rows.report["error"][1] == "column 'x': '1e39' is too large (beyond ±3.4e+38, the float32 range)"
+    assert rows.report["error"][2].startswith("column 'y': '-1e39' is too large")
+    ratings = uploads.read_csv(b"item,rating\n1e20,4\n99999999999999999999,4\n1e40,4\n7,4\n", name="r.csv")
+    report, _ = uploads.item_ratings(ratings, name="r.csv")
+    assert report["valid"].tolist() == [False, False, False, True]
+    assert report["error"][0] == "item id '1e20' is too large (ids are 64-bit integers)"
+    assert report["error"][2] == "item id '1e40' is too large (ids are 64-bit integers)"

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
+from fewshot.episodes.regression import _as_seed
 from fewshot.episodes.stream import EpisodeStream
 from fewshot.metrics import mean_ci95
 
@@ -88,9 +89,7 @@ class AssaySampler:
             ``query_y [T, 2*queries]``.
         """
         k, q = self.shots, self.queries
-        if isinstance(seed, int):
-            seed = tf.constant([seed, 0], tf.int64)
-        keys = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
+        keys = tf.random.experimental.stateless_split(_as_seed(seed), 2)
         chosen = tf.random.stateless_uniform(
             [num_tasks], keys[0], minval=0, maxval=len(self.tasks), dtype=tf.int32
         )

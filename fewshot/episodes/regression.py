@@ -1,6 +1,7 @@
 """K-shot regression task families."""
 
 import math
+import numbers
 
 import tensorflow as tf
 
@@ -13,7 +14,10 @@ def _check_range(name, value, low_limit=None):
     ok = (
         isinstance(value, (tuple, list))
         and len(value) == 2
-        and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value)
+        and all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+            for v in value
+        )
         and value[0] <= value[1]
     )
     if ok and low_limit is not None:
@@ -151,6 +155,16 @@ class Sinusoid:
 
 
 def _as_seed(seed):
-    if isinstance(seed, int):
-        return tf.constant([seed, 0], tf.int64)
-    return tf.cast(seed, tf.int64)
+    """An int (NumPy's too) or a ``[2]`` integer tensor as a stateless ``[2]`` int64 seed."""
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        return tf.constant([int(seed), 0], tf.int64)
+    try:
+        tensor = None if isinstance(seed, (bool, str, bytes)) else tf.convert_to_tensor(seed)
+    except (TypeError, ValueError):
+        tensor = None
+    if tensor is None or not tensor.dtype.is_integer or not tensor.shape.is_compatible_with([2]):
+        raise ValueError(
+            "Invalid value received for argument `seed`. Expected an integer or "
+            f"a [2] integer tensor (a stateless seed). Received: seed={seed!r}"
+        )
+    return tf.cast(tensor, tf.int64)

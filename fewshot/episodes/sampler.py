@@ -56,6 +56,12 @@ class EpisodeSampler:
                 f"infinite values. Received: {bad} non-finite examples of "
                 f"{len(x)}"
             )
+        missing = _missing_labels(y)
+        if missing:
+            raise ValueError(
+                "Invalid value received for argument `y`: it holds missing labels "
+                f"(NaN or None). Received: {missing} missing labels of {len(y)}"
+            )
         self.ways = _check_count("ways", ways, minimum=1)
         self.shots = _check_count("shots", shots, minimum=1)
         self.queries = _check_count("queries", queries, minimum=0)
@@ -168,3 +174,12 @@ class EpisodeSampler:
         return EpisodeStream(
             lambda s: self.sample(meta_batch_size, s), batches_per_epoch, seed
         )
+
+
+def _missing_labels(y):
+    """How many labels are NaN or None (an empty cell of a pandas column)."""
+    if np.issubdtype(y.dtype, np.floating):
+        return int(np.isnan(y).sum())
+    if y.dtype == object:
+        return sum(v is None or (isinstance(v, float) and np.isnan(v)) for v in y)
+    return 0

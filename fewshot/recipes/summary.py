@@ -99,12 +99,38 @@ def _read(out):
         )
     try:
         payload = json.loads(path.read_text())
-        return payload["recipe"], payload.get("config", {}).get("seed"), payload["metrics"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        problem = f"{type(error).__name__}: {error}"
+    else:
+        problem = _schema_problem(payload)
+    if problem:
         raise ValueError(
             f"Invalid value received for `runs`: {str(path)!r} is not a fewshot results.json "
-            f"({type(error).__name__}: {error})."
-        ) from None
+            f"({problem})."
+        )
+    return payload["recipe"], payload.get("config", {}).get("seed"), payload["metrics"]
+
+
+def _schema_problem(payload):
+    """What is wrong with a parsed results.json, or "" if nothing."""
+    if not isinstance(payload, dict):
+        return f"a {type(payload).__name__}, not an object"
+    for key in ("recipe", "metrics"):
+        if key not in payload:
+            return f"no {key!r} entry"
+    if not isinstance(payload["recipe"], str):
+        return f"'recipe' is {payload['recipe']!r}, not a name"
+    if not isinstance(payload.get("config", {}), dict):
+        return "'config' is not an object"
+    if not isinstance(payload["metrics"], dict):
+        return "'metrics' is not an object of methods"
+    for method, values in payload["metrics"].items():
+        if not isinstance(values, dict):
+            return f"metrics of {method!r} are not an object"
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return f"{method}.{name} is {value!r}, not a number"
+    return ""
 
 
 def summarize_runs(runs, metric, against=None):

@@ -49,7 +49,7 @@ def read_table(source, name, need_rating=False):
 
 def _as_ids(values):
     ids = pd.to_numeric(pd.Series(values, dtype=object).astype(str).str.strip(), errors="coerce")
-    ok = ids.notna() & (ids == ids.round())
+    ok = ids.notna() & (ids == ids.round()) & (ids.abs() < 2.0**63)  # int64 ids only
     return ids.where(ok).astype("Int64"), ok.to_numpy()
 
 
@@ -170,9 +170,9 @@ def load_recommender(path):
     Returns:
         ``(learner, {"steps": ..., "inner_lr": ...})``.
     """
-    import keras
-
     import fewshot.models.recommender  # noqa: F401  (registers the layers)
+    from fewshot.algorithms.maml import MAML
+    from fewshot.export import load_keras_model
 
     path = pathlib.Path(path)
     if not path.is_file():
@@ -183,7 +183,13 @@ def load_recommender(path):
     with warnings.catch_warnings():
         # The saved optimizer state is not needed to adapt and predict.
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        learner = keras.saving.load_model(path)
+        learner = load_keras_model(path)
+    if not isinstance(learner, MAML):
+        raise ValueError(
+            f"The model {str(path)!r} is not a personalisation model: expected a "
+            "MAML-family learner, as `fewshot run recipes/personalization` saves "
+            f"(OUT/models/METHOD.keras). Received: a {type(learner).__name__}"
+        )
     if getattr(learner, "task_loss", None) is None:
         learner.compile(loss="mse")
     sidecar = path.with_suffix(".json")
@@ -278,7 +284,15 @@ def _ensemble_combine(paths):
 
 def check_compatible(learner, features):
     """Raises ValueError if the model was trained on another item/feature set."""
-    layer = learner.backbone.get_layer("embedding")
+    from fewshot.models.recommender import FeatureEmbedding
+
+    layer = next((l for l in learner.backbone.layers if isinstance(l, FeatureEmbedding)), None)
+    if layer is None:
+        raise ValueError(
+            "The model is not a personalisation model: its network has no "
+            "FeatureEmbedding layer (the rating network of `fewshot run "
+            f"recipes/personalization`). Its layers: {[l.name for l in learner.backbone.layers]}"
+        )
     want = dict(layer.vocabulary_sizes)
     have = features.vocabulary_sizes()
     if want != have or layer.num_genres != len(features.genres):

@@ -53,3 +53,13 @@ def test_invalid_arguments_are_named(kwargs, message):
 def test_joint_dataset_pools_points():
     x, y = next(iter(Sinusoid().joint_dataset(batch_size=16, seed=0)))
     assert x.shape == (16, 1) and y.shape == (16, 1)
+
+
+def test_numpy_numbers_are_accepted():
+    family = Sinusoid(x_range=(np.float32(-5), np.float32(5)), support_shots=np.int64(4))
+    assert family.x_range == (-5.0, 5.0)
+    np.testing.assert_array_equal(
+        family.sample(np.int64(2), np.int64(3))["query_y"], family.sample(2, 3)["query_y"]
+    )
+    with pytest.raises(ValueError, match="argument `seed`"):
+        family.sample(2, 0.5)

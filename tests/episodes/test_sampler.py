@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -78,3 +80,27 @@ def test_nan_inputs_are_reported():
     x[3, 2] = np.nan
     with pytest.raises(ValueError, match="NaN or infinite values. Received: 1 non-finite"):
         EpisodeSampler(x, y, ways=2)
+
+
+def test_missing_labels_are_reported():
+    x, y = _data()
+    labels = y.astype("float64")
+    labels[[2, 5]] = np.nan
+    with pytest.raises(ValueError, match="missing labels \\(NaN or None\\). Received: 2 missing labels of 80"):
+        EpisodeSampler(x, labels, ways=2)
+    names = np.array([f"c{v}" for v in y], dtype=object)
+    names[7] = None  # an empty cell of a pandas column
+    with pytest.raises(ValueError, match="Received: 1 missing labels of 80"):
+        EpisodeSampler(x, names, ways=2)
+
+
+def test_numpy_integers_and_seeds_are_accepted_and_bad_seeds_named():
+    x, y = _data()
+    sampler = EpisodeSampler(x, y, ways=np.int64(3), shots=np.int32(2), queries=np.int64(1))
+    assert sampler.ways == 3 and type(sampler.ways) is int
+    first = sampler.sample(np.int64(2), np.int64(7))
+    np.testing.assert_array_equal(first["support_x"], sampler.sample(2, 7)["support_x"])
+    np.testing.assert_array_equal(first["support_x"], sampler.sample(2, np.array([7, 0]))["support_x"])
+    for seed in (1.5, "7", [1, 2, 3], True):
+        with pytest.raises(ValueError, match="argument `seed`.*" + re.escape(f"Received: seed={seed!r}")):
+            sampler.sample(2, seed)

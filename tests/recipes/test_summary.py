@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -98,6 +99,19 @@ def test_bad_runs_are_named(tmp_path, run_dirs):
     broken.mkdir()
     (broken / "results.json").write_text(json.dumps({"metrics": {}}))
     with pytest.raises(ValueError, match="not a fewshot results.json"):
+        summarize_runs([run_dirs[0], broken], "mae")
+    valid = json.loads((run_dirs[0] / "results.json").read_text())
+    for change, problem in [
+        ({"config": None}, "'config' is not an object"),
+        ({"metrics": []}, "'metrics' is not an object of methods"),
+        ({"metrics": {"bias": {"mae": None}}}, "bias.mae is None, not a number"),
+        ({"metrics": {"bias": 0.8}}, "metrics of 'bias' are not an object"),
+    ]:
+        (broken / "results.json").write_text(json.dumps({**valid, **change}))
+        with pytest.raises(ValueError, match=re.escape(f"is not a fewshot results.json ({problem})")):
+            summarize_runs([run_dirs[0], broken], "mae", against="bias")
+    (broken / "results.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=re.escape("(a list, not an object)")):
         summarize_runs([run_dirs[0], broken], "mae")
 
 

@@ -1,5 +1,6 @@
 import time
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -92,3 +93,24 @@ def test_saved_model_round_trip_and_compatibility(setup, tmp_path):
         check_compatible(loaded, smaller)
     with pytest.raises(FileNotFoundError, match="No model at"):
         load_recommender(tmp_path / "missing.keras")
+    sinusoid = fewshot.MAML(fewshot.models.mlp(input_shape=(1,), hidden=(4,), outputs=1))
+    sinusoid.compile(loss="mse")
+    sinusoid.save(tmp_path / "sinusoid.keras")
+    other, _ = load_recommender(tmp_path / "sinusoid.keras")
+    with pytest.raises(ValueError, match="not a personalisation model: its network has no FeatureEmbedding"):
+        check_compatible(other, features)
+    keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]).save(tmp_path / "plain.keras")
+    with pytest.raises(ValueError, match="is not a personalisation model.*Received: a Sequential"):
+        load_recommender(tmp_path / "plain.keras")
+    (tmp_path / "text.keras").write_text("not a model")
+    with pytest.raises(ValueError, match="text.keras"):
+        load_recommender(tmp_path / "text.keras")
+
+
+def test_item_ids_beyond_int64_are_error_rows(setup):
+    _, features, learner = setup
+    ratings = pd.DataFrame({"item": ["1", "99999999999999999999", "1e20"], "rating": ["5", "4", "3"]})
+    candidates = pd.DataFrame({"item": ["4", "1e19"]})
+    table = recommend(learner, features, ratings, candidates, top_k=5)
+    errors = table[table["error"].notna()]
+    assert len(errors) == 3 and table["error"].isna().sum() == 1
