@@ -12,6 +12,8 @@ measured for that assay (its natural ratio), scored with ROC-AUC and
 delta-AUPRC (average precision minus the query's fraction of actives).
 """
 
+import numbers
+
 import numpy as np
 import tensorflow as tf
 
@@ -19,6 +21,7 @@ from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
 from fewshot.episodes.regression import _as_seed
 from fewshot.episodes.stream import EpisodeStream
 from fewshot.metrics import mean_ci95
+from fewshot.validation import check_int
 
 
 class AssaySampler:
@@ -43,16 +46,9 @@ class AssaySampler:
     """
 
     def __init__(self, features, labels, tasks, shots=10, queries=16):
-        for name, value in (("shots", shots), ("queries", queries)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"Invalid value received for argument `{name}`. Expected a "
-                    f"positive integer. Received: {name}={value!r}"
-                )
-        labels = np.asarray(labels, dtype=np.float32)
-        tasks = [int(t) for t in tasks]
-        if not tasks:
-            raise ValueError("Invalid value received for argument `tasks`: it is empty.")
+        shots = check_int("shots", shots, minimum=1)
+        queries = check_int("queries", queries, minimum=1)
+        features, labels, tasks = check_assays(features, labels, tasks)
         need = shots + queries
         pools = []
         for t in tasks:
@@ -76,7 +72,7 @@ class AssaySampler:
             for c, members in enumerate(pool):
                 index[i, c, : len(members)] = members
                 counts[i, c] = len(members)
-        self._x = tf.constant(np.asarray(features, dtype=np.float32))
+        self._x = tf.constant(features.astype(np.float32))
         self._index = tf.constant(index)
         self._counts = tf.constant(counts)
 
@@ -123,6 +119,51 @@ class AssaySampler:
         return EpisodeStream(lambda s: self.sample(meta_batch_size, s), batches_per_epoch, seed)
 
 
+def check_assays(features, labels, tasks):
+    """Checks an assay table; returns the features, float32 labels and int tasks.
+
+    Raises:
+        ValueError: naming what is wrong: labels not 2-D, a row count that
+            differs from the features', non-finite features, labels other
+            than 0, 1 and NaN, or task indices that are not label columns.
+    """
+    features = np.asarray(features)
+    labels = np.asarray(labels, dtype=np.float32)
+    if labels.ndim != 2:
+        raise ValueError(
+            "Invalid value received for argument `labels`. Expected a 2-D array "
+            f"[num_molecules, num_tasks] of 1, 0 or NaN. Received: labels.shape={labels.shape}"
+        )
+    if features.ndim < 1 or len(features) != len(labels):
+        raise ValueError(
+            "Arguments `features` and `labels` must have one row per molecule. "
+            f"Received: features.shape={features.shape}, labels.shape={labels.shape}"
+        )
+    if np.issubdtype(features.dtype, np.floating) and not np.isfinite(features).all():
+        bad = int((~np.isfinite(features.reshape(len(features), -1))).any(axis=1).sum())
+        raise ValueError(
+            "Invalid value received for argument `features`: it holds NaN or infinite "
+            f"values. Received: {bad} non-finite rows of {len(features)}"
+        )
+    measured = labels[~np.isnan(labels)]
+    other = np.unique(measured[(measured != 0) & (measured != 1)])
+    if len(other):
+        raise ValueError(
+            "Invalid value received for argument `labels`: expected 1 (active), 0 "
+            f"(inactive) or NaN (not measured). Received values: {other[:5].tolist()}"
+        )
+    tasks = list(tasks)
+    valid = range(labels.shape[1])
+    if not tasks or any(
+        isinstance(t, bool) or not isinstance(t, numbers.Integral) or t not in valid for t in tasks
+    ):
+        raise ValueError(
+            "Invalid value received for argument `tasks`. Expected a non-empty list of "
+            f"label column indices in [0, {labels.shape[1] - 1}]. Received: tasks={tasks!r}"
+        )
+    return features, labels, [int(t) for t in tasks]
+
+
 def support_draws(labels, shots, draws, seed=0, max_query=None):
     """Random supports for one assay, as in the few-shot Tox21 protocol.
 
@@ -140,7 +181,14 @@ def support_draws(labels, shots, draws, seed=0, max_query=None):
         support holds `shots` inactives then `shots` actives; the query is
         every other measured molecule.
     """
+    shots = check_int("shots", shots, minimum=1)
+    draws = check_int("draws", draws, minimum=1)
     labels = np.asarray(labels, dtype=np.float32)
+    if labels.ndim != 1:
+        raise ValueError(
+            "Invalid value received for argument `labels`. Expected one assay's "
+            f"labels [num_molecules]. Received: labels.shape={labels.shape}"
+        )
     negatives = np.flatnonzero(labels == 0)
     positives = np.flatnonzero(labels == 1)
     if min(len(negatives), len(positives)) <= shots:
@@ -215,8 +263,7 @@ def evaluate_assays(
     >>> result["summary"]["roc_auc"][0]
     100.0
     """
-    features = np.asarray(features)
-    labels = np.asarray(labels, dtype=np.float32)
+    features, labels, tasks = check_assays(features, labels, tasks)
     per = {"roc_auc": {}, "delta_auprc": {}}
     for i, task in enumerate(tasks):
         aucs, dauprcs = [], []

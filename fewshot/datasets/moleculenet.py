@@ -295,6 +295,11 @@ def split_tasks(table, test_tasks=None, validation_tasks=2):
         test_tasks = TOX21_TEST_TASKS
     test = parse_task_spec(test_tasks, table.tasks)
     rest = [t for t in table.tasks if t not in test]
+    if not rest:
+        raise ValueError(
+            "Invalid value received for argument `test_tasks`: it names every task, "
+            f"so none is left to train on. Tasks: {table.tasks}. Received: test_tasks={test_tasks!r}"
+        )
     if isinstance(validation_tasks, int) and not isinstance(validation_tasks, bool):
         if not 0 <= validation_tasks < len(rest):
             raise ValueError(

@@ -85,6 +85,21 @@ def add_arguments(parser):
     parser.add_argument("--cache-dir", default=None, help="feature/download cache (default ~/.cache/fewshot)")
 
 
+def _check_evaluation_tasks(split, index, labels, shots):
+    """Fails before any training if a validation or test task cannot give `shots`-shot draws."""
+    for kind, option in (("validation", "validation_tasks"), ("test", "test_tasks")):
+        for name, column in zip(split[kind], index[kind]):
+            actives = int((labels[:, column] == 1).sum())
+            inactives = int((labels[:, column] == 0).sum())
+            if min(actives, inactives) <= shots:
+                raise ValueError(
+                    f"Invalid value received for `{option}`: the {kind} task {name!r} has "
+                    f"{actives} actives and {inactives} inactives (valid molecules), too few "
+                    f"for supports of {shots} of each plus a query holding both. Received: "
+                    f"shots={shots}"
+                )
+
+
 def run(config, args):
     """Trains, evaluates and writes results.json, results.md and roc.png to ``args.out``."""
     settings = _settings(config, args)
@@ -103,6 +118,7 @@ def run(config, args):
     _say(args, _data_summary(table, molecules, split))
     index = {k: [molecules.task_index(t) for t in v] for k, v in split.items()}
     y = molecules.labels
+    _check_evaluation_tasks(split, index, y, max(settings["eval"]["shots"]))
     featurizers = {"fingerprint": featurizer}
     inputs = {"fingerprint": molecules.features}
     if any(m.endswith(GIN_SUFFIX) for m in settings["methods"]):

@@ -74,3 +74,36 @@ def test_protocol_summary_is_the_mean_over_tasks_with_an_interval():
     assert mean == pytest.approx((np.mean(result["roc_auc"][0]) + np.mean(result["roc_auc"][1])) / 2)
     assert half > 0
     assert np.mean(result["roc_auc"][1]) == 0.0  # anti-correlated score
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda x, y, t: (x[:5], y, t), r"one row per molecule. Received: features.shape=\(5, 5\), labels.shape=\(60, 3\)"),
+        (lambda x, y, t: (np.where(np.arange(60)[:, None] == 3, np.nan, x), y, t), "NaN or infinite values. Received: 1 non-finite rows of 60"),
+        (lambda x, y, t: (x, y[:, 0], t), r"Expected a 2-D array .* Received: labels.shape=\(60,\)"),
+        (lambda x, y, t: (x, np.where(y == 1, 2.0, y), t), r"expected 1 \(active\), 0 .* Received values: \[2.0\]"),
+        (lambda x, y, t: (x, y, [0, 3]), r"indices in \[0, 2\]. Received: tasks=\[0, 3\]"),
+        (lambda x, y, t: (x, y, [-1]), r"Received: tasks=\[-1\]"),
+        (lambda x, y, t: (x, y, ["NR-AR"]), r"Received: tasks=\['NR-AR'\]"),
+        (lambda x, y, t: (x, y, []), r"Received: tasks=\[\]"),
+    ],
+)
+def test_bad_assay_tables_are_named(change, message):
+    features, labels, tasks = change(*_assays(), [0, 1])
+    with pytest.raises(ValueError, match=message):
+        AssaySampler(features, labels, tasks, shots=2, queries=2)
+    with pytest.raises(ValueError, match=message):
+        evaluate_assays(lambda sx, sy, qx: qx[:, 0], features, labels, tasks, shots=2, draws=2)
+
+
+def test_bad_counts_are_named():
+    x, labels = _assays()
+    with pytest.raises(ValueError, match="Received: shots=0"):
+        support_draws(labels[:, 0], shots=0, draws=2)
+    with pytest.raises(ValueError, match="Received: draws=1.5"):
+        support_draws(labels[:, 0], shots=2, draws=1.5)
+    with pytest.raises(ValueError, match=r"one assay's labels \[num_molecules\]"):
+        support_draws(labels, shots=2, draws=2)
+    with pytest.raises(ValueError, match="Received: queries=0"):
+        AssaySampler(x, labels, [0], shots=2, queries=0)

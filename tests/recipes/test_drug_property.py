@@ -4,7 +4,7 @@ import types
 import numpy as np
 import pandas as pd
 import pytest
-from molecule_fixtures import write_molecule_csv
+from molecule_fixtures import TASKS, write_molecule_csv
 
 from fewshot.cli import main
 from fewshot.recipes import drug_property
@@ -138,6 +138,24 @@ def test_unknown_method_and_bad_test_tasks_are_one_line_errors(tmp_path, capsys)
                  "--methods", "knn", "--cache-dir", str(tmp_path / "cache")])
     assert code == 2
     assert "required for data other than Tox21" in capsys.readouterr().err
+
+
+def test_evaluation_tasks_too_small_for_the_shots_fail_before_training(tmp_path, capsys):
+    data = write_molecule_csv(tmp_path / "toy.csv")
+    common = ["--data", str(data), "--cache-dir", str(tmp_path / "cache"), "--methods", "knn"]
+    recipe = tmp_path / "recipe"
+    recipe.mkdir()
+    (recipe / "recipe.toml").write_text(TINY_RECIPE.replace("shots = [3, 1]", "shots = [500, 1]"))
+    code = main(["run", str(recipe), *common, "--out", str(tmp_path / "o"), "--test-tasks", "last:2"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Invalid value received for `validation_tasks`: the validation task" in err
+    assert "too few for supports of 500 of each" in err
+    assert not (tmp_path / "o" / "results.json").exists()
+    everything = ",".join(TASKS)
+    code = main(["run", str(recipe), *common, "--out", str(tmp_path / "o"), "--test-tasks", everything])
+    assert code == 2
+    assert "it names every task, so none is left to train on" in capsys.readouterr().err
 
 
 TINY_GIN_RECIPE = """
