@@ -67,6 +67,12 @@ class Omniglot:
             rotations: quarter turns, a subset of ``(0, 1, 2, 3)``.
         """
         character_indices = np.asarray(character_indices, dtype=np.int64)
+        outside = character_indices[(character_indices < 0) | (character_indices >= len(self.images))]
+        if len(outside):
+            raise ValueError(
+                "Invalid value received for argument `character_indices`. Expected "
+                f"indices in [0, {len(self.images) - 1}]. Received: {outside[:5].tolist()}"
+            )
         rotations = tuple(rotations)
         if not rotations or any(r not in (0, 1, 2, 3) for r in rotations):
             raise ValueError(

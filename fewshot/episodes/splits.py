@@ -1,5 +1,7 @@
 """Class- and task-disjoint splits, fixed by a seed."""
 
+import math
+
 import numpy as np
 
 
@@ -26,7 +28,12 @@ def split_classes(classes, fractions=(0.7, 0.1, 0.2), seed=0):
     """
     classes = np.asarray(list(classes))
     fractions = tuple(float(f) for f in fractions)
-    if not fractions or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-6:
+    if (
+        not fractions
+        or not all(math.isfinite(f) for f in fractions)
+        or min(fractions) <= 0
+        or abs(sum(fractions) - 1) > 1e-6
+    ):
         raise ValueError(
             "Invalid value received for argument `fractions`. Expected "
             "positive shares that sum to 1. Received: "

@@ -230,7 +230,7 @@ def _settings(config, args):
         s["epochs"] = _positive("epochs", args.epochs)
     if args.test_episodes is not None:
         s["test_episodes"] = _positive("test-episodes", args.test_episodes)
-    s["eval_ways"] = sorted(set(args.eval_ways or [s["ways"]]))
+    s["eval_ways"] = sorted(set(_positive("eval-ways", w) for w in (args.eval_ways or [s["ways"]])))
     if algorithm not in METRIC_LEARNERS and s["eval_ways"] != [s["ways"]]:
         raise ValueError(
             f"--eval-ways needs a metric learner (protonet, siamese): {algorithm} has "

@@ -1,6 +1,7 @@
 """The Omniglot loader on tiny zips the tests write, and on TFDS mock data."""
 
 import io
+import re
 import zipfile
 
 import numpy as np
@@ -59,6 +60,9 @@ def test_rotations_are_new_classes():
     np.testing.assert_allclose(x[y == 1][0, ..., 0], np.rot90(images[0, 0]) / 255.0)
     with pytest.raises(ValueError, match="Expected quarter turns"):
         data.arrays([0], rotations=(5,))
+    for bad in ([-1], [3]):
+        with pytest.raises(ValueError, match=re.escape(f"Expected indices in [0, 2]. Received: {bad}")):
+            data.arrays(bad)
 
 
 def test_split_is_the_1200_423_character_split():

@@ -23,6 +23,8 @@ def test_every_group_gets_a_label():
 def test_bad_fractions():
     with pytest.raises(ValueError, match=r"Received: fractions=\(0.5, 0.2\)"):
         split_classes(range(10), (0.5, 0.2))
+    with pytest.raises(ValueError, match=r"Received: fractions=\(nan, 0.5, 0.5\)"):
+        split_classes(range(10), (float("nan"), 0.5, 0.5))
 
 
 def test_repeated_labels():

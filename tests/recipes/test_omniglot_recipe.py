@@ -105,6 +105,8 @@ def test_bad_options_are_one_line_errors(setup, capsys):
     recipe, data, out = setup
     assert _run(recipe, data, out, "--algorithm", "maml", "--eval-ways", "2", "3") == 2
     assert "--eval-ways needs a metric learner" in capsys.readouterr().err
+    assert _run(recipe, data, out, "--algorithm", "protonet", "--eval-ways", "2", "0") == 2
+    assert "Invalid value received for --eval-ways. Expected a positive integer. Received: 0" in capsys.readouterr().err
     assert cli.main(["run", str(recipe), "--out", str(out), "--algorithm", "protonet",
                      "--data-dir", str(out.parent / "nowhere"), "--quiet"]) == 2
     assert "Omniglot zips not found" in capsys.readouterr().err
