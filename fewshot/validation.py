@@ -47,3 +47,27 @@ def check_positive_float(name, value):
             f"positive float. Received: {name}={value!r}"
         )
     return value
+
+
+def check_finite_rows(name, array, rows="examples"):
+    """Raises if the float array `array` holds NaN or infinite values.
+
+    Raises:
+        ValueError: "Invalid value received for argument `name`: it holds NaN
+            or infinite values. Received: B non-finite rows of N", counting the
+            rows (first-axis entries) that hold one.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from fewshot.validation import check_finite_rows
+    >>> check_finite_rows("x", np.zeros((3, 2)))
+    """
+    import numpy as np
+
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = int((~np.isfinite(array.reshape(len(array), -1))).any(axis=1).sum())
+        raise ValueError(
+            f"Invalid value received for argument `{name}`: it holds NaN or infinite "
+            f"values. Received: {bad} non-finite {rows} of {len(array)}"
+        )

@@ -21,7 +21,7 @@ from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
 from fewshot.episodes.regression import _as_seed
 from fewshot.episodes.stream import EpisodeStream
 from fewshot.metrics import mean_ci95
-from fewshot.validation import check_int
+from fewshot.validation import check_finite_rows, check_int
 
 
 class AssaySampler:
@@ -139,12 +139,7 @@ def check_assays(features, labels, tasks):
             "Arguments `features` and `labels` must have one row per molecule. "
             f"Received: features.shape={features.shape}, labels.shape={labels.shape}"
         )
-    if np.issubdtype(features.dtype, np.floating) and not np.isfinite(features).all():
-        bad = int((~np.isfinite(features.reshape(len(features), -1))).any(axis=1).sum())
-        raise ValueError(
-            "Invalid value received for argument `features`: it holds NaN or infinite "
-            f"values. Received: {bad} non-finite rows of {len(features)}"
-        )
+    check_finite_rows("features", features, rows="rows")
     measured = labels[~np.isnan(labels)]
     other = np.unique(measured[(measured != 0) & (measured != 1)])
     if len(other):

@@ -6,6 +6,7 @@ import tensorflow as tf
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
 from fewshot.episodes.regression import _as_seed, _check_count
 from fewshot.episodes.stream import EpisodeStream
+from fewshot.validation import check_finite_rows
 
 
 class EpisodeSampler:
@@ -49,13 +50,7 @@ class EpisodeSampler:
                 "Arguments `x` and `y` must have the same number of examples. "
                 f"Received: x.shape={x.shape}, y.shape={y.shape}"
             )
-        if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
-            bad = int((~np.isfinite(x.reshape(len(x), -1))).any(axis=1).sum())
-            raise ValueError(
-                "Invalid value received for argument `x`: it holds NaN or "
-                f"infinite values. Received: {bad} non-finite examples of "
-                f"{len(x)}"
-            )
+        check_finite_rows("x", x)
         missing = _missing_labels(y)
         if missing:
             raise ValueError(
