@@ -129,6 +129,8 @@ class MAML(MetaLearner):
         Learning or Feature Reuse?", ICLR 2020.
     """
 
+    _uses_support_weight = True
+
     def __init__(
         self,
         backbone,

@@ -9,6 +9,7 @@ from fewshot.episodes.episode import (
     EPISODE_KEYS,
     QUERY_X,
     QUERY_Y,
+    SUPPORT_WEIGHT,
     SUPPORT_X,
     SUPPORT_Y,
     validate_episode,
@@ -43,6 +44,10 @@ class MetaLearner(keras.Model):
         backbone: a built Keras model mapping inputs to predictions.
         **kwargs: passed to `keras.Model` (for example `name`).
     """
+
+    # Whether the learner reads `support_weight` (padded support sets); the
+    # others refuse such episodes rather than count the padding as examples.
+    _uses_support_weight = False
 
     def __init__(self, backbone, **kwargs):
         super().__init__(**kwargs)
@@ -383,6 +388,12 @@ class MetaLearner(keras.Model):
                 )
             data = data[0]
         validate_episode(data)
+        if SUPPORT_WEIGHT in data and not self._uses_support_weight:
+            raise ValueError(
+                f"{type(self).__name__} does not use `{SUPPORT_WEIGHT}`: the padding rows of "
+                "padded support sets would count as examples. Give it episodes of "
+                f"unpadded support sets. Received: keys={sorted(data)}"
+            )
         return {k: data[k] for k in EPISODE_KEYS}
 
     def _update_metrics(self, loss, query_y, query_pred):

@@ -114,3 +114,18 @@ def test_support_and_queries_share_one_training_batch(learner):
         prototypes = np.stack([support_z[:2].mean(0), support_z[2:].mean(0)])
         expected = -((query_z[:, None, :] - prototypes[None]) ** 2).sum(-1)
     np.testing.assert_allclose(model.query_predictions(batch, training=True).numpy()[0], expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("learner", ["protonet", "siamese", "fine_tuner"])
+def test_padded_episodes_are_refused_not_counted(learner):
+    model = {
+        "protonet": lambda: fewshot.PrototypicalNetwork(_identity_encoder()),
+        "siamese": lambda: fewshot.SiameseNetwork(_identity_encoder()),
+        "fine_tuner": lambda: fewshot.algorithms.FineTuner(_identity_encoder()),
+    }[learner]()
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    sx, sy, qx = _task()
+    batch = {"support_x": sx[None], "support_y": sy[None], "query_x": qx[None],
+             "query_y": np.array([[0, 1]], "int32"), "support_weight": np.ones((1, 4), "float32")}
+    with pytest.raises(ValueError, match="does not use `support_weight`: the padding rows"):
+        model.test_on_batch(batch)
