@@ -614,7 +614,7 @@ def item_ratings(frame, name="upload", need_rating=True, scale=RATING_SCALE):
             if number != int(number):
                 raise ValueError(item)
             if abs(number) >= _INT64_LIMIT:
-                error = f"item id {item[:40]!r} is too large (ids are 64-bit integers)"
+                raise _TooLarge(number)
         except _TooLarge:
             error = f"item id {item[:40]!r} is too large (ids are 64-bit integers)"
         except (TypeError, ValueError):
