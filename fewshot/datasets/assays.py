@@ -159,6 +159,16 @@ def check_assays(features, labels, tasks):
     return features, labels, [int(t) for t in tasks]
 
 
+def short_of_supports(labels, shots):
+    """``(actives, inactives)`` of one assay if too few for `support_draws`, else None.
+
+    A support holds `shots` actives and `shots` inactives, and the query (the
+    other measured molecules) must still hold one of each.
+    """
+    actives, inactives = int((labels == 1).sum()), int((labels == 0).sum())
+    return (actives, inactives) if min(actives, inactives) <= shots else None
+
+
 def support_draws(labels, shots, draws, seed=0, max_query=None):
     """Random supports for one assay, as in the few-shot Tox21 protocol.
 
@@ -184,14 +194,15 @@ def support_draws(labels, shots, draws, seed=0, max_query=None):
             "Invalid value received for argument `labels`. Expected one assay's "
             f"labels [num_molecules]. Received: labels.shape={labels.shape}"
         )
-    negatives = np.flatnonzero(labels == 0)
-    positives = np.flatnonzero(labels == 1)
-    if min(len(negatives), len(positives)) <= shots:
+    short = short_of_supports(labels, shots)
+    if short:
         raise ValueError(
-            f"An assay with {len(positives)} actives and {len(negatives)} "
+            f"An assay with {short[0]} actives and {short[1]} "
             f"inactives cannot give supports of {shots} of each and a query "
             f"holding both. Received: shots={shots}"
         )
+    negatives = np.flatnonzero(labels == 0)
+    positives = np.flatnonzero(labels == 1)
     measured = np.flatnonzero(~np.isnan(labels))
     rng = np.random.default_rng(seed)
     out = []

@@ -21,7 +21,13 @@ import tensorflow as tf
 
 from fewshot.algorithms.fine_tuner import FineTuner, pretrain_multitask
 from fewshot.algorithms.maml import MAML
-from fewshot.datasets.assays import AssaySampler, assay_scores, evaluate_assays, summarize_draws
+from fewshot.datasets.assays import (
+    AssaySampler,
+    assay_scores,
+    evaluate_assays,
+    short_of_supports,
+    summarize_draws,
+)
 from fewshot.datasets.featurize import Featurizer, featurize_table, write_report
 from fewshot.datasets.graph_features import GraphFeaturizer, max_atoms_of
 from fewshot.datasets.moleculenet import TOX21_URL, load_moleculenet, split_tasks
@@ -89,9 +95,9 @@ def _check_evaluation_tasks(split, index, labels, shots):
     """Fails before any training if a validation or test task cannot give `shots`-shot draws."""
     for kind, option in (("validation", "validation_tasks"), ("test", "test_tasks")):
         for name, column in zip(split[kind], index[kind]):
-            actives = int((labels[:, column] == 1).sum())
-            inactives = int((labels[:, column] == 0).sum())
-            if min(actives, inactives) <= shots:
+            short = short_of_supports(labels[:, column], shots)
+            if short:
+                actives, inactives = short
                 raise ValueError(
                     f"Invalid value received for `{option}`: the {kind} task {name!r} has "
                     f"{actives} actives and {inactives} inactives (valid molecules), too few "
