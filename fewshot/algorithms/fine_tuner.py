@@ -35,6 +35,13 @@ class FineTuner(MetaLearner):
     before any step it ranks molecules by how active they were across the
     pretraining assays, and fine-tuning moves it towards the new assay.
 
+    The fine-tuning steps run the encoder in training mode: dropout is on
+    (a new mask each step) and BatchNorm normalises with the support's batch
+    statistics. Its moving statistics are not updated, so the fine-tuned
+    classifier predicts with the pretrained ones. With a BatchNorm encoder,
+    training and prediction therefore normalise differently; the recipes'
+    fine-tuned encoders have no BatchNorm.
+
     Args:
         encoder: a built Keras model mapping inputs to embeddings.
         finetune_steps: Adam steps on the support set in `adapt`. Default 10.
@@ -58,6 +65,8 @@ class FineTuner(MetaLearner):
         Stanley et al., "FS-Mol: A Few-Shot Learning Dataset of Molecules",
         NeurIPS 2021 (datasets and benchmarks).
     """
+
+    _traced_settings = ("finetune_steps", "learning_rate", "head_init")
 
     def __init__(self, encoder, finetune_steps=10, learning_rate=1e-4, head_init="prototypes", **kwargs):
         super().__init__(encoder, **kwargs)

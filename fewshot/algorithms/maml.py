@@ -131,6 +131,11 @@ class MAML(MetaLearner):
 
     _uses_support_weight = True
 
+    _traced_settings = (
+        "inner_lr", "inner_steps", "first_order", "batch_norm", "vectorize",
+        "recompute_inner", "tasks_per_chunk", "support_shrinkage",
+    )
+
     def __init__(
         self,
         backbone,

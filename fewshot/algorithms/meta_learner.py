@@ -7,11 +7,9 @@ import tensorflow as tf
 from fewshot.callbacks import StopOnNaN
 from fewshot.episodes.episode import (
     EPISODE_KEYS,
-    QUERY_X,
     QUERY_Y,
     SUPPORT_WEIGHT,
     SUPPORT_X,
-    SUPPORT_Y,
     validate_episode,
 )
 from fewshot.episodes.stream import EpisodeStream
@@ -22,6 +20,10 @@ _ACCURACY_NAMES = ("accuracy", "acc")
 DEFAULT_QUERY_BATCH = 2048
 # Reductions under which `keras.losses.Loss` divides by the replica count.
 _REPLICA_SCALED_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
+# Instance attributes holding traced functions that bake in `_traced_settings`.
+_TRACE_CACHES = (
+    "_adapt_fns", "_interval_fns", "_user_adapter_fns", "_retrieve_fns", "_solve_step",
+)
 
 
 class MetaLearner(keras.Model):
@@ -48,6 +50,27 @@ class MetaLearner(keras.Model):
     # Whether the learner reads `support_weight` (padded support sets); the
     # others refuse such episodes rather than count the padding as examples.
     _uses_support_weight = False
+    # Settings that traced functions read as Python constants (`inner_lr`,
+    # `finetune_steps`, ...): setting one drops every cached graph, so the
+    # next call traces again with the new value instead of ignoring it.
+    _traced_settings = ()
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        if name in self._traced_settings:
+            self._forget_traced()
+
+    def _forget_traced(self):
+        """Drops the cached traced functions (Keras' and the learner's own)."""
+        for name in _TRACE_CACHES:
+            cache = self.__dict__.get(name)
+            if isinstance(cache, dict):
+                cache.clear()
+            elif cache is not None:
+                self.__dict__[name] = None
+        for name in ("train_function", "test_function", "predict_function"):
+            if getattr(self, name, None) is not None:
+                setattr(self, name, None)
 
     def __init__(self, backbone, **kwargs):
         super().__init__(**kwargs)

@@ -71,6 +71,8 @@ class PrototypicalNetwork(MetricLearner):
         Learning", NeurIPS 2017.
     """
 
+    _traced_settings = ("distance", "temperature")
+
     def __init__(self, encoder, distance="euclidean", temperature=1.0, **kwargs):
         super().__init__(encoder, **kwargs)
         self.distance = check_distance(distance)

@@ -81,6 +81,8 @@ class SiameseNetwork(MetricLearner):
         Invariant Mapping", CVPR 2006.
     """
 
+    _traced_settings = ("margin",)
+
     def __init__(self, encoder, margin=1.0, **kwargs):
         super().__init__(encoder, **kwargs)
         if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin > 0:

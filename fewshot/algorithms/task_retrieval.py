@@ -183,7 +183,7 @@ class TaskRetrieval(MAML):
     def _solve(self, sx, sy, steps, inner_lr):
         """`steps` first-order steps from the meta-initialisation, one compiled step at a time."""
         lrs = self.inner_learning_rates() if inner_lr is None else [float(inner_lr)] * len(self._adapt_mask)
-        if not hasattr(self, "_solve_step"):
+        if getattr(self, "_solve_step", None) is None:
 
             def step(params, sx, sy, lrs):
                 new, _ = self.adapt_parameters(list(params), sx, sy, 1, True, learning_rates=list(lrs))

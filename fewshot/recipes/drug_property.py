@@ -17,7 +17,6 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from fewshot.algorithms.fine_tuner import FineTuner, pretrain_multitask
 from fewshot.algorithms.maml import MAML
@@ -467,7 +466,6 @@ def train_finetuner(settings, x, y, index, validation_score, shots_list, verbose
         scores, grid_draws = {}, {}
         for steps, lr in grid:
             tuner.finetune_steps, tuner.learning_rate = int(steps), float(lr)
-            tuner._adapt_fns = {}
             key = (int(steps), float(lr))
             scores[key], grid_draws[key] = validation_score(
                 {k: learner_scorer(tuner) for k in shots_list}
@@ -475,7 +473,7 @@ def train_finetuner(settings, x, y, index, validation_score, shots_list, verbose
         (steps, lr), best = max(scores.items(), key=lambda item: item[1])
         draws = grid_draws[(steps, lr)]
         s["finetune_steps"], s["finetune_lr"] = steps, lr
-        tuner.finetune_steps, tuner.learning_rate, tuner._adapt_fns = steps, lr, {}
+        tuner.finetune_steps, tuner.learning_rate = steps, lr
         _say_verbose(verbose, "  fine-tuning (steps, lr) on validation: " + ", ".join(
             f"{k}: {v:.2f}" for k, v in scores.items()) + f" -> {(steps, lr)}")
     if not (settings["refit"] and index["validation"] and stopper.best_epoch):
