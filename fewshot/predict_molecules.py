@@ -78,7 +78,8 @@ def predict_molecules(
             ``smiles`` in any case).
         label_column: name of the support's label column (default: a column
             named label/active/y..., or the only 0/1 column).
-        steps: adaptation steps (default: the model's own).
+        steps: adaptation steps (default: the model's own); not for a
+            prototypical or Siamese network, which adapt without steps.
 
     Returns:
         ``(predictions, support_report)``: ``predictions`` is the query
@@ -104,11 +105,22 @@ def predict_molecules(
     import pandas as pd
     import tensorflow as tf
 
+    from fewshot.algorithms.metric_learner import MetricLearner
+
     if isinstance(model, (str, pathlib.Path)):
         learner, featurizer, meta = load_molecule_model(model)
-        steps = meta.get("adapt_steps") if steps is None else steps
+        saved_steps = meta.get("adapt_steps")
     else:
-        learner, featurizer = model
+        (learner, featurizer), saved_steps = model, None
+    if steps is not None and isinstance(learner, MetricLearner):
+        # Prototypes and nearest supports need no gradient steps: a number
+        # here would be silently ignored.
+        raise ValueError(
+            "Invalid value received for argument `steps`: "
+            f"{type(learner).__name__} adapts without gradient steps (it "
+            f"classifies by distances to the support). Received: steps={steps!r}"
+        )
+    steps = saved_steps if steps is None else steps
     support_frame = _read_frame(support, "support")
     query_frame = _read_frame(query, "query")
     _check_free_columns(support_frame, ("valid", "error"), "support")

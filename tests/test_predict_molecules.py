@@ -63,6 +63,12 @@ def test_columns_the_output_would_overwrite_are_an_error(model_dir):
         predict_molecules(model_dir, SUPPORT.assign(valid=1), QUERY)
 
 
+def test_steps_for_a_prototypical_network_is_an_error_not_ignored(model_dir):
+    with pytest.raises(ValueError, match=r"argument `steps`: PrototypicalNetwork adapts without "
+                                         r"gradient steps.*Received: steps=5"):
+        predict_molecules(model_dir, SUPPORT, QUERY, steps=5)
+
+
 def test_bad_labels_are_flagged_in_the_support(model_dir):
     support = SUPPORT.assign(active=["1", "1", "0", "0", "maybe"])
     _, report = predict_molecules(model_dir, support, QUERY)
