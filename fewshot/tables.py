@@ -10,11 +10,48 @@ more than the header, as in files whose rows end in a comma, pandas makes the
 first column the index without a word, and every value moves one column to
 the left. Here, trailing cells that are all empty are dropped. If any of them
 holds a value, the error names its row.
+
+`parse_item_id` reads one item-id cell, for every table that holds item ids
+(uploaded ratings and candidates, `fewshot.recsys.recommend`).
 """
 
 import io
+import math
 import pathlib
 import warnings
+
+# Item ids are 64-bit integers.
+_INT64_LIMIT = 2**63
+
+
+def parse_item_id(value):
+    """Reads one item id: ``(id, "")``, or ``(None, reason)`` when it is not one.
+
+    Integers in any notation that names one exactly (``"42"``, ``" 42 "``,
+    ``"42.0"``, ``"4.2e1"``) are ids; long digit strings are read exactly,
+    not through a float.
+
+    Example:
+
+    >>> parse_item_id(" 42 "), parse_item_id("4.2e1"), parse_item_id("1.5")
+    ((42, ''), (42, ''), (None, "item id '1.5' is not an integer"))
+    """
+    text = str(value).strip()
+    if not text:
+        return None, "item id is empty"
+    try:
+        number = int(text)
+    except ValueError:
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        if not (math.isfinite(number) and number == int(number)):
+            return None, f"item id {text[:40]!r} is not an integer"
+        number = int(number)
+    if abs(number) >= _INT64_LIMIT:
+        return None, f"item id {text[:40]!r} is too large (ids are 64-bit integers)"
+    return number, ""
 
 
 def read_strings(source, name):

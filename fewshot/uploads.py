@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from fewshot.tables import read_strings
+from fewshot.tables import parse_item_id, read_strings
 
 #: Largest upload accepted, in bytes (CSV and images alike).
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
@@ -223,7 +223,6 @@ class _TooLarge(ValueError):
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-_INT64_LIMIT = 2.0**63
 
 
 def _number(text):
@@ -437,10 +436,15 @@ def read_image(data, name="upload", max_bytes=MAX_UPLOAD_BYTES, size=None, grays
         ``float32 [H, W, C]`` with values in [0, 1].
 
     Raises:
-        UploadError: empty, too large, or not a readable image.
+        UploadError: not bytes, empty, too large, or not a readable image.
     """
-    check_size(bytes(data), name, max_bytes)
-    kind = next((k for sig, k in _IMAGE_SIGNATURES.items() if bytes(data).startswith(sig)), None)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise UploadError(
+            f"Expected the contents of {name!r} as bytes. Received: {type(data).__name__}"
+        )
+    data = bytes(data)
+    check_size(data, name, max_bytes)
+    kind = next((k for sig, k in _IMAGE_SIGNATURES.items() if data.startswith(sig)), None)
     if kind is None:
         raise UploadError(
             f"The file {name!r} is not an image: expected PNG, JPEG, GIF or BMP."
@@ -448,7 +452,7 @@ def read_image(data, name="upload", max_bytes=MAX_UPLOAD_BYTES, size=None, grays
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(bytes(data))) as image:
+        with Image.open(io.BytesIO(data)) as image:
             image.load()
             image = image.convert("L" if grayscale else "RGB")
             if size is not None:
@@ -607,18 +611,7 @@ def item_ratings(frame, name="upload", need_rating=True, scale=RATING_SCALE):
     low, high = scale
     valid, errors = [], []
     for i in range(len(frame)):
-        item = str(frame[item_column].iloc[i]).strip()
-        error = ""
-        try:
-            number = _number(item)
-            if number != int(number):
-                raise ValueError(item)
-            if abs(number) >= _INT64_LIMIT:
-                raise _TooLarge(number)
-        except _TooLarge:
-            error = f"item id {item[:40]!r} is too large (ids are 64-bit integers)"
-        except (TypeError, ValueError):
-            error = f"item id {item[:40]!r} is not an integer" if item else "item id is empty"
+        _, error = parse_item_id(frame[item_column].iloc[i])
         if not error and need_rating:
             text = str(frame[rating_column].iloc[i]).strip()
             try:

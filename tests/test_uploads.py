@@ -157,6 +157,9 @@ def test_read_image_decodes_png():
         (b"", "is empty"),
         (b"x,y\n1,2\n", "is not an image: expected PNG, JPEG, GIF or BMP"),
         (b"\x89PNG\r\n\x1a\ntruncated", "looks like a PNG image but cannot be decoded"),
+        ("a.png", "Expected the contents of 'x.png' as bytes. Received: str"),
+        (None, "as bytes. Received: NoneType"),
+        (5, "as bytes. Received: int"),
     ],
 )
 def test_read_image_rejects_non_images(data, message):

@@ -10,7 +10,7 @@ import pandas as pd
 from fewshot.model_catalog import read_ensemble_record
 from fewshot.recsys.adapter import UserAdapter
 from fewshot.recsys.ensemble import EnsembleAdapter
-from fewshot.tables import read_strings
+from fewshot.tables import parse_item_id, read_strings
 from fewshot.validation import check_int
 
 _ITEM_COLUMNS = ("item", "item_id", "movie_id", "movieId", "itemId")
@@ -48,9 +48,10 @@ def read_table(source, name, need_rating=False):
 
 
 def _as_ids(values):
-    ids = pd.to_numeric(pd.Series(values, dtype=object).astype(str).str.strip(), errors="coerce")
-    ok = ids.notna() & (ids == ids.round()) & (ids.abs() < 2.0**63)  # int64 ids only
-    return ids.where(ok).astype("Int64"), ok.to_numpy()
+    """``(ids int64 [n], readable bool [n], reasons [n])``; unreadable ids are 0."""
+    parsed = [parse_item_id(value) for value in values]
+    ids = np.array([0 if number is None else number for number, _ in parsed], np.int64)
+    return ids, np.array([number is not None for number, _ in parsed], bool), [r for _, r in parsed]
 
 
 def recommend(
@@ -110,21 +111,21 @@ def recommend(
     check_int("top_k", top_k, minimum=1)
     errors = []
     rated = read_table(ratings, "ratings", need_rating=True)
-    ids, readable = _as_ids(rated["item"])
+    ids, readable, reasons = _as_ids(rated["item"])
     values = pd.to_numeric(rated["rating"], errors="coerce").to_numpy(np.float64)
     known = np.zeros(len(rated), bool)
-    known[readable] = features.known_items(ids[readable].astype(np.int64).to_numpy())
+    known[readable] = features.known_items(ids[readable])
     low, high = 1.0, 5.0
     good_value = np.isfinite(values) & (values >= low) & (values <= high)
     for i in range(len(rated)):
         if not readable[i]:
-            errors.append((rated["item"][i], f"rating ignored: item id {rated['item'][i]!r} is not an integer"))
+            errors.append((rated["item"][i], f"rating ignored: {reasons[i]}"))
         elif not known[i]:
             errors.append((int(ids[i]), f"rating ignored: unknown item id {int(ids[i])} (not in the items table)"))
         elif not good_value[i]:
             errors.append((int(ids[i]), f"rating ignored: rating {rated['rating'][i]!r} is not a number in [{low:g}, {high:g}]"))
     use = readable & known & good_value
-    support_items = ids[use].astype(np.int64).to_numpy()
+    support_items = ids[use]
     support_y = values[use].astype(np.float32)
 
     if candidates is None:
@@ -134,11 +135,11 @@ def recommend(
     else:
         table = read_table(candidates, "candidates")
         cand_raw = table["item"].to_numpy()
-        parsed, ok = _as_ids(cand_raw)
+        parsed, ok, reasons = _as_ids(cand_raw)
         cand_ids, seen = [], set()
-        for raw, value, good in zip(cand_raw, parsed, ok):
+        for raw, value, good, reason in zip(cand_raw, parsed, ok, reasons):
             if not good:
-                errors.append((raw, f"candidate ignored: item id {raw!r} is not an integer"))
+                errors.append((raw, f"candidate ignored: {reason}"))
             elif not features.known_items([int(value)])[0]:
                 errors.append((int(value), f"unknown item id {int(value)} (not in the items table)"))
             elif int(value) in seen:
