@@ -14,7 +14,6 @@ each user's support set.
 import json
 import os
 import pathlib
-import sys
 import time
 
 import keras
