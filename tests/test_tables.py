@@ -7,7 +7,7 @@ import pytest
 
 from fewshot.datasets import load_moleculenet
 from fewshot.recsys.recommend import read_table
-from fewshot.tables import read_strings
+from fewshot.tables import parse_item_id, read_strings
 
 
 def test_cells_stay_strings_and_blank_lines_are_skipped():
@@ -80,3 +80,28 @@ def test_readers_of_user_files_keep_trailing_comma_rows_in_place(tmp_path):
     assays.write_text("smiles,active\nCCO,1,\nc1ccccc1,0,\n")
     table = load_moleculenet(assays)
     assert table.smiles == ["CCO", "c1ccccc1"] and table.labels[:, 0].tolist() == [1.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "cell, expected",
+    [
+        ("42", (42, "")),
+        (" 42 ", (42, "")),
+        ("42.0", (42, "")),
+        ("4.2e1", (42, "")),
+        (42, (42, "")),
+        ("-7", (-7, "")),
+        # Beyond 2**53 a float would change the id; it is read exactly.
+        ("9007199254740993", (9007199254740993, "")),
+        ("9223372036854775807", (9223372036854775807, "")),
+        ("9223372036854775808", (None, "item id '9223372036854775808' is too large (ids are 64-bit integers)")),
+        ("1e40", (None, "item id '1e40' is too large (ids are 64-bit integers)")),
+        ("1.5", (None, "item id '1.5' is not an integer")),
+        ("nan", (None, "item id 'nan' is not an integer")),
+        ("inf", (None, "item id 'inf' is not an integer")),
+        ("seven", (None, "item id 'seven' is not an integer")),
+        ("  ", (None, "item id is empty")),
+    ],
+)
+def test_parse_item_id(cell, expected):
+    assert parse_item_id(cell) == expected
