@@ -3,7 +3,9 @@
 Reads the canonical ``images_background.zip`` and ``images_evaluation.zip``
 from a directory, or ``tfds.load("omniglot")`` when no directory is given.
 Images are inverted (strokes are 1, background 0), resized to 28x28 with
-antialiasing, and cached as uint8 in an ``.npz`` under the cache directory
+antialiasing (``resample="lanczos"``, the default) or by nearest neighbour
+(``resample="nearest"``: binary images, as Snell et al.'s loader produced
+from the 1-bit PNGs), and cached as uint8 in an ``.npz`` under the cache directory
 (default ``~/.cache/fewshot/omniglot``, or ``$FEWSHOT_CACHE/omniglot``), keyed
 by the zips' size and modification time, so a second run does not decode the
 32,460 PNGs again.
@@ -31,6 +33,8 @@ import numpy as np
 
 ZIP_NAMES = ("images_background.zip", "images_evaluation.zip")
 IMAGE_SIZE = 28
+# How the 105x105 drawings are brought to 28x28 (`load_omniglot`'s `resample`).
+RESAMPLES = ("lanczos", "nearest")
 NUM_CHARACTERS = 1623
 TRAIN_CHARACTERS = 1200
 _PNG = re.compile(r"^(images_background|images_evaluation)/([^/]+)/(character\d+)/([^/]+\.png)$")
@@ -122,7 +126,7 @@ def omniglot_splits(num_characters=NUM_CHARACTERS, validation_characters=100, tr
     return index[:cut], index[cut:train_characters], index[train_characters:]
 
 
-def load_omniglot(data_dir=None, cache_dir=None, use_tfds=None):
+def load_omniglot(data_dir=None, cache_dir=None, use_tfds=None, resample="lanczos"):
     """Loads Omniglot from the canonical zips (or TFDS), decoding once.
 
     Args:
@@ -132,6 +136,8 @@ def load_omniglot(data_dir=None, cache_dir=None, use_tfds=None):
         cache_dir: where decoded arrays are cached; default
             ``$FEWSHOT_CACHE/omniglot`` or ``~/.cache/fewshot/omniglot``.
         use_tfds: force (True) or forbid (False) `tfds.load("omniglot")`.
+        resample: how the 105x105 drawings become 28x28: ``"lanczos"``
+            (antialiased grey levels) or ``"nearest"`` (binary strokes).
 
     Returns:
         An `Omniglot`.
@@ -141,9 +147,14 @@ def load_omniglot(data_dir=None, cache_dir=None, use_tfds=None):
         ValueError: a zip holds no Omniglot images or characters with
             different numbers of drawings.
     """
+    if resample not in RESAMPLES:
+        raise ValueError(
+            "Invalid value received for argument `resample`. Expected one of "
+            f"{list(RESAMPLES)}. Received: resample={resample!r}"
+        )
     data_dir = data_dir or os.environ.get("FEWSHOT_OMNIGLOT_DIR")
     if use_tfds or (use_tfds is None and data_dir is None):
-        return _load_tfds()
+        return _load_tfds(resample)
     if data_dir is None:
         raise ValueError(
             "Invalid value received for argument `data_dir`: None with "
@@ -167,13 +178,15 @@ def load_omniglot(data_dir=None, cache_dir=None, use_tfds=None):
     key = hashlib.sha256(
         "|".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths).encode()
     ).hexdigest()[:16]
-    cached = cache / f"omniglot-{IMAGE_SIZE}-{key}.npz"
+    # The antialiased cache keeps its older name, so existing caches stay valid.
+    kind = "" if resample == "lanczos" else f"{resample}-"
+    cached = cache / f"omniglot-{IMAGE_SIZE}-{kind}{key}.npz"
     if cached.is_file():
         with np.load(cached) as data:
             return Omniglot(data["images"], data["alphabets"], data["characters"], str(folder))
     images, alphabets, characters = [], [], []
     for path in paths:
-        a, b, c = _read_zip(path)
+        a, b, c = _read_zip(path, resample)
         images += a
         alphabets += b
         characters += c
@@ -191,7 +204,7 @@ def load_omniglot(data_dir=None, cache_dir=None, use_tfds=None):
     return Omniglot(stacked, alphabets, characters, str(folder))
 
 
-def _read_zip(path):
+def _read_zip(path, resample="lanczos"):
     """Decodes one zip: lists of per-character image lists, alphabet and character names."""
     try:
         archive = zipfile.ZipFile(path)
@@ -212,7 +225,8 @@ def _read_zip(path):
         images, alphabets, characters = [], [], []
         for alphabet, character in sorted(groups):
             drawings = [
-                _decode(archive.read(name), name) for name in sorted(groups[(alphabet, character)])
+                _decode(archive.read(name), name, resample)
+                for name in sorted(groups[(alphabet, character)])
             ]
             images.append(drawings)
             alphabets.append(alphabet)
@@ -220,26 +234,27 @@ def _read_zip(path):
     return images, alphabets, characters
 
 
-def _decode(data, name):
+def _decode(data, name, resample="lanczos"):
     from PIL import Image
 
     try:
         image = Image.open(io.BytesIO(data)).convert("L")
     except Exception as error:
         raise ValueError(f"Cannot decode Omniglot image {name!r}: {error}") from None
-    return _to_28(np.asarray(image))
+    return _to_28(np.asarray(image), resample)
 
 
-def _to_28(gray):
+def _to_28(gray, resample="lanczos"):
     """Grayscale uint8 (strokes dark) -> inverted 28x28 uint8 (strokes 255)."""
     from PIL import Image
 
     inverted = Image.fromarray((255 - gray.astype(np.uint8)))
-    resized = inverted.resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS)
+    method = Image.LANCZOS if resample == "lanczos" else Image.NEAREST
+    resized = inverted.resize((IMAGE_SIZE, IMAGE_SIZE), method)
     return np.asarray(resized, dtype=np.uint8)
 
 
-def _load_tfds():
+def _load_tfds(resample="lanczos"):
     """`tfds.load("omniglot")`: train (background) then test (evaluation) splits."""
     import tensorflow_datasets as tfds
 
@@ -251,7 +266,7 @@ def _load_tfds():
         for example in tfds.as_numpy(dataset):
             image = example["image"]
             gray = image[..., 0] if image.ndim == 3 else image
-            groups.setdefault(int(example["label"]), (int(example["alphabet"]), []))[1].append(_to_28(gray))
+            groups.setdefault(int(example["label"]), (int(example["alphabet"]), []))[1].append(_to_28(gray, resample))
     if not groups:
         raise ValueError("tfds.load('omniglot') returned no examples.")
     depth = min(len(v[1]) for v in groups.values())

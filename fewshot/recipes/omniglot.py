@@ -44,7 +44,7 @@ from fewshot.algorithms import (
     SiameseNetwork,
     TaskRetrieval,
 )
-from fewshot.datasets.omniglot import load_omniglot, omniglot_splits
+from fewshot.datasets.omniglot import RESAMPLES, load_omniglot, omniglot_splits
 from fewshot.episodes.sampler import EpisodeSampler
 from fewshot.metrics import mean_ci95
 from fewshot.models.conv4 import conv4
@@ -95,6 +95,14 @@ def add_arguments(parser):
         "--eval-only", action="store_true", help="test the cell's saved model without training"
     )
     parser.add_argument("--cache-dir", default=None, help="where decoded images are cached")
+    parser.add_argument(
+        "--resample",
+        choices=RESAMPLES,
+        default=None,
+        help="how drawings become 28x28: lanczos (antialiased grey levels) or nearest (binary "
+        "strokes, as Snell et al.'s loader made them) (default: [data] resample, lanczos); "
+        "use a separate --out for each",
+    )
 
 
 def run(config, args):
@@ -113,8 +121,9 @@ def run(config, args):
             f"--eval-only needs a trained model. Received: --out {out}, where {model_path} does not exist"
         )
     work.mkdir(parents=True, exist_ok=True)
+    _check_resample(work, settings["resample"])
 
-    data = load_omniglot(args.data_dir, cache_dir=args.cache_dir)
+    data = load_omniglot(args.data_dir, cache_dir=args.cache_dir, resample=settings["resample"])
     train_idx, val_idx, test_idx = omniglot_splits(
         data.num_characters, settings["validation_characters"], settings["train_characters"]
     )
@@ -237,11 +246,32 @@ def _settings(config, args):
             f"a {s['ways']}-way head. Received: --eval-ways {s['eval_ways']}"
         )
     s["time_budget"] = args.time_budget
+    s["resample"] = args.resample or s.get("resample", "lanczos")
+    if s["resample"] not in RESAMPLES:
+        raise ValueError(
+            f"Invalid value received for [data] resample. Expected one of {list(RESAMPLES)}. "
+            f"Received: {s['resample']!r}"
+        )
     s["test_rotations"] = bool(s.get("test_rotations", True) if args.test_rotations is None else args.test_rotations)
     s["trainval"], s["eval_only"] = bool(args.trainval), bool(args.eval_only)
     if args.time_budget is not None and not args.time_budget > 0:
         raise ValueError(f"Invalid value received for --time-budget. Expected positive minutes. Received: {args.time_budget}")
     return s
+
+
+def _check_resample(work, resample):
+    """Refuses to resume or test a cell's folder with other images than it was trained on."""
+    marker = work / "resample.txt"
+    if marker.is_file():
+        before = marker.read_text().strip()
+    else:  # folders from before the option was trained on antialiased images
+        before = "lanczos" if (work / "clock.json").is_file() else None
+    if before is not None and before != resample:
+        raise ValueError(
+            f"Invalid value received for --resample: {work} holds a model trained on "
+            f"{before!r} images. Give another --out. Received: --resample {resample}"
+        )
+    marker.write_text(resample + "\n")
 
 
 def _set_threads(s):

@@ -51,6 +51,23 @@ def test_reads_zips_in_fixed_order_and_caches(tmp_path):
     np.testing.assert_array_equal(again.images, data.images)
 
 
+def test_nearest_resampling_gives_binary_images_in_their_own_cache(tmp_path):
+    data_dir = write_tiny_omniglot(tmp_path / "data")
+    smooth = load_omniglot(data_dir, cache_dir=tmp_path / "cache")
+    binary = load_omniglot(data_dir, cache_dir=tmp_path / "cache", resample="nearest")
+    assert set(np.unique(binary.images)) == {0, 255}
+    assert len(np.unique(smooth.images)) > 2  # antialiased edges have grey levels
+    assert binary.images.shape == smooth.images.shape
+    # Same strokes: the two agree where the antialiased image is clearly ink or page.
+    sure = (smooth.images < 30) | (smooth.images > 225)
+    assert ((binary.images > 127) == (smooth.images > 127))[sure].mean() > 0.98
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+    again = load_omniglot(data_dir, cache_dir=tmp_path / "cache", resample="nearest")
+    np.testing.assert_array_equal(again.images, binary.images)
+    with pytest.raises(ValueError, match=r"argument `resample`.*Received: resample='bicubic'"):
+        load_omniglot(data_dir, cache_dir=tmp_path / "cache", resample="bicubic")
+
+
 def test_rotations_are_new_classes():
     images = np.random.default_rng(0).integers(0, 255, (3, 4, 28, 28)).astype(np.uint8)
     data = Omniglot(images, ["a"] * 3, ["a/1", "a/2", "a/3"], "test")

@@ -112,6 +112,18 @@ def test_bad_options_are_one_line_errors(setup, capsys):
     assert "Omniglot zips not found" in capsys.readouterr().err
 
 
+def test_resample_is_recorded_and_a_cell_folder_keeps_its_images(setup, capsys):
+    recipe, data, out = setup
+    assert _run(recipe, data, out, "--algorithm", "protonet", "--resample", "nearest") == 0
+    cell = json.loads((out / "results.json").read_text())["config"]["cells"]["protonet_3w1s"]
+    assert cell["resample"] == "nearest"
+    # Resuming or testing that folder with the antialiased images is refused.
+    assert _run(recipe, data, out, "--algorithm", "protonet", "--eval-only") == 2
+    assert "holds a model trained on 'nearest' images. Give another --out. Received: --resample lanczos" \
+        in capsys.readouterr().err
+    assert _run(recipe, data, out, "--algorithm", "protonet", "--eval-only", "--resample", "nearest") == 0
+
+
 def test_trainval_retrains_for_the_epochs_validation_chose(setup, capsys):
     recipe, data, out = setup
     assert _run(recipe, data, out, "--algorithm", "protonet", "--trainval") == 2
