@@ -203,7 +203,7 @@ def learner_predictor(learner, steps=None, inner_lr=None):
             f"steps (MAML family). Received: {type(learner).__name__}"
         )
     steps = learner.inner_steps if steps is None else int(steps)
-    cache = learner.__dict__.setdefault("_interval_fns", {})
+    cache = learner._traced_cache("intervals")
     key = (steps, inner_lr)
     if key not in cache:
         backbone = learner.backbone

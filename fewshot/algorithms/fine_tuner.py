@@ -83,7 +83,6 @@ class FineTuner(MetaLearner):
         width = int(np.prod(encoder.output_shape[1:]))
         self.prior_head = keras.layers.Dense(1, kernel_initializer="zeros", name="prior_head")
         self.prior_head.build((None, width))
-        self._adapt_fns = {}
         self._forward_fn = None
 
     @property
@@ -201,11 +200,12 @@ class FineTuner(MetaLearner):
                 "With head_init='prior' the task must be binary (labels 0 and 1). "
                 f"Received: labels {present}"
             )
-        if steps not in self._adapt_fns:
-            self._adapt_fns[steps] = tf.function(
+        fns = self._traced_cache("adapt")
+        if steps not in fns:
+            fns[steps] = tf.function(
                 lambda x, y, n: self._finetune(x, y, n, steps), reduce_retracing=True
             )
-        return self._adapt_fns[steps](sx, labels, tf.constant(num_classes))
+        return fns[steps](sx, labels, tf.constant(num_classes))
 
     def task_predictions(self, support_x, support_y, query_x, steps=None):
         """Logits of one task's queries after fine-tuning, in graph mode.

@@ -217,7 +217,6 @@ class MAML(MetaLearner):
                 name="log_support_shrinkage",
             )
         self._adapt_mask = self._build_mask(self.adapt_layers)
-        self._adapt_fns = {}
         self._warn_inexact_batch_norm()
 
     def _warn_inexact_batch_norm(self):
@@ -462,7 +461,8 @@ class MAML(MetaLearner):
             check_positive_float("inner_lr", inner_lr)
         sx, sy = self._check_support(support_x, support_y)
         key = (steps, inner_lr)
-        if key not in self._adapt_fns:
+        fns = self._traced_cache("adapt")
+        if key not in fns:
             lrs = None if inner_lr is None else [float(inner_lr)] * len(self._adapt_mask)
 
             def run(sx, sy):
@@ -472,8 +472,8 @@ class MAML(MetaLearner):
                 final = self.support_loss(sy, self._forward(params, sx))
                 return params, tf.stack(losses + [final])
 
-            self._adapt_fns[key] = tf.function(run, reduce_retracing=True, autograph=False)
-        params, losses = self._adapt_fns[key](sx, sy)
+            fns[key] = tf.function(run, reduce_retracing=True, autograph=False)
+        params, losses = fns[key](sx, sy)
         adapted = clone_backbone(self.backbone, params)
         if self.batch_norm == "transductive":
             use_batch_statistics(adapted, sx)

@@ -20,10 +20,6 @@ _ACCURACY_NAMES = ("accuracy", "acc")
 DEFAULT_QUERY_BATCH = 2048
 # Reductions under which `keras.losses.Loss` divides by the replica count.
 _REPLICA_SCALED_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
-# Instance attributes holding traced functions that bake in `_traced_settings`.
-_TRACE_CACHES = (
-    "_adapt_fns", "_interval_fns", "_user_adapter_fns", "_retrieve_fns", "_solve_step",
-)
 
 
 class MetaLearner(keras.Model):
@@ -60,14 +56,19 @@ class MetaLearner(keras.Model):
         if name in self._traced_settings:
             self._forget_traced()
 
+    def _traced_cache(self, name):
+        """The dict of traced functions named `name` (created empty on first use).
+
+        Every cache of traced functions built from this learner (its own
+        `adapt`, `fewshot.intervals`, `fewshot.recsys.adapter`, ...) lives
+        here, so `_forget_traced` empties them all.
+        """
+        return self.__dict__.setdefault("_traced_caches", {}).setdefault(name, {})
+
     def _forget_traced(self):
         """Drops the cached traced functions (Keras' and the learner's own)."""
-        for name in _TRACE_CACHES:
-            cache = self.__dict__.get(name)
-            if isinstance(cache, dict):
-                cache.clear()
-            elif cache is not None:
-                self.__dict__[name] = None
+        for cache in self.__dict__.get("_traced_caches", {}).values():
+            cache.clear()
         for name in ("train_function", "test_function", "predict_function"):
             if getattr(self, name, None) is not None:
                 setattr(self, name, None)

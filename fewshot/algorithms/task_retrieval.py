@@ -183,17 +183,18 @@ class TaskRetrieval(MAML):
     def _solve(self, sx, sy, steps, inner_lr):
         """`steps` first-order steps from the meta-initialisation, one compiled step at a time."""
         lrs = self.inner_learning_rates() if inner_lr is None else [float(inner_lr)] * len(self._adapt_mask)
-        if getattr(self, "_solve_step", None) is None:
+        fns = self._traced_cache("solve_step")
+        if "step" not in fns:
 
             def step(params, sx, sy, lrs):
                 new, _ = self.adapt_parameters(list(params), sx, sy, 1, True, learning_rates=list(lrs))
                 return new
 
-            self._solve_step = tf.function(step, reduce_retracing=True)
+            fns["step"] = tf.function(step, reduce_retracing=True)
         params = self.meta_parameters()
         lrs = [tf.cast(tf.convert_to_tensor(r), p.dtype) for r, p in zip(lrs, params)]
         for _ in range(steps):
-            params = self._solve_step(params, sx, sy, lrs)
+            params = fns["step"](params, sx, sy, lrs)
         return params
 
     def forget(self):
@@ -230,11 +231,10 @@ class TaskRetrieval(MAML):
 
     def _compiled_retrieve(self):
         """`_retrieve` as a tf.function, one per similarity (traced once)."""
-        if not hasattr(self, "_retrieve_fns"):
-            self._retrieve_fns = {}
-        if self.similarity not in self._retrieve_fns:
-            self._retrieve_fns[self.similarity] = tf.function(self._retrieve, reduce_retracing=True)
-        return self._retrieve_fns[self.similarity]
+        fns = self._traced_cache("retrieve")
+        if self.similarity not in fns:
+            fns[self.similarity] = tf.function(self._retrieve, reduce_retracing=True)
+        return fns[self.similarity]
 
     def _start_parameters(self, index):
         """Per-task starting weights ``[T, ...]`` for retrieved indices."""

@@ -94,7 +94,7 @@ def _compiled(learner, steps, custom_lr):
 
     The step size is an argument, so trying several costs no retracing.
     """
-    cache = learner.__dict__.setdefault("_user_adapter_fns", {})
+    cache = learner._traced_cache("user_adapter")
     key = (steps, custom_lr)
     if key in cache:
         return cache[key]
