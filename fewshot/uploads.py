@@ -116,8 +116,9 @@ def read_csv(data, name="upload", max_bytes=MAX_UPLOAD_BYTES):
             f"Expected the contents of {name!r} as bytes or text. Received: "
             f"{type(data).__name__}"
         )
-    check_size(bytes(data), name, max_bytes)
-    if not bytes(data).strip():
+    data = bytes(data)
+    check_size(data, name, max_bytes)
+    if not data.strip():
         raise UploadError(f"The file {name!r} is empty (only blank space).")
     if b"\x00" in data:
         raise UploadError(
@@ -125,7 +126,7 @@ def read_csv(data, name="upload", max_bytes=MAX_UPLOAD_BYTES):
             "Upload a comma-separated text file with a header row."
         )
     try:
-        text = bytes(data).decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise UploadError(
             f"The file {name!r} is not UTF-8 text. Save it as a UTF-8 CSV file."
