@@ -15,8 +15,8 @@ holds a value, the error names its row.
 (uploaded ratings and candidates, `fewshot.recsys.recommend`).
 """
 
+import decimal
 import io
-import math
 import pathlib
 import warnings
 
@@ -40,18 +40,16 @@ def parse_item_id(value):
     if not text:
         return None, "item id is empty"
     try:
-        number = int(text)
-    except ValueError:
-        try:
-            number = float(text)
-        except ValueError:
-            number = math.nan
-        if not (math.isfinite(number) and number == int(number)):
-            return None, f"item id {text[:40]!r} is not an integer"
-        number = int(number)
+        # Decimal reads "42.0" and "4.2e1" exactly (a float would round long
+        # ids), and refuses Python-only forms such as "1_000".
+        number = decimal.Decimal(text) if "_" not in text else None
+    except decimal.InvalidOperation:
+        number = None
+    if number is None or not number.is_finite() or number != number.to_integral_value():
+        return None, f"item id {text[:40]!r} is not an integer"
     if abs(number) >= _INT64_LIMIT:
         return None, f"item id {text[:40]!r} is too large (ids are 64-bit integers)"
-    return number, ""
+    return int(number), ""
 
 
 def read_strings(source, name):
@@ -72,7 +70,8 @@ def read_strings(source, name):
 
     Raises:
         ValueError: the file is empty, is not UTF-8 text, cannot be read, is
-            not a readable CSV table, or a row has more fields than the header.
+            not a readable CSV table, names a column twice, or a row has more
+            fields than the header.
 
     Example:
 
@@ -81,6 +80,7 @@ def read_strings(source, name):
     >>> read_strings(io.StringIO("smiles,name\\nCCO,ethanol,\\n"), "query").to_dict("list")
     {'smiles': ['CCO'], 'name': ['ethanol']}
     """
+    _check_header(source, name)
     frame = _read(source, name)
     if _default_index(frame):
         return frame
@@ -100,6 +100,19 @@ def read_strings(source, name):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pandas warns that index_col=False drops cells: they are empty
         return _read(source, name, index_col=False)
+
+
+def _check_header(source, name):
+    """Refuses a header that names a column twice (pandas would rename the
+    second ``x.1`` and read it as another column)."""
+    header = _read(source, name, header=None, nrows=1)
+    names = [str(cell).strip() for cell in header.iloc[0].tolist()] if len(header) else []
+    repeated = sorted({n for n in names if n and names.count(n) > 1})
+    if repeated:
+        raise ValueError(
+            f"The {name} names a column more than once in its header: {repeated}. "
+            f"Give every column its own name. Received header: {names}"
+        )
 
 
 def _default_index(frame):

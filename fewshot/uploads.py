@@ -107,7 +107,8 @@ def read_csv(data, name="upload", max_bytes=MAX_UPLOAD_BYTES):
 
     Raises:
         UploadError: the upload is empty, too large, not text, not a
-            readable CSV, or has a header but no rows.
+            readable CSV, has no header row (its first row is all numbers),
+            names a column twice, or has a header but no rows.
     """
     if isinstance(data, str):
         data = data.encode("utf-8")
@@ -142,11 +143,29 @@ def read_csv(data, name="upload", max_bytes=MAX_UPLOAD_BYTES):
             f"The file {name!r} has columns without a name in its header row. "
             f"Its columns: {list(frame.columns)}"
         )
+    if _looks_like_data(frame.columns):
+        raise UploadError(
+            f"The file {name!r} has no header row: its first row is all numbers "
+            f"({', '.join(frame.columns)}), so it would be read as the column names "
+            "and lost. Add a first row that names the columns."
+        )
     if len(frame) == 0:
         raise UploadError(
             f"The file {name!r} has a header ({', '.join(frame.columns)}) but no rows."
         )
     return frame.reset_index(drop=True)
+
+
+def _looks_like_data(columns):
+    """Whether a header is all numbers, other than pandas' own 0, 1, ..."""
+    columns = list(columns)
+    if columns == [str(i) for i in range(len(columns))]:
+        return False  # the names pandas gives a headerless array's columns
+    try:
+        [float(c) for c in columns]
+    except ValueError:
+        return False
+    return True
 
 
 def regression_columns(frame, input_dim, label_column=None, require_label=True, name="upload"):
@@ -455,7 +474,7 @@ def read_image(data, name="upload", max_bytes=MAX_UPLOAD_BYTES, size=None, grays
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            image = image.convert("L" if grayscale else "RGB")
+            image = _flatten(image).convert("L" if grayscale else "RGB")
             if size is not None:
                 image = image.resize((int(size[1]), int(size[0])))
             array = np.asarray(image, dtype=np.float32) / 255.0
@@ -465,6 +484,24 @@ def read_image(data, name="upload", max_bytes=MAX_UPLOAD_BYTES, size=None, grays
             f"({type(error).__name__})."
         ) from None
     return array[..., None] if array.ndim == 2 else array
+
+
+def _flatten(image):
+    """An 8-bit image without transparency, as the picture looks on a white page.
+
+    Transparent pixels are composited onto white (drawing apps store them as
+    black, which `convert` would keep, hiding black strokes), and 16- or
+    32-bit grayscale is scaled to 8 bits (`convert` would clip it).
+    """
+    from PIL import Image
+
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        pixels = np.asarray(image, dtype=np.float64)
+        return Image.fromarray(np.clip(np.rint(pixels / 257.0), 0, 255).astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return image
 
 
 def class_from_name(name):

@@ -1,5 +1,6 @@
 """Argument checks shared by constructors and methods, with Keras-style errors."""
 
+import math
 import numbers
 
 
@@ -28,12 +29,36 @@ def check_int(name, value, minimum=0):
     return int(value)
 
 
+def check_seed(name, value):
+    """Returns `value` as an int if it is an integer seed (64-bit, signed).
+
+    NumPy integers count as integers.
+
+    Raises:
+        ValueError: "Invalid value received for argument `name`. Expected an
+            integer in [-2**63, 2**63). Received: name=value".
+
+    Example:
+
+    >>> from fewshot.validation import check_seed
+    >>> check_seed("seed", 7)
+    7
+    """
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+            or not -(2**63) <= value < 2**63):
+        raise ValueError(
+            f"Invalid value received for argument `{name}`. Expected an integer "
+            f"in [-2**63, 2**63). Received: {name}={value!r}"
+        )
+    return int(value)
+
+
 def check_positive_float(name, value):
-    """Returns `value` if it is a real number (not a bool) > 0.
+    """Returns `value` if it is a finite real number (not a bool) > 0.
 
     Raises:
         ValueError: "Invalid value received for argument `name`. Expected a
-            positive float. Received: name=value".
+            positive float. Received: name=value" (also for inf and NaN).
 
     Example:
 
@@ -41,7 +66,8 @@ def check_positive_float(name, value):
     >>> check_positive_float("inner_lr", 0.01)
     0.01
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0
+            or not math.isfinite(value)):
         raise ValueError(
             f"Invalid value received for argument `{name}`. Expected a "
             f"positive float. Received: {name}={value!r}"

@@ -105,3 +105,16 @@ def test_readers_of_user_files_keep_trailing_comma_rows_in_place(tmp_path):
 )
 def test_parse_item_id(cell, expected):
     assert parse_item_id(cell) == expected
+
+
+def test_parse_item_id_is_exact_and_refuses_python_only_forms():
+    assert parse_item_id("9007199254740993.0") == (9007199254740993, "")  # not through a float
+    assert parse_item_id("-3") == (-3, "")
+    for text in ("1_000", "0x10", "nan", "inf", "1e-400"):
+        assert parse_item_id(text) == (None, f"item id {text!r} is not an integer")
+    assert parse_item_id("1e400")[0] is None
+
+
+def test_read_strings_refuses_a_header_that_names_a_column_twice():
+    with pytest.raises(ValueError, match=r"names a column more than once in its header: \['a'\]"):
+        read_strings(io.StringIO("a,b, a\n1,2,3\n"), "query file 'q.csv'")

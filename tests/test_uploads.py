@@ -318,3 +318,45 @@ def test_numbers_beyond_float32_and_ids_beyond_int64_are_flagged_not_inf():
     assert report["valid"].tolist() == [False, False, False, True]
     assert report["error"][0] == "item id '1e20' is too large (ids are 64-bit integers)"
     assert report["error"][2] == "item id '1e40' is too large (ids are 64-bit integers)"
+
+
+def test_read_csv_without_a_header_row_loses_nothing():
+    # pandas would take the first data row as column names and drop it.
+    with pytest.raises(UploadError, match=r"no header row: its first row is all numbers \(1.5\)"):
+        uploads.read_csv(b"1.5\n2.5\n3.5\n", name="q.csv")
+    with pytest.raises(UploadError, match="no header row"):
+        uploads.read_csv(b"0.1,0.2\n0.3,0.4\n")
+    # pandas' own names for an array's columns are a header.
+    assert uploads.read_csv(b"0,1\n3,4\n").columns.tolist() == ["0", "1"]
+
+
+@pytest.mark.parametrize("header", [b"x,x,y", b"x, x,y"])
+def test_read_csv_refuses_a_column_named_twice(header):
+    with pytest.raises(UploadError, match=r"names a column more than once in its header: \['x'\]"):
+        uploads.read_csv(header + b"\n1,2,3\n", name="s.csv")
+
+
+def _encoded(image, fmt="PNG"):
+    out = io.BytesIO()
+    image.save(out, fmt)
+    return out.getvalue()
+
+
+def test_read_image_transparent_strokes_show_on_a_white_page():
+    from PIL import Image
+
+    pixels = np.zeros((8, 8, 4), np.uint8)  # transparent black page
+    pixels[2:6, 3, 3] = 255  # opaque black strokes
+    x = uploads.read_image(_encoded(Image.fromarray(pixels, "RGBA")))
+    assert x[0, 0, 0] == 1.0 and x[3, 3, 0] == 0.0
+    palette = Image.fromarray(pixels[..., :3]).convert("P")
+    palette.info["transparency"] = 0
+    assert uploads.read_image(_encoded(palette)).min() == 1.0  # all page
+
+
+def test_read_image_scales_16_bit_grayscale():
+    from PIL import Image
+
+    image = Image.fromarray(np.array([[0, 32768, 65535]], np.uint16))
+    x = uploads.read_image(_encoded(image))
+    np.testing.assert_allclose(x.ravel(), [0.0, 128 / 255, 1.0])

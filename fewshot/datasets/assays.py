@@ -84,6 +84,7 @@ class AssaySampler:
             inactives first, then actives), ``query_x [T, 2*queries, ...]``,
             ``query_y [T, 2*queries]``.
         """
+        num_tasks = check_int("num_tasks", num_tasks, minimum=1)
         k, q = self.shots, self.queries
         keys = tf.random.experimental.stateless_split(_as_seed(seed), 2)
         chosen = tf.random.stateless_uniform(
@@ -116,6 +117,7 @@ class AssaySampler:
 
     def stream(self, meta_batch_size=16, batches_per_epoch=100, seed=0):
         """An `EpisodeStream` of batches of `meta_batch_size` episodes."""
+        meta_batch_size = check_int("meta_batch_size", meta_batch_size, minimum=1)
         return EpisodeStream(lambda s: self.sample(meta_batch_size, s), batches_per_epoch, seed)
 
 

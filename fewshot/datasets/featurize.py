@@ -19,6 +19,9 @@ from fewshot.datasets.moleculenet import default_cache_dir
 from fewshot.validation import check_int
 
 KINDS = ("morgan_count", "morgan_bits")
+# Part of the feature cache's key: raise it when what a SMILES parses to
+# changes (2: SMILES with whitespace became invalid).
+CACHE_VERSION = 2
 
 
 def require_rdkit():
@@ -71,7 +74,8 @@ class Featurizer:
                 f"{list(KINDS)}. Received: kind={self.kind!r}"
             )
         for name, low in (("radius", 0), ("size", 1)):
-            check_int(name, getattr(self, name), minimum=low)
+            # Stored as a Python int, so get_config() is JSON (the cache key).
+            object.__setattr__(self, name, check_int(name, getattr(self, name), minimum=low))
 
     def get_config(self):
         return dataclasses.asdict(self)
@@ -148,7 +152,12 @@ def parse_smiles(text, Chem=None):
     Chem = Chem or require_rdkit()
     if not isinstance(text, str) or not text.strip():
         return None, "empty SMILES"
-    mol = Chem.MolFromSmiles(text.strip())
+    text = text.strip()
+    if any(c.isspace() for c in text):
+        # RDKit reads what follows a space as the molecule's name, so
+        # "c1ccccc1 O" would silently become benzene.
+        return None, "the SMILES contains a space or tab (RDKit would ignore what follows it)"
+    mol = Chem.MolFromSmiles(text)
     if mol is None:
         return None, "RDKit could not parse the SMILES"
     if mol.GetNumAtoms() == 0:
@@ -169,10 +178,16 @@ def canonical_smiles(smiles):
 def featurize_cached(smiles, featurizer, cache_dir=None):
     """`featurizer(smiles)`, computed once and cached on disk.
 
-    The cache key is a hash of the SMILES list and the featuriser settings.
+    The cache key is a hash of the SMILES list, the featuriser settings, the
+    RDKit version and `CACHE_VERSION` (raised when parsing rules change), so
+    an upgrade never serves stale features.
     """
     cache_dir = pathlib.Path(cache_dir) if cache_dir else default_cache_dir() / "features"
     key = hashlib.sha256()
+    require_rdkit()
+    import rdkit
+
+    key.update(f"{CACHE_VERSION}|{rdkit.__version__}|".encode())
     key.update(json.dumps(featurizer.get_config(), sort_keys=True).encode())
     key.update(b"\x00".join(s.encode() if isinstance(s, str) else b"<none>" for s in smiles))
     path = cache_dir / f"{key.hexdigest()[:24]}.npz"

@@ -96,7 +96,8 @@ class GraphFeaturizer:
             )
         for name, low in (("max_atoms", 1), ("max_degree", 1), ("fingerprint_size", 0),
                           ("fingerprint_radius", 0)):
-            check_int(name, getattr(self, name), minimum=low)
+            # Stored as a Python int, so get_config() is JSON (the cache key).
+            object.__setattr__(self, name, check_int(name, getattr(self, name), minimum=low))
 
     def get_config(self):
         return dataclasses.asdict(self)

@@ -162,7 +162,11 @@ def load_moleculenet(source, smiles_column=None, id_column=None, tasks=None, cac
     The SMILES column is found by name (``smiles``, any case) unless given;
     the id column likewise (``mol_id``, ``id``, ``name``...). Every other
     column whose measured cells are all 0 or 1 is a task; the rest are listed
-    in ``ignored_columns``.
+    in ``ignored_columns``. Empty cells and ``NA``, ``NaN``, ``N/A``,
+    ``null``, ``None`` (any case) are "not measured". A column that is
+    almost all 0/1 (at least 90% of its measured cells) but holds other
+    values is an error naming its first stray cell, rather than an assay
+    dropped without a word; pass `tasks` to leave it out on purpose.
 
     Args:
         source: a path, a folder holding one CSV, or an http(s) URL (fetched
@@ -204,6 +208,8 @@ def load_moleculenet(source, smiles_column=None, id_column=None, tasks=None, cac
         id_column = _find_column([c for c in columns if c != smiles_column], _ID_NAMES)
     others = [c for c in columns if c not in (smiles_column, id_column)]
     binary = [c for c in others if _is_binary(frame[c])]
+    for column in others if tasks is None else [t for t in tasks if t in others]:
+        _check_nearly_binary(frame[column], column, path)
     if tasks is not None:
         tasks = list(tasks)
         bad = [t for t in tasks if t not in binary]
@@ -327,9 +333,33 @@ def _find_column(columns, names):
     return None
 
 
+# Cells that mean "not measured" in a label column (compared lower-case).
+_MISSING = {"", "na", "nan", "n/a", "null", "none"}
+_BINARY = {"0", "1", "0.0", "1.0"}
+
+
+def _measured(series):
+    text = series.str.strip()
+    return text[~text.str.lower().isin(_MISSING)]
+
+
 def _is_binary(series):
-    values = {v.strip() for v in series.unique()} - {""}
-    return bool(values) and values <= {"0", "1", "0.0", "1.0"}
+    values = set(_measured(series).unique())
+    return bool(values) and values <= _BINARY
+
+
+def _check_nearly_binary(series, column, path):
+    """Raises if a column is 0/1 but for a few stray cells (a typo, a code)."""
+    measured = _measured(series)
+    stray = measured[~measured.isin(_BINARY)]
+    if len(stray) and len(stray) <= 0.1 * len(measured):
+        row = int(stray.index[0])
+        raise ValueError(
+            f"Column {column!r} of {str(path)!r} holds 0/1 labels but also "
+            f"{len(stray)} other value(s), first {stray.iloc[0]!r} in data row {row + 1}. "
+            "Labels must be 1, 0 or empty (NA, NaN, N/A, null and None count as empty); "
+            "fix the cells, or pass `tasks` without this column."
+        )
 
 
 def _to_labels(series):

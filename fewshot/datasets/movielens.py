@@ -138,6 +138,12 @@ def _read(file, sep, columns, encoding="latin-1"):
         )
     except pd.errors.EmptyDataError:
         raise ValueError(f"MovieLens file {str(file)!r} is empty.") from None
+    except pd.errors.ParserError as error:  # a row with more fields than the first
+        first = str(error).strip().splitlines()[0]
+        raise ValueError(
+            f"MovieLens file {str(file)!r} is not a {len(columns)}-column "
+            f"({', '.join(columns)}) table: {first}"
+        ) from None
     if frame.shape[1] < len(columns):
         raise ValueError(
             f"MovieLens file {str(file)!r} has {frame.shape[1]} columns, "

@@ -70,7 +70,20 @@ class Omniglot:
             character_indices: which characters (indices into `images`).
             rotations: quarter turns, a subset of ``(0, 1, 2, 3)``.
         """
-        character_indices = np.asarray(character_indices, dtype=np.int64)
+        given = np.asarray(character_indices)
+        if given.ndim != 1 or not (given.size == 0 or np.issubdtype(given.dtype, np.integer)):
+            raise ValueError(
+                "Invalid value received for argument `character_indices`. Expected a "
+                f"1-D sequence of integer indices. Received: {given.dtype} array of shape "
+                f"{given.shape}"
+            )
+        character_indices = given.astype(np.int64)
+        if len(np.unique(character_indices)) != len(character_indices):
+            raise ValueError(
+                "Invalid value received for argument `character_indices`: indices "
+                "repeat, which would make one character two classes. Received: "
+                f"{len(character_indices)} indices, {len(np.unique(character_indices))} distinct"
+            )
         outside = character_indices[(character_indices < 0) | (character_indices >= len(self.images))]
         if len(outside):
             raise ValueError(
@@ -78,10 +91,11 @@ class Omniglot:
                 f"indices in [0, {len(self.images) - 1}]. Received: {outside[:5].tolist()}"
             )
         rotations = tuple(rotations)
-        if not rotations or any(r not in (0, 1, 2, 3) for r in rotations):
+        if (not rotations or len(set(rotations)) != len(rotations)
+                or any(r not in (0, 1, 2, 3) or isinstance(r, bool) for r in rotations)):
             raise ValueError(
                 "Invalid value received for argument `rotations`. Expected "
-                f"quarter turns among (0, 1, 2, 3). Received: rotations={rotations!r}"
+                f"distinct quarter turns among (0, 1, 2, 3). Received: rotations={rotations!r}"
             )
         xs, ys = [], []
         base = self.images[character_indices]  # [c, d, 28, 28]

@@ -341,7 +341,8 @@ def episode_stream(tasks, meta_batch_size=32, support_size=10, batches_per_epoch
         range, ``support_weight [T, W]``.
 
     Raises:
-        ValueError: a bad `support_size` (named, with the value received).
+        ValueError: a bad `support_size` or `meta_batch_size` (named, with the
+            value received).
 
     Example:
 
@@ -353,6 +354,7 @@ def episode_stream(tasks, meta_batch_size=32, support_size=10, batches_per_epoch
     >>> tuple(batch["support_weight"].shape)
     (4, 20)
     """
+    meta_batch_size = check_int("meta_batch_size", meta_batch_size, minimum=1)
     low, high = _support_range(support_size)
     query_sizes = {len(y) for y in tasks.query_y}
     if len(query_sizes) != 1:

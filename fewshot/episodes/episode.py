@@ -41,8 +41,9 @@ def validate_episode(batch, name="x"):
         The same dict, unchanged.
 
     Raises:
-        ValueError: if a key is missing, a value is not at least 2-D, or the
-            task and example axes disagree.
+        ValueError: if a key is missing, a value is not at least 2-D, the
+            task and example axes disagree, or support and query differ in
+            their feature or target shape.
 
     Example:
 
@@ -83,6 +84,15 @@ def validate_episode(batch, name="x"):
             "examples must have the same feature shape. Received: "
             f"support_x.shape={shapes[SUPPORT_X]}, "
             f"query_x.shape={shapes[QUERY_X]}"
+        )
+    target_s, target_q = shapes[SUPPORT_Y][2:], shapes[QUERY_Y][2:]
+    if len(target_s) != len(target_q) or any(
+        a is not None and b is not None and a != b for a, b in zip(target_s, target_q)
+    ):
+        raise ValueError(
+            f"Invalid value received for argument `{name}`: support and query "
+            "targets must have the same shape per example. Received: "
+            f"support_y.shape={shapes[SUPPORT_Y]}, query_y.shape={shapes[QUERY_Y]}"
         )
     return batch
 

@@ -9,8 +9,9 @@ def split_classes(classes, fractions=(0.7, 0.1, 0.2), seed=0):
     """Splits class (or task) labels into disjoint groups, fixed by `seed`.
 
     Args:
-        classes: a sequence of distinct labels (classes for vision, tasks
-            for assays, users for personalisation).
+        classes: an ordered sequence of distinct labels (classes for vision,
+            tasks for assays, users for personalisation); not a set, whose
+            order changes between processes.
         fractions: the share of each group, for example ``(train, validation,
             test)``; must be positive and sum to 1.
         seed: the seed of the permutation.
@@ -26,6 +27,14 @@ def split_classes(classes, fractions=(0.7, 0.1, 0.2), seed=0):
     >>> len(train), len(val), len(test)
     (6, 2, 2)
     """
+    if isinstance(classes, (set, frozenset, str, bytes)):
+        # A set's order changes from one process to the next (string hashing),
+        # so the same seed would give different splits; a string is one label.
+        raise ValueError(
+            "Invalid value received for argument `classes`. Expected an ordered "
+            "sequence of labels (for example sorted(labels)). Received: a "
+            f"{type(classes).__name__}"
+        )
     classes = np.asarray(list(classes))
     fractions = tuple(float(f) for f in fractions)
     if (

@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from fewshot.validation import check_int, check_seed
+
 
 class EpisodeStream:
     """A seeded stream of episode batches that resumes exactly.
@@ -32,15 +34,9 @@ class EpisodeStream:
     """
 
     def __init__(self, sample_fn, batches_per_epoch, seed=0):
-        if not isinstance(batches_per_epoch, int) or batches_per_epoch < 1:
-            raise ValueError(
-                "Invalid value received for argument `batches_per_epoch`. "
-                "Expected a positive integer. "
-                f"Received: batches_per_epoch={batches_per_epoch!r}"
-            )
         self.sample_fn = sample_fn
-        self.batches_per_epoch = batches_per_epoch
-        self.seed = int(seed)
+        self.batches_per_epoch = check_int("batches_per_epoch", batches_per_epoch, minimum=1)
+        self.seed = check_seed("seed", seed)
         with tf.init_scope():
             self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._dataset = None

@@ -107,3 +107,13 @@ def test_bad_counts_are_named():
         support_draws(labels, shots=2, draws=2)
     with pytest.raises(ValueError, match="Received: queries=0"):
         AssaySampler(x, labels, [0], shots=2, queries=0)
+
+
+@pytest.mark.parametrize("num_tasks", [2.0, -1, 0])
+def test_bad_batch_sizes_are_named(num_tasks):
+    x, labels = _assays()
+    sampler = AssaySampler(x, labels, tasks=[0, 1], shots=2, queries=2)
+    with pytest.raises(ValueError, match=f"argument `num_tasks`. Expected a positive integer. Received: num_tasks={num_tasks}"):
+        sampler.sample(num_tasks, seed=0)
+    with pytest.raises(ValueError, match="argument `meta_batch_size`"):
+        sampler.stream(meta_batch_size=num_tasks)

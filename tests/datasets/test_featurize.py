@@ -76,3 +76,18 @@ def test_table_featurisation_reports_invalid_rows_and_merges_duplicates(tmp_path
     rows = list(csv.DictReader(open(invalid_csv)))
     assert [r["smiles"] for r in rows] == ["C1CC", "hello world"]
     assert "ethanol;ethanol_again" in duplicates_csv.read_text()
+
+
+@pytest.mark.parametrize("smiles", ["c1ccccc1 O", "C C C", "CC(=O)O\tNa"])
+def test_smiles_with_whitespace_is_invalid_not_cut_short(smiles):
+    # RDKit alone reads "c1ccccc1 O" as benzene named "O".
+    features, valid, errors = Featurizer(size=16)(["CCO", smiles])
+    assert valid.tolist() == [True, False]
+    assert "space or tab" in errors[1]
+
+
+def test_numpy_integer_settings_keep_the_cache_working(tmp_path):
+    featurizer = Featurizer(size=np.int64(32), radius=np.int32(1))
+    assert type(featurizer.size) is int and type(featurizer.radius) is int
+    _, valid, _ = featurize_cached(["CCO"], featurizer, tmp_path)
+    assert valid.tolist() == [True]

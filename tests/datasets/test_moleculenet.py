@@ -104,3 +104,16 @@ def test_other_data_needs_test_tasks(csv_path):
                      "test": ["nitrogen", "ring"]}
     with pytest.raises(ValueError, match="Received: validation_tasks=4"):
         split_tasks(table, "last:2", validation_tasks=4)
+
+
+def test_missing_markers_are_unmeasured_and_stray_values_are_errors(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("smiles,A,B,weight\nCCO,0,NA,1.5\nCC,1,1,2\nCCC,0,nan,3\nCCCC,1,N/A,4\n")
+    table = load_moleculenet(path)
+    assert table.tasks == ["A", "B"] and table.ignored_columns == ["weight"]
+    np.testing.assert_array_equal(table.labels[:, 1], [np.nan, 1, np.nan, np.nan])
+    rows = "".join(f"C{'C' * i},{i % 2},0\n" for i in range(12))
+    path.write_text("smiles,A,B\n" + rows + "CCO,?,1\n")
+    with pytest.raises(ValueError, match=r"Column 'A' .* 1 other value\(s\), first '\?' in data row 13"):
+        load_moleculenet(path)
+    assert load_moleculenet(path, tasks=["B"]).tasks == ["B"]  # left out on purpose

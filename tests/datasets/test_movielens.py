@@ -68,3 +68,11 @@ def test_tfds_reader_with_mock_data():
     assert set(data.ratings["item"]) == set(data.items["item"])
     assert set(data.users["occupation"]) <= set(data.occupations)
     assert list(data.items.columns[3:]) == data.genres
+
+
+def test_a_row_with_too_many_fields_names_the_file(tmp_path):
+    folder = write_tiny_movielens(tmp_path)
+    with open(f"{folder}/u.data", "a") as f:
+        f.write("1\t2\t3\t4\t5\n")
+    with pytest.raises(ValueError, match=r"u.data' is not a 4-column .* Expected 4 fields"):
+        load_movielens(folder)

@@ -75,7 +75,7 @@ def test_rotations_are_new_classes():
     assert x.shape == (2 * 4 * 4, 28, 28, 1) and x.dtype == np.float32
     assert sorted(np.unique(y)) == list(range(8))
     np.testing.assert_allclose(x[y == 1][0, ..., 0], np.rot90(images[0, 0]) / 255.0)
-    with pytest.raises(ValueError, match="Expected quarter turns"):
+    with pytest.raises(ValueError, match="Expected distinct quarter turns"):
         data.arrays([0], rotations=(5,))
     for bad in ([-1], [3]):
         with pytest.raises(ValueError, match=re.escape(f"Expected indices in [0, 2]. Received: {bad}")):
@@ -106,3 +106,14 @@ def test_tfds_mock_data(tmp_path):
     assert data.images.ndim == 4 and data.images.shape[2:] == (28, 28)
     assert data.images.dtype == np.uint8 and data.source == "tfds:omniglot"
     assert len(data.characters) == data.images.shape[0] == len(data.alphabets)
+
+
+def test_repeated_or_fractional_characters_are_refused():
+    images = np.zeros((3, 2, 28, 28), np.uint8)
+    data = Omniglot(images, ["a"] * 3, ["a/1", "a/2", "a/3"], "test")
+    with pytest.raises(ValueError, match="indices repeat, which would make one character two classes"):
+        data.arrays([0, 0])
+    with pytest.raises(ValueError, match="Expected a 1-D sequence of integer indices"):
+        data.arrays([1.7])
+    with pytest.raises(ValueError, match="Expected distinct quarter turns"):
+        data.arrays([0], rotations=(0, 0))

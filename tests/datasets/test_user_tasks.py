@@ -133,3 +133,10 @@ def test_episode_stream_range_draws_random_size_subsets(data):
 def test_episode_stream_bad_support_size_is_named(data, bad):
     with pytest.raises(ValueError, match=f"Received: support_size={bad!r}".replace("[", r"\[")):
         episode_stream(user_tasks(data), support_size=bad)
+
+
+@pytest.mark.parametrize("size", [0, -2, 4.0])
+def test_meta_batch_size_is_checked(data, size):
+    tasks = user_tasks(data, min_ratings=13, max_ratings=100)
+    with pytest.raises(ValueError, match=f"argument `meta_batch_size`. Expected a positive integer. Received: meta_batch_size={size}"):
+        episode_stream(tasks, meta_batch_size=size)

@@ -34,3 +34,12 @@ def test_feature_shapes_disagree():
 def test_not_a_dict():
     with pytest.raises(ValueError, match="Received: x of type list"):
         validate_episode([1, 2])
+
+
+def test_support_and_query_targets_must_match():
+    batch = {
+        "support_x": np.zeros((2, 5, 1)), "support_y": np.zeros((2, 5)),
+        "query_x": np.zeros((2, 4, 1)), "query_y": np.zeros((2, 4, 7)),
+    }
+    with pytest.raises(ValueError, match=r"same shape per example. Received: support_y.shape=\(2, 5\)"):
+        validate_episode(batch)

@@ -30,3 +30,10 @@ def test_bad_fractions():
 def test_repeated_labels():
     with pytest.raises(ValueError, match="labels repeat"):
         split_classes([1, 1, 2], (0.5, 0.5))
+
+
+@pytest.mark.parametrize("classes", [{"a", "b", "c"}, frozenset({1, 2, 3}), "abc"])
+def test_unordered_or_string_classes_are_refused(classes):
+    # A set's order depends on string hashing, so a seed would not fix the split.
+    with pytest.raises(ValueError, match="argument `classes`. Expected an ordered sequence"):
+        split_classes(classes, (0.5, 0.5), seed=0)

@@ -40,3 +40,22 @@ def test_take_is_fixed():
 def test_invalid_batches_per_epoch():
     with pytest.raises(ValueError, match="Received: batches_per_epoch=0"):
         EpisodeStream(lambda seed: {}, batches_per_epoch=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"seed": "abc"}, r"argument `seed`. Expected an integer in \[-2\*\*63, 2\*\*63\). Received: seed='abc'"),
+        ({"seed": 2**64}, r"Received: seed=18446744073709551616"),
+        ({"seed": 0.9}, r"Received: seed=0.9"),
+        ({"batches_per_epoch": 0}, r"argument `batches_per_epoch`. Expected a positive integer"),
+    ],
+)
+def test_bad_stream_settings_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Sinusoid().stream(meta_batch_size=2, **kwargs)
+
+
+def test_numpy_integers_are_stream_settings():
+    stream = Sinusoid().stream(meta_batch_size=np.int64(2), batches_per_epoch=np.int64(3), seed=np.int64(5))
+    assert (stream.batches_per_epoch, stream.seed) == (3, 5)
