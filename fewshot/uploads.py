@@ -607,7 +607,8 @@ def item_ratings(frame, name="upload", need_rating=True, scale=RATING_SCALE):
     A user's ratings need an item column (one of `ITEM_NAMES`, any case)
     and a ``rating`` column; a candidates list needs the item column only.
     Item ids must be integers and ratings numbers within `scale`. Rows that
-    fail are kept in the report with their reason (``valid``, ``error``).
+    fail are kept in the report with their reason (``valid``, ``error``);
+    an item named again is such a row (its first row is the one used).
 
     Args:
         frame: a table from `read_csv`.
@@ -648,8 +649,14 @@ def item_ratings(frame, name="upload", need_rating=True, scale=RATING_SCALE):
         )
     low, high = scale
     valid, errors = [], []
+    first_row = {}  # item id -> the data row (1-based) that names it first
     for i in range(len(frame)):
-        _, error = parse_item_id(frame[item_column].iloc[i])
+        item, error = parse_item_id(frame[item_column].iloc[i])
+        if not error:
+            if item in first_row:
+                error = f"item {item} is already in row {first_row[item]} (one row per item)"
+            else:
+                first_row[item] = i + 1
         if not error and need_rating:
             text = str(frame[rating_column].iloc[i]).strip()
             try:

@@ -360,3 +360,10 @@ def test_read_image_scales_16_bit_grayscale():
     image = Image.fromarray(np.array([[0, 32768, 65535]], np.uint16))
     x = uploads.read_image(_encoded(image))
     np.testing.assert_allclose(x.ravel(), [0.0, 128 / 255, 1.0])
+
+
+def test_item_ratings_flags_an_item_named_again():
+    frame = uploads.read_csv(b"item,rating\n50,5\n7,3\n50,1\n", name="mine.csv")
+    report, _ = uploads.item_ratings(frame, name="mine.csv")
+    assert report["valid"].tolist() == [True, True, False]
+    assert report["error"].tolist()[2] == "item 50 is already in row 1 (one row per item)"

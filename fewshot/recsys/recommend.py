@@ -71,7 +71,8 @@ def recommend(
 
     Nothing the user gave is dropped in silence: ratings and candidates whose
     item id is unknown (not in the items table) or unreadable, ratings that
-    are not numbers in the rating scale and repeated candidates come back as
+    are not numbers in the rating scale, second ratings of an item (the first
+    is used) and repeated candidates come back as
     rows with an ``error`` message and no rank, after the top-k.
 
     Args:
@@ -117,6 +118,7 @@ def recommend(
     known[readable] = features.known_items(ids[readable])
     low, high = 1.0, 5.0
     good_value = np.isfinite(values) & (values >= low) & (values <= high)
+    use = np.zeros(len(rated), bool)
     for i in range(len(rated)):
         if not readable[i]:
             errors.append((rated["item"][i], f"rating ignored: {reasons[i]}"))
@@ -124,7 +126,10 @@ def recommend(
             errors.append((int(ids[i]), f"rating ignored: unknown item id {int(ids[i])} (not in the items table)"))
         elif not good_value[i]:
             errors.append((int(ids[i]), f"rating ignored: rating {rated['rating'][i]!r} is not a number in [{low:g}, {high:g}]"))
-    use = readable & known & good_value
+        elif ids[i] in ids[use]:
+            errors.append((int(ids[i]), f"rating ignored: item {int(ids[i])} is rated again (the first rating is used)"))
+        else:
+            use[i] = True
     support_items = ids[use]
     support_y = values[use].astype(np.float32)
 

@@ -114,3 +114,15 @@ def test_item_ids_beyond_int64_are_error_rows(setup):
     table = recommend(learner, features, ratings, candidates, top_k=5)
     errors = table[table["error"].notna()]
     assert len(errors) == 3 and table["error"].isna().sum() == 1
+
+
+def test_an_item_rated_twice_counts_once(setup):
+    _, features, learner = setup
+    once = pd.DataFrame({"item": ["1", "2"], "rating": ["5", "2"]})
+    twice = pd.DataFrame({"item": ["1", "2", "1"], "rating": ["5", "2", "1"]})
+    candidates = pd.DataFrame({"item": ["4", "5"]})
+    expected = recommend(learner, features, once, candidates, top_k=2)
+    table = recommend(learner, features, twice, candidates, top_k=2)
+    ranked = table[table["error"].isna()]
+    np.testing.assert_allclose(ranked["predicted_rating"], expected["predicted_rating"], rtol=1e-6)
+    assert table["error"].dropna().tolist() == ["rating ignored: item 1 is rated again (the first rating is used)"]
