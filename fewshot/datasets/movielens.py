@@ -176,6 +176,16 @@ def _ratings_frame(frame, file):
             "timestamp": _to_int(frame, "timestamp", file),
         }
     )
+    repeated = out.duplicated(["user", "item"], keep="first").to_numpy()
+    if repeated.any():
+        # A user who rates an item twice could have it in both the support
+        # and the query set of their task.
+        line = int(np.flatnonzero(repeated)[0]) + 1
+        raise ValueError(
+            f"MovieLens file {str(file)!r}, line {line}: user {out['user'].iloc[line - 1]} "
+            f"rates item {out['item'].iloc[line - 1]} again ({int(repeated.sum())} repeated "
+            "(user, item) pairs); keep one rating per user and item."
+        )
     return out
 
 

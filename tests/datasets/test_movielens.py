@@ -76,3 +76,14 @@ def test_a_row_with_too_many_fields_names_the_file(tmp_path):
         f.write("1\t2\t3\t4\t5\n")
     with pytest.raises(ValueError, match=r"u.data' is not a 4-column .* Expected 4 fields"):
         load_movielens(folder)
+
+
+def test_a_repeated_user_item_rating_is_an_error(tmp_path):
+    folder = write_tiny_movielens(tmp_path)
+    with open(f"{folder}/u.data") as f:
+        first = f.readline()
+    with open(f"{folder}/u.data", "a") as f:
+        f.write(first)
+    user, item = first.split("\t")[:2]
+    with pytest.raises(ValueError, match=rf"user {user} rates item {item} again \(1 repeated"):
+        load_movielens(folder)
