@@ -10,8 +10,10 @@ from the 1-bit PNGs), and cached as uint8 in an ``.npz`` under the cache directo
 by the zips' size and modification time, so a second run does not decode the
 32,460 PNGs again.
 
-The split (`omniglot_splits`) is the one of Vinyals et al. 2016 / Finn et
-al. 2017 as measured in ANCHORS.md: the 1623 characters in a fixed order
+The split (`omniglot_splits`) is a 1200 / 423 character split as in Vinyals
+et al. 2016 and Snell et al. 2017 (not necessarily their exact character
+list; Finn et al. 2017 shuffle the characters with a fixed seed instead):
+the 1623 characters in a fixed order
 (the 30 background alphabets, then the 20 evaluation alphabets, alphabets
 and characters sorted by name), the first 1200 for meta-training (the last
 `validation_characters` of them held out for validation) and the remaining
