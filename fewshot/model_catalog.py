@@ -434,6 +434,7 @@ def train_default(out_dir, meta_steps=3000, seed=0, progress=None, recipe_dir=No
     from fewshot.algorithms.maml import MAML
     from fewshot.episodes.regression import Sinusoid
     from fewshot.models.mlp import mlp
+    from fewshot.recipes.sinusoid import fit_steps
 
     if isinstance(meta_steps, bool) or not isinstance(meta_steps, int) or meta_steps < 1:
         raise ValueError(
@@ -449,8 +450,7 @@ def train_default(out_dir, meta_steps=3000, seed=0, progress=None, recipe_dir=No
         name="maml",
     )
     learner.compile(optimizer=keras.optimizers.Adam(settings["outer_lr"]), loss="mse")
-    per_epoch = min(100, meta_steps)
-    epochs = max(1, round(meta_steps / per_epoch))
+    per_epoch = min(100, meta_steps)  # the last epoch shorter when 100 does not divide meta_steps
     family = Sinusoid(
         **settings["task"], support_shots=settings["support_shots"],
         query_shots=settings["query_shots"],
@@ -461,12 +461,13 @@ def train_default(out_dir, meta_steps=3000, seed=0, progress=None, recipe_dir=No
         def on_epoch_end(self, epoch, logs=None):
             if progress is not None:
                 loss = (logs or {}).get("loss")
-                text = f"meta-step {(epoch + 1) * per_epoch} of {epochs * per_epoch}"
+                done = min((epoch + 1) * per_epoch, meta_steps)
+                text = f"meta-step {done} of {meta_steps}"
                 if loss is not None:
                     text += f", query loss {float(loss):.3f}"
-                progress((epoch + 1) / epochs, text)
+                progress(done / meta_steps, text)
 
-    learner.fit(stream, epochs=epochs, callbacks=[_Progress()], verbose=0)
+    fit_steps(learner, stream, meta_steps, callbacks=[_Progress()], verbose=0)
     path = pathlib.Path(out_dir) / "models" / "maml.keras"
     path.parent.mkdir(parents=True, exist_ok=True)
     learner.save(path)

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from fewshot.algorithms.maml import MAML
 from fewshot.episodes.regression import Sinusoid
+from fewshot.episodes.stream import EpisodeStream
 from fewshot.metrics import mean_ci95
 from fewshot.models.mlp import mlp
 from fewshot.recipes.results import markdown_table, write_results
@@ -180,24 +181,71 @@ def train_maml(family, settings, first_order, out, verbose, seed):
     )
     learner.compile(optimizer=keras.optimizers.Adam(settings["outer_lr"]), loss="mse",
                     steps_per_execution=settings["steps_per_execution"])
-    per_epoch = settings["batches_per_epoch"]
-    epochs = max(1, round(settings["meta_steps"] / per_epoch))
-    stream = family.stream(settings["meta_batch_size"], per_epoch, seed=seed)
+    stream = family.stream(settings["meta_batch_size"], settings["batches_per_epoch"], seed=seed)
     validation = Sinusoid(
         **settings["task"], support_shots=settings["support_shots"],
         query_shots=settings["query_points"],
     ).sample(settings["validation_tasks"], seed + _VALIDATION_SEED)
     validation = tf.data.Dataset.from_tensors(validation)
-    backup = out / "backup" / learner.name
-    history = learner.fit(
-        stream,
-        epochs=epochs,
-        validation_data=validation,
-        callbacks=[keras.callbacks.BackupAndRestore(str(backup))],
-        verbose=verbose,
+    history = fit_steps(
+        learner, stream, settings["meta_steps"], backup=out / "backup" / learner.name,
+        validation_data=validation, verbose=verbose,
     )
-    (out / f"history_{learner.name}.json").write_text(json.dumps(history.history) + "\n")
+    (out / f"history_{learner.name}.json").write_text(json.dumps(history) + "\n")
     return learner
+
+
+def fit_steps(model, stream, steps, backup=None, callbacks=(), **fit_kwargs):
+    """Runs exactly `steps` training updates of `model` on `stream`.
+
+    Whole epochs of ``stream.batches_per_epoch`` batches, then, when `steps`
+    is not a multiple of it, one shorter last epoch on the batches the stream
+    would have drawn first in that epoch. (Rounding to whole epochs ran a
+    different number of updates than the one asked for and recorded in
+    results.json.) The count is exact for any ``steps_per_execution``: every
+    epoch's dataset is finite.
+
+    Args:
+        model: a compiled `fewshot.MetaLearner` (meta-updates on episode
+            batches) or a plain Keras model (its stream yields ``(x, y)``).
+        stream: the `fewshot.episodes.EpisodeStream` to train on.
+        steps: the number of updates, a positive integer.
+        backup: optional folder for `keras.callbacks.BackupAndRestore`: an
+            interrupted run resumes from its last finished epoch, the shorter
+            last epoch included.
+        callbacks: more Keras callbacks.
+        **fit_kwargs: passed to ``model.fit`` (``validation_data``,
+            ``verbose``, ...).
+
+    Returns:
+        The history dict (``History.history``) of the epochs run.
+    """
+    whole, rest = divmod(steps, stream.batches_per_epoch)
+    history = {}
+
+    def fit(data, epochs, initial_epoch, keep_backup, sync=()):
+        extra = []
+        if backup is not None:
+            extra.append(keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=not keep_backup))
+        result = model.fit(data, epochs=epochs, initial_epoch=initial_epoch,
+                           callbacks=[*sync, *callbacks, *extra], **fit_kwargs)
+        for key, values in result.history.items():
+            history.setdefault(key, []).extend(values)
+
+    if whole:
+        # When a shorter epoch follows, the backup outlives these epochs, so
+        # that an interruption there resumes after them.
+        fit(stream.dataset, whole, 0, keep_backup=bool(rest), sync=[stream.callback])
+    if rest:
+        first, seed = whole * stream.batches_per_epoch, tf.constant(stream.seed, tf.int64)
+        last = (
+            tf.data.Dataset.range(first, first + rest)
+            .map(lambda step: stream.sample_fn(tf.stack([seed, step])),
+                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+        fit(last, whole + 1, whole, keep_backup=False)
+    return history
 
 
 def train_pretrained(family, settings, verbose, seed):
@@ -206,10 +254,15 @@ def train_pretrained(family, settings, verbose, seed):
     model = mlp(input_shape=(1,), hidden=settings["hidden"], outputs=1, name="pretrained")
     model.compile(optimizer=keras.optimizers.Adam(settings["baseline_lr"]), loss="mse",
                   steps_per_execution=settings["steps_per_execution"])
-    per_epoch = settings["batches_per_epoch"]
-    epochs = max(1, round(settings["baseline_steps"] / per_epoch))
-    data = family.joint_dataset(settings["baseline_batch_size"], seed=seed)
-    model.fit(data, epochs=epochs, steps_per_epoch=per_epoch, shuffle=False, verbose=verbose)
+    batch_size = settings["baseline_batch_size"]
+
+    def draw(key):
+        # The batches of `family.joint_dataset(batch_size, seed)`, epoch by epoch.
+        batch = family.sample(batch_size, key)
+        return batch["support_x"][:, 0], batch["support_y"][:, 0]
+
+    stream = EpisodeStream(draw, settings["batches_per_epoch"], seed=seed)
+    fit_steps(model, stream, settings["baseline_steps"], shuffle=False, verbose=verbose)
     return model
 
 

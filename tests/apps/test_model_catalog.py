@@ -83,6 +83,18 @@ def test_train_default_writes_a_model_and_reports_progress(tmp_path):
     assert (entry.domain, entry.model_class, entry.input_dim) == ("regression", "MAML", 1)
 
 
+def test_train_default_runs_the_meta_steps_asked(tmp_path):
+    """250 steps are 250 meta-updates (rounding to epochs of 100 ran 200), progress says so."""
+    import keras
+
+    seen = []
+    path = model_catalog.train_default(tmp_path / "run", meta_steps=250, progress=lambda f, t: seen.append((f, t)))
+    learner = keras.saving.load_model(path)
+    assert int(learner.optimizer.iterations.numpy()) == 250
+    assert [round(f, 2) for f, _ in seen] == [0.4, 0.8, 1.0]
+    assert "meta-step 250 of 250" in seen[-1][1]
+
+
 def test_train_default_validates_meta_steps(tmp_path):
     with pytest.raises(ValueError) as info:
         model_catalog.train_default(tmp_path, meta_steps=0)

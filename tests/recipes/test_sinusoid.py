@@ -133,3 +133,72 @@ def test_bad_speed_settings_are_named(tmp_path, capsys, old, new, message):
     recipe.write_text(recipe.read_text().replace(old, new))
     assert cli.main(["run", str(folder), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     assert message in capsys.readouterr().err
+
+
+def _tiny_settings(**overrides):
+    import argparse
+
+    from fewshot.recipes import sinusoid
+    from fewshot.recipes.config import load_recipe
+
+    args = argparse.Namespace(full=False, meta_steps=None, eval_tasks=None, quiet=True)
+    settings = sinusoid._settings(load_recipe(RECIPE.parent), args)
+    settings.update(hidden=[4], meta_batch_size=2, support_shots=2, query_shots=2,
+                    validation_tasks=2, query_points=2, baseline_batch_size=4)
+    settings.update(overrides)
+    return settings
+
+
+@pytest.mark.parametrize("steps", [50, 1200])
+def test_meta_steps_and_baseline_steps_are_run_exactly(tmp_path, steps):
+    """Not rounded to whole epochs of batches_per_epoch = 500 (50 ran 500, 1200 ran 1000)."""
+    from fewshot.episodes.regression import Sinusoid
+    from fewshot.recipes import sinusoid
+
+    settings = _tiny_settings(meta_steps=steps, baseline_steps=steps)
+    assert settings["batches_per_epoch"] == 500 and settings["steps_per_execution"] == 50
+    family = Sinusoid(**settings["task"], support_shots=2, query_shots=2)
+    learner = sinusoid.train_maml(family, settings, True, tmp_path, 0, 0)
+    assert int(learner.optimizer.iterations.numpy()) == steps
+    history = json.loads((tmp_path / "history_fomaml.json").read_text())
+    assert len(history["loss"]) == len(history["val_loss"]) == -(-steps // 500)
+    assert not (tmp_path / "backup" / "fomaml").exists()
+    pretrained = sinusoid.train_pretrained(family, settings, 0, 0)
+    assert int(pretrained.optimizer.iterations.numpy()) == steps
+
+
+def test_fit_steps_resumes_in_the_shorter_last_epoch(tmp_path):
+    """An interruption in the last, shorter epoch resumes after the whole ones, exactly."""
+    import numpy as np
+
+    from fewshot.episodes.regression import Sinusoid
+    from fewshot.models import mlp
+    from fewshot.recipes.sinusoid import fit_steps
+
+    family = Sinusoid(support_shots=2, query_shots=2)
+
+    def learner():
+        keras.utils.set_random_seed(0)
+        maml = fewshot.MAML(mlp(input_shape=(1,), hidden=[4], outputs=1), inner_lr=0.01)
+        maml.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", steps_per_execution=7)
+        return maml
+
+    backup = tmp_path / "backup"
+    reference = learner()
+    fit_steps(reference, family.stream(2, 20, seed=1), 50, backup=backup, verbose=0)
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:  # the last epoch: 10 of the 50 steps
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_steps(learner(), family.stream(2, 20, seed=1), 50, backup=backup,
+                  callbacks=[Interrupt()], verbose=0)
+    assert backup.exists()
+    resumed = learner()
+    history = fit_steps(resumed, family.stream(2, 20, seed=1), 50, backup=backup, verbose=0)
+    assert len(history["loss"]) == 1 and int(resumed.optimizer.iterations.numpy()) == 50
+    for a, b in zip(reference.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not backup.exists()
