@@ -52,21 +52,53 @@ def _check_output_file(option, value):
         )
 
 
+def _quiet_tensorflow():
+    """Silences TensorFlow's Python logger below errors: its retracing notices are not for users."""
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+
+
+def _find_recipe(argv):
+    """The recipe argument of `fewshot run`, found before the runner's options are known.
+
+    The first argument that is a recipe folder (holding recipe.toml) or a
+    recipe file, other than the value of --out or --seed. A first parse
+    with only the common options would take the value of a runner option
+    (`--algorithm protonet recipes/omniglot`) for the recipe. None when no
+    argument is a recipe: the caller then reports the first positional one.
+    """
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--":
+            break
+        elif arg in ("--out", "--seed"):
+            skip = True
+        elif not arg.startswith("-"):
+            path = pathlib.Path(arg)
+            if (path / "recipe.toml").is_file() or (path.suffix == ".toml" and path.is_file()):
+                return arg
+    return None
+
+
 def _cmd_run(argv):
     from fewshot.recipes.config import load_recipe, runner_module
 
-    # First pass without --help: find the recipe, whose runner adds options.
-    known, _ = _run_parser(add_help=False).parse_known_args(argv)
-    if known.recipe is None:
-        _run_parser().parse_args(argv)  # prints the help, or the usage error
+    # Find the recipe first: its runner adds options.
+    recipe = _find_recipe(argv)
+    if recipe is None:
+        known, _ = _run_parser(add_help=False).parse_known_args(argv)
+        if known.recipe is None:
+            _run_parser().parse_args(argv)  # prints the help, or the usage error
+        recipe = known.recipe
     try:
-        config = load_recipe(known.recipe)
+        config = load_recipe(recipe)
     except (FileNotFoundError, ValueError) as error:
         raise CLIError(str(error)) from None
     runner = runner_module(config["runner"])
-    import tensorflow as tf
-
-    tf.get_logger().setLevel("ERROR")  # retracing notices are not for users
+    _quiet_tensorflow()
     parser = _run_parser()
     parser.description = (config.get("description") or parser.description).strip()
     runner.add_arguments(parser)
@@ -103,6 +135,7 @@ def _cmd_export(argv):
     args = parser.parse_args(argv)
     from fewshot.export import describe_signatures, export_saved_model, load_keras_model
 
+    _quiet_tensorflow()
     model = load_keras_model(args.model)
     export_saved_model(model, args.out_dir, steps=args.steps, overwrite=args.overwrite)
     print(f"Exported {type(model).__name__} {model.name!r} to {args.out_dir}")
@@ -147,6 +180,7 @@ def _cmd_recommend(argv):
     from fewshot.datasets.user_tasks import RatingFeatures
     from fewshot.recsys.recommend import check_compatible, load_adapter, recommend
 
+    _quiet_tensorflow()
     features = RatingFeatures.from_movielens(load_movielens(args.data_dir))
     learners, adapter = load_adapter(args.model[0] if len(args.model) == 1 else args.model, args.steps)
     for learner in learners:
@@ -234,6 +268,7 @@ def _cmd_predict_molecules(argv):
     _check_output_file("--out", args.out)
     from fewshot.predict_molecules import predict_molecules
 
+    _quiet_tensorflow()
     predictions, support = predict_molecules(
         args.model, args.support, args.query, smiles_column=args.smiles_column,
         label_column=args.label_column, steps=args.steps,
@@ -252,7 +287,7 @@ def _cmd_summarize(argv):
         description=(
             "Summarise runs of one recipe that differ only in --seed (for example "
             "`fewshot run recipes/personalization --seed S --out runs/p/seedS`): "
-            "each method's metric in every run, the mean over runs with a 95%% "
+            "each method's metric in every run, the mean over runs with a 95% "
             "Student-t interval and, with --against, the paired difference from "
             "another method. Prints a markdown table."
         ),
