@@ -164,7 +164,7 @@ def _cmd_recommend(argv):
     parser.add_argument("--data-dir", default=os.environ.get("FEWSHOT_MOVIELENS_DIR"),
                         help="the MovieLens folder the model was trained on")
     parser.add_argument("--top-k", type=int, default=10)
-    parser.add_argument("--age", type=float, default=None)
+    parser.add_argument("--age", type=float, default=None, help="the user's age in years, 1-120")
     parser.add_argument("--gender", default=None, help="M or F")
     parser.add_argument("--occupation", default=None)
     parser.add_argument("--steps", type=int, default=None, help="adaptation steps (default: the model's)")
@@ -174,6 +174,9 @@ def _cmd_recommend(argv):
         raise CLIError("--data-dir is required (or set FEWSHOT_MOVIELENS_DIR)")
     if args.output:
         _check_output_file("--output", args.output)
+    from fewshot.datasets.user_tasks import check_age
+
+    check_age(args.age, name="--age", nan_is_unknown=False)  # before the data and models load
     import time
 
     from fewshot.datasets.movielens import load_movielens

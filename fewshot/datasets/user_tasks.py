@@ -31,6 +31,37 @@ GENDERS = ("M", "F")
 ID_COLUMNS = ("item", "age", "gender", "occupation", "year")
 
 
+MAX_AGE = 120
+
+
+def check_age(age, name="age", nan_is_unknown=True):
+    """Returns `age` as a float number of years, or None when it is unknown.
+
+    None and, with `nan_is_unknown`, NaN (a missing value in a table) mean
+    unknown. Anything else must be a number from 1 to `MAX_AGE`: a
+    negative, zero, infinite or absurd age is an error, not silently an
+    unknown one (the age buckets start at 1, so -5 fell into "unknown").
+
+    Raises:
+        ValueError: "Invalid value received for argument `age`. Expected a
+            number of years from 1 to 120, or None (unknown). Received: age=-5".
+    """
+    if age is None:
+        return None
+    try:
+        value = None if isinstance(age, (bool, np.bool_)) else float(age)
+    except (TypeError, ValueError):
+        value = None
+    if value is not None and np.isnan(value) and nan_is_unknown and not isinstance(age, str):
+        return None
+    if value is None or not 1 <= value <= MAX_AGE:
+        raise ValueError(
+            f"Invalid value received for argument `{name}`. Expected a number of years "
+            f"from 1 to {MAX_AGE}, or None (unknown). Received: {name}={age!r}"
+        )
+    return value
+
+
 @dataclasses.dataclass
 class RatingFeatures:
     """Encodes (user, item) pairs of a `MovieLens` set as float vectors.
@@ -83,11 +114,14 @@ class RatingFeatures:
         """The ``[age, gender, occupation]`` codes of one user (0 = unknown).
 
         Raises:
-            ValueError: the gender or occupation is not one of the known ones.
+            ValueError: the age is not a number of years from 1 to 120 (see
+                `check_age`), or the gender or occupation is not one of the
+                known ones.
         """
+        age = check_age(age)
         age_code = 0
-        if age is not None and not (isinstance(age, float) and np.isnan(age)):
-            age_code = int(np.searchsorted(AGE_BOUNDS, float(age), side="right"))
+        if age is not None:
+            age_code = int(np.searchsorted(AGE_BOUNDS, age, side="right"))
         gender_code = 0
         if gender not in (None, ""):
             if str(gender).upper() not in GENDERS:

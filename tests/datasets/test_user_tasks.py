@@ -140,3 +140,34 @@ def test_meta_batch_size_is_checked(data, size):
     tasks = user_tasks(data, min_ratings=13, max_ratings=100)
     with pytest.raises(ValueError, match=f"argument `meta_batch_size`. Expected a positive integer. Received: meta_batch_size={size}"):
         episode_stream(tasks, meta_batch_size=size)
+
+
+@pytest.mark.parametrize("age", [-5, 0, 0.5, 121, float("inf"), float("-inf"), "old", True])
+def test_impossible_ages_are_errors_not_unknown(data, age):
+    """-5 fell below the first age bucket and was encoded as an unknown age."""
+    features = RatingFeatures.from_movielens(data)
+    with pytest.raises(ValueError) as info:
+        features.user_codes(age=age)
+    assert str(info.value) == (
+        "Invalid value received for argument `age`. Expected a number of years from 1 to 120, "
+        f"or None (unknown). Received: age={age!r}"
+    )
+
+
+def test_possible_and_missing_ages(data):
+    features = RatingFeatures.from_movielens(data)
+    assert features.user_codes(age=None)[0] == features.user_codes(age=float("nan"))[0] == 0
+    assert features.user_codes(age=np.float32("nan"))[0] == 0
+    assert [features.user_codes(age=a)[0] for a in (1, 17.9, 18, np.int64(30), "56", 120)] == [1, 1, 2, 3, 7, 7]
+
+
+def test_recommend_rejects_an_impossible_age_in_one_line(tmp_path, capsys):
+    from fewshot import cli
+
+    for age, shown in (("-5", "-5.0"), ("nan", "nan"), ("1000", "1000.0")):
+        argv = ["recommend", "--model", "m", "--ratings", "r.csv", "--data-dir", str(tmp_path), "--age", age]
+        assert cli.main(argv) == 2
+        assert capsys.readouterr().err == (
+            "fewshot recommend: error: Invalid value received for argument `--age`. Expected a number of "
+            f"years from 1 to 120, or None (unknown). Received: --age={shown}\n"
+        )
