@@ -133,6 +133,12 @@ def _cmd_export(argv):
         "--overwrite", action="store_true", help="replace OUT_DIR if it exists and is not empty"
     )
     args = parser.parse_args(argv)
+    source, target = pathlib.Path(args.model).resolve(), pathlib.Path(args.out_dir).resolve()
+    if args.overwrite and (target == source or target in source.parents):
+        raise CLIError(
+            f"--overwrite would delete the model being exported: {args.model} is inside "
+            f"OUT_DIR. Choose another OUT_DIR. Received: OUT_DIR {args.out_dir}"
+        )
     from fewshot.export import describe_signatures, export_saved_model, load_keras_model
 
     _quiet_tensorflow()

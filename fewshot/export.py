@@ -15,7 +15,12 @@ query examples:
   prototypes of a metric learner, and so on. It gives the numbers the
   learner's `evaluate` scores. A learner whose `adapt` does more than
   `query_predictions` defines ``task_predictions(support_x, support_y,
-  query_x, steps=None)`` for one task in graph mode, and that is used.
+  query_x, steps=None)`` for one task in graph mode, and that is used:
+  `FineTuner`'s fine-tunes its encoder and head in the graph, as its
+  `adapt` does. Class labels are checked in the graph as `adapt` checks
+  them (``0..N-1``, each present, for metric learners and `FineTuner`;
+  within the outputs for MAML and its family): a bad ``support_y`` fails
+  the call with an ``InvalidArgumentError`` naming it.
 - ``embed`` (metric learners, which have an ``embed`` method):
   ``inputs -> embeddings``.
 
@@ -179,8 +184,12 @@ def export_saved_model(
     if is_learner:
         y_spec = _label_spec(model, network, support_y_spec, metric)
         predict = _task_predictor(model, steps)
+        check_labels = _label_checks(model, network, y_spec)
 
         def adapt_and_predict(support_x, support_y, query_x):
+            if check_labels is not None:
+                with tf.control_dependencies(check_labels(support_y)):
+                    support_y = tf.identity(support_y)
             return {PREDICTIONS: predict(support_x, support_y, query_x)}
 
         add(
@@ -509,6 +518,89 @@ def _task_predictor(learner, steps):
         return learner.query_predictions(episode, training=False, **extra)[0]
 
     return predict
+
+
+def _defines_classes(learner):
+    """Whether the learner's classes are the support's labels (prototypes, a new head)."""
+    from fewshot.algorithms.fine_tuner import FineTuner
+    from fewshot.algorithms.metric_learner import MetricLearner
+
+    return isinstance(learner, (MetricLearner, FineTuner))
+
+
+def _label_checks(learner, network, y_spec):
+    """``fn(support_y) -> [assert ops]``: the label checks of eager `adapt`, in the graph.
+
+    A served ``adapt_and_predict`` would otherwise take labels that `adapt`
+    refuses and answer something: labels ``[0, 0, 2, 2]`` for ProtoNet or
+    FineTuner gave three classes, the middle one a phantom (a prototype at
+    the origin). The call now fails with an `InvalidArgumentError` whose
+    message names ``support_y`` and what is expected:
+
+    - learners whose classes are the support's labels (metric learners,
+      `FineTuner`): integer labels ``0..N-1``, each present at least once
+      (`FineTuner` with ``head_init="prior"``: 0 and 1);
+    - learners with a fixed number of outputs and a sparse categorical loss
+      (MAML and its family): labels from 0 to the outputs minus one, as the
+      loss requires (out of range, it fails on CPU and gives NaN on GPU).
+
+    Regression labels are not checked. Returns None when nothing is checked.
+    """
+    if y_spec.shape.rank != 1:
+        return None
+    defines_classes = _defines_classes(learner)
+    outputs = None
+    if not defines_classes:
+        if not _is_sparse(learner.task_loss) or not y_spec.dtype.is_integer:
+            return None
+        try:
+            outputs = network.outputs[0].shape[-1]
+        except (AttributeError, ValueError, IndexError, TypeError):
+            outputs = None
+        if outputs is None:
+            return None
+    binary = getattr(learner, "head_init", None) == "prior"
+    received = "Received: support_y (its distinct values) ="
+
+    def check(support_y):
+        ops = []
+        if y_spec.dtype.is_floating:
+            ops.append(tf.debugging.Assert(
+                tf.reduce_all(tf.equal(support_y, tf.round(support_y))),
+                ["Invalid value received for argument `support_y`. Expected integer class "
+                 f"labels. {received}", tf.unique(support_y).y],
+                summarize=64,
+            ))
+        labels = tf.cast(support_y, tf.int32)
+        distinct = tf.sort(tf.unique(labels).y)
+        ops.append(tf.debugging.Assert(
+            tf.size(labels) > 0,
+            ["Invalid value received for argument `support_y`. Expected at least one "
+             "labelled support example. Received: an empty support_y"],
+        ))
+        if defines_classes:
+            # Sorted distinct labels are 0..N-1 exactly when the i-th is i.
+            ok = tf.reduce_all(tf.equal(distinct, tf.range(tf.size(distinct))))
+            expected = "0 and 1 (head_init=prior: a binary head)" if binary else "0..N-1, each present at least once"
+            if binary:
+                ok = tf.logical_and(ok, tf.equal(tf.size(distinct), 2))
+            ops.append(tf.debugging.Assert(
+                ok,
+                [f"Invalid value received for argument `support_y`. Expected integer class labels "
+                 f"{expected}. {received}", distinct],
+                summarize=64,
+            ))
+        else:
+            ok = tf.logical_and(tf.reduce_all(labels >= 0), tf.reduce_all(labels < outputs))
+            ops.append(tf.debugging.Assert(
+                ok,
+                ["Invalid value received for argument `support_y`. Expected integer class labels "
+                 f"0..{outputs - 1} (one per output of the model). {received}", distinct],
+                summarize=64,
+            ))
+        return ops
+
+    return check
 
 
 def _require_steps_argument(learner, fn, steps):

@@ -131,12 +131,8 @@ LEARNERS = {
 METRIC = ("protonet", "siamese")
 # Learners whose `adapt` does more than `query_predictions` (FineTuner
 # fine-tunes; its evaluation uses the prototype head): the export matches
-# `adapt(...).predict(...)` only through their `task_predictions` hook.
+# `adapt(...).predict(...)` through their `task_predictions` hook.
 ADAPT_BEYOND_QUERY = ("fine_tuner",)
-
-
-def _has_task_hook(learner):
-    return callable(getattr(learner, "task_predictions", None))
 
 
 def _task(kind, seed=0, shots=SHOTS, queries=QUERIES):
@@ -168,11 +164,6 @@ def _expected(name, learner, task):
     sx, sy, qx = task["support_x"], task["support_y"], task["query_x"]
     adapted = learner.adapt(sx, sy)
     expected = {ADAPT_AND_PREDICT: adapted.predict(qx, verbose=0)}
-    if name in ADAPT_BEYOND_QUERY and not _has_task_hook(learner):
-        # Without the hook the export serves the learner's evaluation.
-        episode = {"support_x": sx[None], "support_y": sy[None], "query_x": qx[None],
-                   "query_y": task["query_y"][None]}
-        expected[ADAPT_AND_PREDICT] = learner(episode, training=False).numpy()[0]
     if name in METRIC:
         expected[SERVING_DEFAULT] = _embedding(learner, qx)
         expected[EMBED] = expected[SERVING_DEFAULT]
@@ -307,13 +298,10 @@ def test_saved_model_cli_run_matches_python_api(tmp_path, name):
 
 @pytest.mark.parametrize("name", ADAPT_BEYOND_QUERY)
 def test_export_of_a_fine_tuning_learner_matches_its_adapt(tmp_path, name):
+    """README: FineTuner's served adapt_and_predict fine-tunes in the graph, as `adapt` does."""
     factory, kind = LEARNERS[name]
     learner = factory()
-    if not _has_task_hook(learner):
-        pytest.xfail(
-            f"{type(learner).__name__} has no `task_predictions` hook yet, so its export "
-            "serves `query_predictions` (the evaluation), not the fine-tuned `adapt`"
-        )
+    assert callable(learner.task_predictions)
     export_saved_model(learner, tmp_path / "m")
     task = _task(kind, seed=6)
     got = load_saved_model(tmp_path / "m").signatures[ADAPT_AND_PREDICT](
@@ -321,6 +309,64 @@ def test_export_of_a_fine_tuning_learner_matches_its_adapt(tmp_path, name):
     )["predictions"].numpy()
     want = learner.adapt(task["support_x"], task["support_y"]).predict(task["query_x"], verbose=0)
     np.testing.assert_allclose(got, want, atol=TOLERANCE, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["protonet", "siamese", "fine_tuner"])
+def test_served_adapt_refuses_labels_that_adapt_refuses(tmp_path, name):
+    """Labels [0,0,2,2] gave a phantom class 1 through the SavedModel; adapt refuses them."""
+    factory, kind = LEARNERS[name]
+    learner = factory()
+    export_saved_model(learner, tmp_path / "m")
+    served = tf.saved_model.load(str(tmp_path / "m")).signatures[ADAPT_AND_PREDICT]
+    task = _task(kind, seed=2)
+    sx, qx = task["support_x"][:6], task["query_x"]
+    for labels, shown in (([0, 0, 0, 2, 2, 2], "0 2"), ([1] * 6, "1"), ([-1, 0, 0, 1, 1, 1], "-1 0 1")):
+        with pytest.raises(ValueError, match="each present at least once"):
+            learner.adapt(sx, np.array(labels))
+        with pytest.raises(tf.errors.InvalidArgumentError) as info:
+            served(support_x=tf.constant(sx), support_y=tf.constant(labels, tf.int32), query_x=tf.constant(qx))
+        message = " ".join(str(info.value).split())
+        assert ("Invalid value received for argument `support_y`. Expected integer class labels 0..N-1, "
+                f"each present at least once. Received: support_y (its distinct values) =] [{shown}]") in message
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Expected at least one labelled support example"):
+        served(support_x=tf.zeros([0, FEATURES]), support_y=tf.zeros([0], tf.int32), query_x=tf.constant(qx))
+    good = np.array([0, 0, 1, 1, 2, 2], np.int32)
+    got = served(support_x=tf.constant(sx), support_y=tf.constant(good), query_x=tf.constant(qx))["predictions"]
+    np.testing.assert_allclose(got.numpy(), learner.adapt(sx, good).predict(qx, verbose=0), atol=TOLERANCE, rtol=0)
+
+
+def test_served_fine_tuner_with_a_prior_head_wants_binary_labels(tmp_path):
+    from fewshot.algorithms.fine_tuner import FineTuner
+
+    learner = FineTuner(_classifier(outputs=8), finetune_steps=2, head_init="prior")
+    learner.compile(loss=SPARSE)
+    export_saved_model(learner, tmp_path / "m")
+    served = tf.saved_model.load(str(tmp_path / "m")).signatures[ADAPT_AND_PREDICT]
+    x = np.random.default_rng(0).normal(size=(6, FEATURES)).astype("float32")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Expected integer class labels 0 and 1 \(head_init=prior: a binary head\)"):
+        served(support_x=x, support_y=tf.constant([0, 0, 1, 1, 2, 2]), query_x=x)
+    assert served(support_x=x, support_y=tf.constant([0, 0, 0, 1, 1, 1]), query_x=x)["predictions"].shape == (6, 2)
+
+
+@pytest.mark.parametrize("name", ["fomaml", "anil"])
+def test_served_maml_classifier_refuses_labels_outside_its_outputs(tmp_path, name):
+    """MAML-family classifiers have fixed outputs: a missing class is allowed (as in adapt), 5 of 3 is not."""
+    factory, kind = LEARNERS[name]
+    learner = factory()
+    export_saved_model(learner, tmp_path / "m")
+    served = tf.saved_model.load(str(tmp_path / "m")).signatures[ADAPT_AND_PREDICT]
+    task = _task(kind, seed=2)
+    sx, qx = task["support_x"][:6], task["query_x"]
+    for labels, shown in (([0, 0, 0, 5, 5, 5], "0 5"), ([-1, 0, 0, 1, 1, 1], "-1 0 1")):
+        with pytest.raises(tf.errors.InvalidArgumentError) as info:
+            served(support_x=tf.constant(sx), support_y=tf.constant(labels, tf.int32), query_x=tf.constant(qx))
+        message = " ".join(str(info.value).split())
+        assert ("Invalid value received for argument `support_y`. Expected integer class labels 0..2 "
+                f"(one per output of the model). Received: support_y (its distinct values) =] [{shown}]") in message
+    missing_class = np.array([0, 0, 0, 2, 2, 2], np.int32)
+    got = served(support_x=tf.constant(sx), support_y=tf.constant(missing_class), query_x=tf.constant(qx))
+    want = learner.adapt(sx, missing_class).predict(qx, verbose=0)
+    np.testing.assert_allclose(got["predictions"].numpy(), want, atol=TOLERANCE, rtol=0)
 
 
 # ------------------------------------------------------------- signatures
@@ -620,6 +666,22 @@ def test_cli_export_writes_a_servable_model(tmp_path, capsys):
     assert sorted(served.signatures) == [SERVING_DEFAULT]
     got = served.signatures[SERVING_DEFAULT](inputs=tf.constant(task["query_x"]))["predictions"]
     np.testing.assert_allclose(got.numpy(), adapted.predict(task["query_x"], verbose=0), atol=TOLERANCE, rtol=0)
+
+
+def test_cli_export_overwrite_refuses_a_folder_holding_the_model(tmp_path, capsys):
+    """--overwrite replaced OUT_DIR after loading, deleting the .keras file (and its neighbours)."""
+    models = tmp_path / "models"
+    models.mkdir()
+    _maml().save(models / "maml.keras")
+    (models / "other.keras").write_text("another model")
+    for out in (models, tmp_path):
+        assert cli_main(["export", str(models / "maml.keras"), str(out), "--overwrite"]) == 2
+        assert capsys.readouterr().err == (
+            f"fewshot export: error: --overwrite would delete the model being exported: "
+            f"{models / 'maml.keras'} is inside OUT_DIR. Choose another OUT_DIR. Received: OUT_DIR {out}\n"
+        )
+    assert sorted(p.name for p in models.iterdir()) == ["maml.keras", "other.keras"]
+    assert cli_main(["export", str(models / "maml.keras"), str(models / "sm"), "--overwrite"]) == 0
 
 
 def test_cli_export_bad_model_is_one_line_naming_the_path(tmp_path, capsys):
