@@ -390,19 +390,7 @@ def _stack(batches):
 def _merge_results(out, settings, metrics, minutes):
     path = out / "results.json"
     previous = json.loads(path.read_text()) if path.is_file() else {}
-    merged = {}
-    for method, values in previous.get("metrics", {}).items():
-        merged[method] = {
-            k: (v, values.get(k + "_ci95")) for k, v in values.items() if not k.endswith("_ci95")
-        }
-    merged.setdefault(settings["algorithm"], {}).update(metrics)
-    config = previous.get("config", {})
-    cells = config.setdefault("cells", {})
-    cell = f"{settings['algorithm']}_{settings['ways']}w{settings['shots']}s"
-    cell += "_trainval" if settings["trainval"] else ""
-    cells[cell] = {k: v for k, v in settings.items() if k not in ("time_budget", "eval_only")}
-    cells[cell]["train_minutes"] = round(minutes, 1)
-    cells[cell]["test"] = {k: [round(float(v), 4) for v in pair] for k, pair in metrics.items()}
+    config, merged = merge_cell_results(previous, settings, metrics, minutes)
     write_results(out, "omniglot", "Omniglot (Lake et al. 2015), 28x28, 1200/423 character split", config, merged)
     names = ["acc_5w1s", "acc_5w5s", "acc_20w1s", "acc_20w5s"]
     order = [m for m in METHODS if m in merged]
@@ -411,6 +399,84 @@ def _merge_results(out, settings, metrics, minutes):
         + markdown_table(merged, names, methods=order, fmt="{:.2f}") + "\n"
     )
     plot_learning_curves(out, out / "learning_curves.png")
+
+
+def merge_cell_results(previous, settings, metrics, minutes):
+    """Merges one cell's test metrics into a results.json payload.
+
+    Every cell's own numbers stay in ``config.cells[CELL].test``. The
+    headline ``metrics[ALGORITHM][acc_NwKs]`` is one cell's, chosen by a
+    rule that does not depend on the order the cells ran in: a cell trained
+    at that N-way before one that only tests at it (``--eval-ways``), then a
+    ``_trainval`` refit before its validation run (so ``--eval-only`` of the
+    validation cell cannot replace the final number), then the cell name
+    first in sort order; a cell run again replaces its own numbers.
+    ``config.metrics_source[ALGORITHM][acc_NwKs]`` names the cell each
+    headline number comes from, and ``config.seed`` is the cells' seed (a
+    sorted list if they differ), which `fewshot summarize` shows.
+
+    Args:
+        previous: the parsed results.json so far (``{}`` if none).
+        settings: the cell's settings (``algorithm``, ``ways``, ``shots``,
+            ``trainval``, ``seed``, ...).
+        metrics: ``{acc_NwKs: (mean, half_width)}`` of this cell.
+        minutes: the cell's cumulative training minutes.
+
+    Returns:
+        ``(config, metrics)`` for `write_results`: metrics as ``{method:
+        {name: (mean, half_width)}}``.
+    """
+    merged = {}
+    for method, values in previous.get("metrics", {}).items():
+        merged[method] = {
+            k: (v, values.get(k + "_ci95")) for k, v in values.items() if not k.endswith("_ci95")
+        }
+    config = dict(previous.get("config", {}))
+    cells = dict(config.get("cells", {}))
+    algorithm = settings["algorithm"]
+    cell = f"{algorithm}_{settings['ways']}w{settings['shots']}s"
+    cell += "_trainval" if settings["trainval"] else ""
+    sources = {m: dict(v) for m, v in config.get("metrics_source", {}).items()}
+    for name, value in merged.get(algorithm, {}).items():
+        # A results.json written before sources were recorded: find the cell.
+        if name not in sources.get(algorithm, {}):
+            found = _source_cell(cells, algorithm, name, value[0])
+            if found is not None:
+                sources.setdefault(algorithm, {})[name] = found
+    cells[cell] = {k: v for k, v in settings.items() if k not in ("time_budget", "eval_only")}
+    cells[cell]["train_minutes"] = round(minutes, 1)
+    cells[cell]["test"] = {k: [round(float(v), 4) for v in pair] for k, pair in metrics.items()}
+    for name, value in metrics.items():
+        current = sources.get(algorithm, {}).get(name)
+        if current in (None, cell) or current not in cells or (
+            _precedence(cells, cell, name) > _precedence(cells, current, name)
+        ):
+            merged.setdefault(algorithm, {})[name] = value
+            sources.setdefault(algorithm, {})[name] = cell
+    seeds = sorted({c["seed"] for c in cells.values() if isinstance(c.get("seed"), int)})
+    config["seed"] = seeds[0] if len(seeds) == 1 else seeds
+    config["cells"] = cells
+    config["metrics_source"] = sources
+    return config, merged
+
+
+def _precedence(cells, cell, metric):
+    """Sort key of `cell` as the source of `metric` (acc_NwKs): larger wins."""
+    settings = cells[cell]
+    ways = metric.split("_")[-1].split("w")[0]
+    trained_at = str(settings.get("ways")) == ways
+    # Negated name characters: among equals, the name first in sort order wins.
+    return (trained_at, bool(settings.get("trainval")), [-ord(c) for c in cell] + [0])
+
+
+def _source_cell(cells, algorithm, metric, value):
+    """The cell whose test `metric` is `value` (to its 4 recorded decimals), or None."""
+    found = [
+        name for name, c in cells.items()
+        if c.get("algorithm") == algorithm and metric in c.get("test", {})
+        and abs(c["test"][metric][0] - round(float(value), 4)) < 1e-9
+    ]
+    return max(found, key=lambda name: _precedence(cells, name, metric)) if found else None
 
 
 def read_curves(out):

@@ -181,3 +181,78 @@ def test_task_parallel_threads_warn_when_the_runtime_already_runs(setup):
     with pytest.warns(UserWarning, match="task_parallel_threads = true` not applied.*before any TensorFlow op"):
         assert _run(recipe, data, out, "--algorithm", "maml") == 0
     assert "acc_3w1s" in json.loads((out / "results.json").read_text())["metrics"]["maml"]
+
+
+def _cell(algorithm="protonet", ways=5, shots=1, trainval=False, seed=0):
+    return {"algorithm": algorithm, "ways": ways, "shots": shots, "trainval": trainval, "seed": seed,
+            "time_budget": None, "eval_only": False}
+
+
+def _merge_all(runs, previous=None):
+    """Merges (settings, metrics) cells in order, as results.json would be after each run."""
+    from fewshot.recipes.omniglot import merge_cell_results
+
+    payload = previous or {}
+    for settings, metrics in runs:
+        config, merged = merge_cell_results(payload, settings, metrics, minutes=1.0)
+        payload = {"config": config, "metrics": {
+            m: {k: v for name, (mean, half) in values.items()
+                for k, v in ((name, mean), (name + "_ci95", half))}
+            for m, values in merged.items()}}
+    return payload
+
+
+def test_trainval_number_wins_whatever_the_order_and_its_source_is_recorded():
+    """--eval-only of the validation cell after the refit replaced the refit's headline number."""
+    validation = (_cell(), {"acc_5w1s": (97.0, 0.3), "acc_20w1s": (90.0, 0.4)})
+    refit = (_cell(trainval=True), {"acc_5w1s": (98.8, 0.2), "acc_20w1s": (95.8, 0.2)})
+    eval_only_again = (_cell(), {"acc_5w1s": (97.1, 0.3), "acc_20w1s": (90.1, 0.4)})
+    for order in ([validation, refit, eval_only_again], [refit, validation], [refit, eval_only_again, validation]):
+        payload = _merge_all(order)
+        assert payload["metrics"]["protonet"]["acc_5w1s"] == 98.8
+        assert payload["metrics"]["protonet"]["acc_20w1s_ci95"] == 0.2
+        assert payload["config"]["metrics_source"]["protonet"] == {
+            "acc_5w1s": "protonet_5w1s_trainval", "acc_20w1s": "protonet_5w1s_trainval"}
+        assert payload["config"]["seed"] == 0
+        # Every cell keeps its own numbers.
+        assert payload["config"]["cells"]["protonet_5w1s"]["test"]["acc_5w1s"][0] in (97.0, 97.1)
+    # Without a refit, the validation cell run again replaces its own numbers.
+    payload = _merge_all([validation, eval_only_again])
+    assert payload["metrics"]["protonet"]["acc_5w1s"] == 97.1
+
+
+def test_a_cell_trained_at_the_tested_ways_beats_one_that_only_tests_there():
+    five_way = (_cell(trainval=True), {"acc_5w1s": (98.8, 0.2), "acc_20w1s": (95.8, 0.2)})
+    twenty_way = (_cell(ways=20), {"acc_20w1s": (96.5, 0.2)})
+    for order in ([five_way, twenty_way], [twenty_way, five_way]):
+        payload = _merge_all(order)
+        assert payload["metrics"]["protonet"]["acc_20w1s"] == 96.5
+        assert payload["config"]["metrics_source"]["protonet"] == {
+            "acc_5w1s": "protonet_5w1s_trainval", "acc_20w1s": "protonet_20w1s"}
+
+
+def test_results_written_before_sources_were_recorded_are_read_by_their_cells():
+    """An older results.json (no metrics_source): the source is found from the cells' test numbers."""
+    old = _merge_all([(_cell(), {"acc_5w1s": (97.0, 0.3)}), (_cell(trainval=True), {"acc_5w1s": (98.81234, 0.2)})])
+    del old["config"]["metrics_source"], old["config"]["seed"]
+    payload = _merge_all([(_cell(), {"acc_5w1s": (97.2, 0.3)}), (_cell("maml", seed=0), {"acc_5w1s": (60.0, 1.0)})],
+                         previous=old)
+    assert payload["metrics"]["protonet"]["acc_5w1s"] == 98.81234
+    assert payload["config"]["metrics_source"] == {
+        "protonet": {"acc_5w1s": "protonet_5w1s_trainval"}, "maml": {"acc_5w1s": "maml_5w1s"}}
+
+
+def test_seed_is_recorded_at_the_top_and_summarize_names_it(tmp_path):
+    from fewshot.recipes.results import write_results
+    from fewshot.recipes.omniglot import merge_cell_results
+    from fewshot.recipes.summary import summarize_runs, summary_table
+
+    outs = []
+    for seed, accuracy in ((3, 97.0), (4, 98.0)):
+        config, merged = merge_cell_results({}, _cell(seed=seed), {"acc_5w1s": (accuracy, 0.3)}, 1.0)
+        assert config["seed"] == seed
+        outs.append(write_results(tmp_path / f"seed{seed}", "omniglot", "omniglot", config, merged))
+    table = summary_table(summarize_runs(outs, "acc_5w1s"))
+    assert "| method (acc_5w1s) | seed 3 | seed 4 |" in table
+    mixed = _merge_all([(_cell(seed=1), {"acc_5w1s": (97.0, 0.3)}), (_cell("maml", seed=0), {"acc_5w1s": (50.0, 1.0)})])
+    assert mixed["config"]["seed"] == [0, 1]
