@@ -52,7 +52,8 @@ def add_arguments(parser):
         "--time-budget",
         type=float,
         default=None,
-        help="seconds of training per method (overrides the recipe)",
+        help="seconds of training per model trained, checked at epoch ends: each ensemble "
+        "member and each pretrained network gets its own (overrides the recipe)",
     )
     parser.add_argument(
         "--extra-train-users",
