@@ -8,7 +8,7 @@ from fewshot.algorithms.inner_loop import advance_seeds, functional_forward
 from fewshot.algorithms.maml import clone_backbone
 from fewshot.algorithms.meta_learner import MetaLearner, _seed_positions
 from fewshot.algorithms.metric_heads import class_prototypes, pairwise_distance
-from fewshot.algorithms.metric_learner import embed_episodes
+from fewshot.algorithms.metric_learner import check_class_labels, embed_episodes
 from fewshot.episodes.episode import QUERY_X, SUPPORT_X, SUPPORT_Y
 from fewshot.validation import check_int, check_positive_float
 
@@ -75,9 +75,8 @@ class FineTuner(MetaLearner):
                 "Invalid value received for argument `head_init`. Expected one of "
                 f"{list(HEAD_INITS)}. Received: head_init={head_init!r}"
             )
-        check_int("finetune_steps", finetune_steps)
         check_positive_float("learning_rate", learning_rate)
-        self.finetune_steps = finetune_steps
+        self.finetune_steps = check_int("finetune_steps", finetune_steps)
         self.learning_rate = float(learning_rate)
         self.head_init = head_init
         width = int(np.prod(encoder.output_shape[1:]))
@@ -170,6 +169,8 @@ class FineTuner(MetaLearner):
         >>> tuner.predict_task(x, [0, 0, 0, 1, 1, 1], x).shape
         (6, 2)
         """
+        if batch_size is not None:
+            check_int("batch_size", batch_size, minimum=1)
         qx = self._check_query(query_x)
         params, kernel, bias = self._finetuned_weights(support_x, support_y, steps)
         if self._forward_fn is None:
@@ -184,21 +185,14 @@ class FineTuner(MetaLearner):
 
     def _finetuned_weights(self, support_x, support_y, steps):
         """Validates one task's support; returns the fine-tuned (params, kernel, bias)."""
-        steps = self.finetune_steps if steps is None else steps
-        check_int("steps", steps)
+        steps = check_int("steps", self.finetune_steps if steps is None else steps)
         sx, sy = self._check_support(support_x, support_y)
-        labels = tf.cast(sy, tf.int32)
-        present = sorted(set(labels.numpy().ravel().tolist()))
-        if present != list(range(len(present))):
-            raise ValueError(
-                "Invalid value received for argument `support_y`. Expected integer "
-                f"class labels 0..N-1, each present. Received: labels {present}"
-            )
-        num_classes = len(present)
+        labels = check_class_labels(sy)
+        num_classes = int(labels.numpy().max()) + 1
         if self.head_init == "prior" and num_classes != 2:
             raise ValueError(
                 "With head_init='prior' the task must be binary (labels 0 and 1). "
-                f"Received: labels {present}"
+                f"Received: labels {list(range(num_classes))}"
             )
         fns = self._traced_cache("adapt")
         if steps not in fns:
@@ -255,7 +249,7 @@ class FineTuner(MetaLearner):
             grads = tape.gradient(loss, weights, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             m = [b1 * a + (1 - b1) * g for a, g in zip(m, grads)]
             v = [b2 * a + (1 - b2) * tf.square(g) for a, g in zip(v, grads)]
-            t = tf.cast(step, tf.float32)
+            t = tf.cast(step, weights[0].dtype)  # float64 for a float64 encoder
             scale = lr * tf.sqrt(1 - b2**t) / (1 - b1**t)
             weights = [w - scale * a / (tf.sqrt(b) + eps) for w, a, b in zip(weights, m, v)]
             return step + 1, weights, m, v

@@ -1,9 +1,11 @@
 """Model-Agnostic Meta-Learning, first- and second-order, and ANIL."""
 
 import math
+import numbers
 import warnings
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from fewshot.algorithms.inner_loop import functional_forward, gradient_steps
@@ -92,7 +94,8 @@ class MAML(MetaLearner):
         inner_steps: gradient steps on the support set. Default 1.
         first_order: ignore second-order terms (FOMAML). Default False.
         adapt_layers: names of the backbone layers adapted in the inner loop;
-            ``None`` adapts all of them. Default None.
+            ``None`` adapts all of them (their trainable weights at the time
+            of each call, so a layer frozen later stays fixed). Default None.
         vectorize: run the tasks of a batch with `tf.vectorized_map`.
         batch_norm: ``"transductive"`` (batch statistics during adaptation)
             or ``"running"`` (moving statistics). Default "transductive".
@@ -133,7 +136,7 @@ class MAML(MetaLearner):
 
     _traced_settings = (
         "inner_lr", "inner_steps", "first_order", "batch_norm", "vectorize",
-        "recompute_inner", "tasks_per_chunk", "support_shrinkage",
+        "recompute_inner", "tasks_per_chunk", "support_shrinkage", "adapt_layers",
     )
 
     def __init__(
@@ -169,36 +172,26 @@ class MAML(MetaLearner):
                 f"one of {list(BATCH_NORM_MODES)}. Received: batch_norm={batch_norm!r}"
             )
         check_positive_float("inner_lr", inner_lr)
-        check_int("inner_steps", inner_steps)
         self.inner_lr = float(inner_lr)
-        self.inner_steps = inner_steps
-        self.first_order = bool(first_order)
-        self.adapt_layers = None if adapt_layers is None else list(adapt_layers)
-        self.vectorize = bool(vectorize)
+        self.inner_steps = check_int("inner_steps", inner_steps)
+        self.first_order = _check_bool("first_order", first_order)
+        self.adapt_layers = adapt_layers  # validated by `_check_setting`
+        self.vectorize = _check_bool("vectorize", vectorize)
         self.batch_norm = batch_norm
-        if not isinstance(recompute_inner, bool):
-            raise ValueError(
-                "Invalid value received for argument `recompute_inner`. "
-                f"Expected a bool. Received: recompute_inner={recompute_inner!r}"
-            )
-        self.recompute_inner = recompute_inner
+        self.recompute_inner = _check_bool("recompute_inner", recompute_inner)
         if tasks_per_chunk is not None:
-            check_int("tasks_per_chunk", tasks_per_chunk, minimum=1)
+            tasks_per_chunk = check_int("tasks_per_chunk", tasks_per_chunk, minimum=1)
         self.tasks_per_chunk = tasks_per_chunk
         if (
             isinstance(support_shrinkage, bool)
-            or not isinstance(support_shrinkage, (int, float))
+            or not isinstance(support_shrinkage, numbers.Real)
             or not 0 <= support_shrinkage < math.inf
         ):
             raise ValueError(
                 "Invalid value received for argument `support_shrinkage`. Expected "
                 f"a non-negative float. Received: support_shrinkage={support_shrinkage!r}"
             )
-        if not isinstance(learn_support_shrinkage, bool):
-            raise ValueError(
-                "Invalid value received for argument `learn_support_shrinkage`. Expected "
-                f"a bool. Received: learn_support_shrinkage={learn_support_shrinkage!r}"
-            )
+        learn_support_shrinkage = _check_bool("learn_support_shrinkage", learn_support_shrinkage)
         if learn_support_shrinkage and not (support_shrinkage > 0 and not self.first_order):
             raise ValueError(
                 "A meta-learned `support_shrinkage` needs a positive starting value "
@@ -216,7 +209,6 @@ class MAML(MetaLearner):
                 trainable=True,
                 name="log_support_shrinkage",
             )
-        self._adapt_mask = self._build_mask(self.adapt_layers)
         self._warn_inexact_batch_norm()
 
     def _warn_inexact_batch_norm(self):
@@ -250,7 +242,27 @@ class MAML(MetaLearner):
         )
         return config
 
+    def _check_setting(self, name, value):
+        if name == "adapt_layers" and value is not None:
+            if isinstance(value, str) or not hasattr(value, "__iter__"):
+                raise ValueError(
+                    "Invalid value received for argument `adapt_layers`. Expected a "
+                    f"list of layer names or None. Received: adapt_layers={value!r}"
+                )
+            value = list(value)
+            self._build_mask(value)  # raises on an unknown or weightless layer
+        return value
+
     # ---------------------------------------------------------- inner loop
+    @property
+    def _adapt_mask(self):
+        """Which backbone trainable variables the inner loop adapts, by position.
+
+        Computed from the current trainable variables whenever a function is
+        traced, so it follows layers frozen or unfrozen after construction.
+        """
+        return self._build_mask(self.adapt_layers)
+
     def _build_mask(self, adapt_layers):
         variables = self.backbone.trainable_variables
         if adapt_layers is None:
@@ -455,15 +467,14 @@ class MAML(MetaLearner):
             A `keras.Model` with the adapted weights.
         """
         self._require_compiled()
-        steps = self.inner_steps if steps is None else steps
-        check_int("steps", steps)
+        steps = check_int("steps", self.inner_steps if steps is None else steps)
         if inner_lr is not None:
-            check_positive_float("inner_lr", inner_lr)
+            inner_lr = float(check_positive_float("inner_lr", inner_lr))
         sx, sy = self._check_support(support_x, support_y)
         key = (steps, inner_lr)
         fns = self._traced_cache("adapt")
         if key not in fns:
-            lrs = None if inner_lr is None else [float(inner_lr)] * len(self._adapt_mask)
+            lrs = None if inner_lr is None else [inner_lr] * len(self.backbone.trainable_variables)
 
             def run(sx, sy):
                 params, losses = self.adapt_parameters(
@@ -481,6 +492,24 @@ class MAML(MetaLearner):
         if self.task_loss is not None:
             adapted.compile(loss=self.task_loss)
         return adapted
+
+
+def check_per_variable(learner, variables, what):
+    """Raises unless the backbone's trainable variables are still `variables`.
+
+    Meta-SGD's learned rates and task retrieval's memory hold one entry per
+    backbone trainable variable as they were at construction, matched by
+    position; freezing or unfreezing a layer since would misalign them.
+    """
+    now = learner.backbone.trainable_variables
+    if [id(v) for v in now] != [id(v) for v in variables]:
+        raise ValueError(
+            f"{type(learner).__name__} holds {what} for each trainable variable the "
+            f"backbone had at construction ({[v.path for v in variables]}), but its "
+            f"trainable variables are now {[v.path for v in now]}: a layer was frozen "
+            "or unfrozen since. Restore the layers' `trainable` flags, or build the "
+            "learner on the backbone as it is now."
+        )
 
 
 def clone_backbone(backbone, trainable_values):
@@ -524,3 +553,13 @@ def _keras_batch_moments(layer):
     if not isinstance(layer, keras.layers.BatchNormalization):
         return False
     return type(layer)._moments is keras.layers.BatchNormalization._moments or bool(layer.synchronized)
+
+
+def _check_bool(name, value):
+    """Returns `value` if it is a bool (NumPy's included), else a Keras-style error."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(
+            f"Invalid value received for argument `{name}`. Expected a bool. "
+            f"Received: {name}={value!r}"
+        )
+    return bool(value)

@@ -13,6 +13,7 @@ from fewshot.episodes.episode import (
     validate_episode,
 )
 from fewshot.episodes.stream import EpisodeStream
+from fewshot.validation import check_int
 
 _ACCURACY_NAMES = ("accuracy", "acc")
 # Queries per forward pass in `MetaLearner.predict_task` unless a layer of the
@@ -52,9 +53,15 @@ class MetaLearner(keras.Model):
     _traced_settings = ()
 
     def __setattr__(self, name, value):
+        if name in self._traced_settings:
+            value = self._check_setting(name, value)
         super().__setattr__(name, value)
         if name in self._traced_settings:
             self._forget_traced()
+
+    def _check_setting(self, name, value):
+        """Validates a traced setting when it is set; returns the value to store."""
+        return value
 
     def _traced_cache(self, name):
         """The dict of traced functions named `name` (created empty on first use).
@@ -63,7 +70,17 @@ class MetaLearner(keras.Model):
         `adapt`, `fewshot.intervals`, `fewshot.recsys.adapter`, ...) lives
         here, so `_forget_traced` empties them all.
         """
-        return self.__dict__.setdefault("_traced_caches", {}).setdefault(name, {})
+        caches = self.__dict__.setdefault("_traced_caches", {})
+        # The functions read the backbone's trainable variables (and masks by
+        # their position) when traced: freezing or unfreezing a layer since
+        # must trace them again. (Keras' own train/test functions need a new
+        # `compile` then, as for any Keras model.)
+        trainable = tuple(id(v) for v in self.backbone.trainable_variables)
+        if self.__dict__.get("_traced_trainable") != trainable:
+            for cache in caches.values():
+                cache.clear()
+            self.__dict__["_traced_trainable"] = trainable
+        return caches.setdefault(name, {})
 
     def _forget_traced(self):
         """Drops the cached traced functions (Keras' and the learner's own)."""
@@ -75,10 +92,13 @@ class MetaLearner(keras.Model):
 
     def __init__(self, backbone, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(backbone, keras.layers.Layer):
+        if not isinstance(backbone, keras.Model):
+            # `adapt` clones the backbone as a model and reads its input shape.
             raise ValueError(
                 "Invalid value received for argument `backbone`. Expected a "
-                f"Keras model or layer. Received: backbone={backbone!r}"
+                "Keras model (a Sequential, functional or subclassed keras.Model; "
+                "wrap a single layer in keras.Sequential([keras.Input(shape), layer])). "
+                f"Received: backbone={backbone!r}"
             )
         if not backbone.built:
             raise ValueError(
@@ -189,6 +209,8 @@ class MetaLearner(keras.Model):
         >>> protonet.predict_task(x[:4], [0, 0, 1, 1], x, batch_size=3).shape
         (10, 2)
         """
+        if batch_size is not None:
+            check_int("batch_size", batch_size, minimum=1)
         adapted = self.adapt(support_x, support_y) if steps is None else self.adapt(
             support_x, support_y, steps=steps)
         return self._in_query_slices(lambda x: adapted(x, training=False),
@@ -298,12 +320,24 @@ class MetaLearner(keras.Model):
                 f"The number of tasks per batch ({static_tasks}) must be a multiple of "
                 f"`tasks_per_chunk`. Received: tasks_per_chunk={chunk}"
             )
+        if static_tasks is None:
+            # A batch size known only at run time (the last, partial batch
+            # of `fit` on arrays): fail with a message, not in the reshape.
+            check = tf.debugging.Assert(
+                tf.equal(num_tasks % chunk, 0),
+                [f"The number of tasks per batch must be a multiple of `tasks_per_chunk` "
+                 f"(a partial last batch? batch the episodes with drop_remainder=True, "
+                 f"or give `fit` a batch_size that divides the number of tasks). "
+                 f"Received: tasks_per_chunk={chunk}, tasks in the batch:", num_tasks],
+            )
+            with tf.control_dependencies([check]):
+                num_tasks = tf.identity(num_tasks)
         variables = self.trainable_variables
         num_chunks = num_tasks // chunk
 
         # [T, ...] -> [T / chunk, chunk, ...]: a chunk is one (XLA-friendly) index.
         chunked = {
-            key: tf.reshape(value, tf.concat([[-1, chunk], tf.shape(value)[1:]], 0))
+            key: tf.reshape(value, tf.concat([[num_chunks, chunk], tf.shape(value)[1:]], 0))
             for key, value in episodes.items()
         }
 
@@ -538,13 +572,9 @@ def _seed_positions(model):
 
 def _in_slices(fn, x, batch_size):
     """``fn`` over `x` in slices of `batch_size` rows, concatenated (NumPy)."""
-    if int(batch_size) < 1:
-        raise ValueError(
-            "Invalid value received for argument `batch_size`: expected a positive "
-            f"integer. Received: batch_size={batch_size!r}"
-        )
+    batch_size = check_int("batch_size", batch_size, minimum=1)
     parts = [np.asarray(fn(tf.constant(x[i : i + batch_size])))
-             for i in range(0, len(x), int(batch_size))]
+             for i in range(0, len(x), batch_size)]
     return np.concatenate(parts) if parts else np.asarray(fn(tf.constant(x)))
 
 

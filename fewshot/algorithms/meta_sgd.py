@@ -2,7 +2,7 @@
 
 import keras
 
-from fewshot.algorithms.maml import MAML
+from fewshot.algorithms.maml import MAML, check_per_variable
 
 
 @keras.saving.register_keras_serializable(package="fewshot")
@@ -42,6 +42,8 @@ class MetaSGD(MAML):
 
     def __init__(self, backbone, inner_lr=0.01, **kwargs):
         super().__init__(backbone, inner_lr=inner_lr, **kwargs)
+        # The variables the rates belong to, by position (untracked).
+        self.__dict__["_rated_variables"] = list(self.backbone.trainable_variables)
         self.learned_rates = [
             self.add_weight(
                 shape=tuple(v.shape),
@@ -54,5 +56,12 @@ class MetaSGD(MAML):
         ]
 
     def inner_learning_rates(self):
-        """The learned rates: one variable per backbone trainable variable."""
+        """The learned rates: one variable per backbone trainable variable.
+
+        Raises:
+            ValueError: if the backbone's trainable variables changed since
+                construction (a layer frozen or unfrozen): the rates would no
+                longer line up with them.
+        """
+        check_per_variable(self, self._rated_variables, "a learned inner rate")
         return list(self.learned_rates)

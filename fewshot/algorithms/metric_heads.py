@@ -9,7 +9,10 @@ into a plain Keras head, so `adapt` can return an ordinary classifier.
 import keras
 import tensorflow as tf
 
+from fewshot.validation import check_positive_float
+
 DISTANCES = ("euclidean", "cosine")
+HEAD_MODES = ("prototype", "nearest")
 
 
 def check_distance(distance):
@@ -90,8 +93,18 @@ class SupportDistanceLogits(keras.layers.Layer):
         self, references, labels=None, distance="euclidean", temperature=1.0, mode="prototype", **kwargs
     ):
         super().__init__(**kwargs)
+        if mode not in HEAD_MODES:
+            raise ValueError(
+                "Invalid value received for argument `mode`. Expected one of "
+                f"{list(HEAD_MODES)}. Received: mode={mode!r}"
+            )
+        if mode == "nearest" and labels is None:
+            raise ValueError(
+                "Argument `labels` is required with mode='nearest' (the class of "
+                "each reference). Received: labels=None"
+            )
         self.distance = check_distance(distance)
-        self.temperature = float(temperature)
+        self.temperature = float(check_positive_float("temperature", temperature))
         self.mode = mode
         refs = tf.convert_to_tensor(references, tf.float32)
         self.references = self.add_weight(

@@ -7,6 +7,7 @@ copy of the encoder that `adapt` hands out live here.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from fewshot.algorithms.maml import clone_backbone
@@ -47,9 +48,26 @@ def embed_in_batches(encoder, x, batch_size=256):
 
 
 def check_class_labels(labels):
-    """`labels` as int32, or an error unless they are exactly 0..N-1."""
-    labels = tf.cast(labels, tf.int32)
-    values = labels.numpy().ravel()
+    """`labels` as int32, or an error unless they are a 1-D array of exactly 0..N-1.
+
+    Float labels must hold whole numbers (``1.0``, not ``0.5``): they are not
+    truncated. A ``[S, 1]`` column is refused, not flattened.
+    """
+    array = np.asarray(labels)
+    if array.ndim != 1:
+        raise ValueError(
+            "Invalid value received for argument `support_y`. Expected a 1-D array "
+            "of integer class labels 0..N-1, one per support example. Received: "
+            f"support_y.shape={array.shape}"
+        )
+    if np.issubdtype(array.dtype, np.floating) and (array != np.round(array)).any():
+        bad = sorted(set(array[array != np.round(array)].tolist()))
+        raise ValueError(
+            "Invalid value received for argument `support_y`. Expected integer "
+            f"class labels 0..N-1. Received: non-integer labels {bad[:5]}"
+        )
+    labels = tf.cast(array, tf.int32)
+    values = labels.numpy()
     present = set(values.tolist())
     if values.min() < 0 or present != set(range(values.max() + 1)):
         raise ValueError(

@@ -12,15 +12,11 @@ from fewshot.algorithms.metric_heads import (
     pairwise_distance,
 )
 from fewshot.algorithms.metric_learner import MetricLearner, check_class_labels
+from fewshot.validation import check_positive_float
 
 
 def check_temperature(temperature):
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(
-            "Invalid value received for argument `temperature`. Expected a "
-            f"positive float. Received: temperature={temperature!r}"
-        )
-    return float(temperature)
+    return float(check_positive_float("temperature", temperature))
 
 
 @keras.saving.register_keras_serializable(package="fewshot")

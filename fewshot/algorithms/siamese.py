@@ -12,6 +12,7 @@ from fewshot.algorithms.metric_heads import (
 )
 from fewshot.algorithms.metric_learner import MetricLearner, check_class_labels, embed_episodes
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
+from fewshot.validation import check_positive_float
 
 
 def contrastive_loss(distance, same, margin):
@@ -85,12 +86,7 @@ class SiameseNetwork(MetricLearner):
 
     def __init__(self, encoder, margin=1.0, **kwargs):
         super().__init__(encoder, **kwargs)
-        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin > 0:
-            raise ValueError(
-                "Invalid value received for argument `margin`. Expected a "
-                f"positive float. Received: margin={margin!r}"
-            )
-        self.margin = float(margin)
+        self.margin = float(check_positive_float("margin", margin))
 
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
         """As `MetaLearner.compile`; `loss` defaults to cross-entropy on logits.

@@ -4,10 +4,10 @@ import keras
 import tensorflow as tf
 
 from fewshot.algorithms.inner_loop import gradient_steps
-from fewshot.algorithms.maml import MAML, clone_backbone, use_batch_statistics
+from fewshot.algorithms.maml import MAML, check_per_variable, clone_backbone, use_batch_statistics
 from fewshot.algorithms.metric_heads import pairwise_distance
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
-from fewshot.validation import check_int
+from fewshot.validation import check_int, check_positive_float
 
 SIMILARITIES = ("embedding", "support_loss")
 
@@ -74,14 +74,11 @@ class TaskRetrieval(MAML):
         Networks", ICML 2016, and Finn et al. 2017 for the inner loop.
     """
 
+    _traced_settings = MAML._traced_settings + ("similarity",)
+
     def __init__(self, backbone, memory_size=64, similarity="support_loss", **kwargs):
         super().__init__(backbone, **kwargs)
-        check_int("memory_size", memory_size, minimum=1)
-        if similarity not in SIMILARITIES:
-            raise ValueError(
-                "Invalid value received for argument `similarity`. Expected one "
-                f"of {list(SIMILARITIES)}. Received: similarity={similarity!r}"
-            )
+        memory_size = check_int("memory_size", memory_size, minimum=1)
         layers = getattr(backbone, "layers", [])
         if len(layers) < 2:
             raise ValueError(
@@ -90,7 +87,7 @@ class TaskRetrieval(MAML):
                 f"two layers. Received: backbone={backbone.name!r} with {len(layers)} layers"
             )
         self.memory_size = memory_size
-        self.similarity = similarity
+        self.similarity = similarity  # validated by `_check_setting`
         # Shares the backbone's variables; held untracked so they are not
         # counted twice among the learner's weights.
         self._features = _Untracked(keras.Model(backbone.inputs, layers[-2].output))
@@ -98,8 +95,14 @@ class TaskRetrieval(MAML):
         self._num_outputs = int(tf.reduce_prod(backbone.output_shape[1:]))
         key_dim = feature_dim * self._num_outputs
         self.memory_keys = self.add_weight(
-            shape=(memory_size, key_dim), initializer="zeros", trainable=False, name="memory_keys"
+            shape=(memory_size, key_dim),
+            initializer="zeros",
+            dtype=self._input_dtype(),
+            trainable=False,
+            name="memory_keys",
         )
+        # The variables the memory's weights belong to, by position (untracked).
+        self.__dict__["_memory_variables"] = list(self.backbone.trainable_variables)
         self.memory_weights = [
             self.add_weight(
                 shape=(memory_size,) + tuple(v.shape),
@@ -113,6 +116,14 @@ class TaskRetrieval(MAML):
         self.memory_count = self.add_weight(
             shape=(), initializer="zeros", dtype="int64", trainable=False, name="memory_count"
         )
+
+    def _check_setting(self, name, value):
+        if name == "similarity" and value not in SIMILARITIES:
+            raise ValueError(
+                "Invalid value received for argument `similarity`. Expected one "
+                f"of {list(SIMILARITIES)}. Received: similarity={value!r}"
+            )
+        return super()._check_setting(name, value)
 
     def get_config(self):
         config = super().get_config()
@@ -159,9 +170,13 @@ class TaskRetrieval(MAML):
             The memory slot used (an int).
         """
         self._require_compiled()
+        steps = check_int("steps", self.inner_steps if steps is None else steps)
+        if inner_lr is not None:
+            inner_lr = float(check_positive_float("inner_lr", inner_lr))
+        check_per_variable(self, self._memory_variables, "remembered weights")
         sx, sy = self._check_support(support_x, support_y)
         if weights is None:
-            weights = self._solve(sx, sy, self.inner_steps if steps is None else steps, inner_lr)
+            weights = self._solve(sx, sy, steps, inner_lr)
         variables = self.backbone.trainable_variables
         if len(weights) != len(variables) or any(
             tuple(w.shape) != tuple(v.shape) for w, v in zip(weights, variables)
@@ -174,7 +189,7 @@ class TaskRetrieval(MAML):
             )
         slot = int(self.memory_count.numpy()) % self.memory_size
         key = self.task_embedding(sx[None], sy[None])[0]
-        self.memory_keys[slot].assign(key)
+        self.memory_keys[slot].assign(tf.cast(key, self.memory_keys.dtype))
         for memory, value in zip(self.memory_weights, weights):
             memory[slot].assign(tf.cast(value, memory.dtype))
         self.memory_count.assign_add(1)
@@ -182,7 +197,7 @@ class TaskRetrieval(MAML):
 
     def _solve(self, sx, sy, steps, inner_lr):
         """`steps` first-order steps from the meta-initialisation, one compiled step at a time."""
-        lrs = self.inner_learning_rates() if inner_lr is None else [float(inner_lr)] * len(self._adapt_mask)
+        lrs = self.inner_learning_rates() if inner_lr is None else [inner_lr] * len(self.backbone.trainable_variables)
         fns = self._traced_cache("solve_step")
         if "step" not in fns:
 
@@ -205,9 +220,10 @@ class TaskRetrieval(MAML):
         """Index ``[T]`` of the most similar remembered task (-1: none)."""
         used = tf.minimum(self.memory_count, self.memory_size)
         valid = tf.range(self.memory_size, dtype=tf.int64) < used
+        check_per_variable(self, self._memory_variables, "remembered weights")
         if self.similarity == "embedding":
             keys = tf.convert_to_tensor(self.memory_keys)
-            query = self.task_embedding(support_x, support_y)
+            query = tf.cast(self.task_embedding(support_x, support_y), keys.dtype)
             scores = -pairwise_distance(query, keys, "euclidean")  # [T, M]
         else:
             memory = [tf.convert_to_tensor(m) for m in self.memory_weights]
@@ -216,7 +232,10 @@ class TaskRetrieval(MAML):
                 sx, sy = task
 
                 def entry_loss(params):
-                    return self.per_task_loss(sy, self._forward(list(params), sx, training=False))
+                    # BatchNorm as in the inner loop: with batch_norm="transductive"
+                    # the support's own statistics (the moving ones are never
+                    # updated by meta-training in that mode).
+                    return self.per_task_loss(sy, self._forward(list(params), sx))
 
                 return -tf.vectorized_map(entry_loss, tuple(memory))
 
@@ -238,6 +257,7 @@ class TaskRetrieval(MAML):
 
     def _start_parameters(self, index):
         """Per-task starting weights ``[T, ...]`` for retrieved indices."""
+        check_per_variable(self, self._memory_variables, "remembered weights")
         theta = self.meta_parameters()
         out = []
         for t, memory in zip(theta, self.memory_weights):
@@ -278,12 +298,14 @@ class TaskRetrieval(MAML):
         meta-initialisation, when the memory is empty).
         """
         self._require_compiled()
-        steps = self.inner_steps if steps is None else steps
-        check_int("steps", steps)
+        steps = check_int("steps", self.inner_steps if steps is None else steps)
+        if inner_lr is not None:
+            inner_lr = float(check_positive_float("inner_lr", inner_lr))
+        check_per_variable(self, self._memory_variables, "remembered weights")
         sx, sy = self._check_support(support_x, support_y)
         index = self._compiled_retrieve()(sx[None], sy[None])
         start = [s[0] for s in self._start_parameters(index)]
-        lrs = self.inner_learning_rates() if inner_lr is None else [float(inner_lr)] * len(start)
+        lrs = self.inner_learning_rates() if inner_lr is None else [inner_lr] * len(start)
 
         def support_loss(p):
             return self.support_loss(sy, self._forward(p, sx))

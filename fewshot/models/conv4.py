@@ -1,5 +1,7 @@
 """The Conv4 backbone of the few-shot image classification literature."""
 
+import numbers
+
 import keras
 
 from fewshot.models.batch_norm import BatchNormalization
@@ -50,28 +52,42 @@ def conv4(
     >>> fewshot.models.conv4(outputs=5).output_shape
     (None, 5)
     """
-    check_int("filters", filters, minimum=1)
-    check_int("blocks", blocks, minimum=1)
-    if outputs is not None and (isinstance(outputs, bool) or not isinstance(outputs, int) or outputs < 1):
+    filters = check_int("filters", filters, minimum=1)
+    blocks = check_int("blocks", blocks, minimum=1)
+    if outputs is not None and (
+        isinstance(outputs, bool) or not isinstance(outputs, numbers.Integral) or outputs < 1
+    ):
         raise ValueError(
             "Invalid value received for argument `outputs`. Expected a "
             f"positive integer or None. Received: outputs={outputs!r}"
         )
-    shape = tuple(input_shape)
-    if len(shape) != 3 or any(not isinstance(d, int) or d < 1 for d in shape):
+    shape = tuple(input_shape) if hasattr(input_shape, "__iter__") else None
+    if shape is None or len(shape) != 3 or any(
+        isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1 for d in shape
+    ):
         raise ValueError(
             "Invalid value received for argument `input_shape`. Expected "
             f"(height, width, channels). Received: input_shape={input_shape!r}"
+        )
+    shape = tuple(int(d) for d in shape)
+    if (
+        isinstance(batch_norm_momentum, bool)
+        or not isinstance(batch_norm_momentum, numbers.Real)
+        or not 0 <= batch_norm_momentum < 1
+    ):
+        raise ValueError(
+            "Invalid value received for argument `batch_norm_momentum`. Expected a "
+            f"float in [0, 1). Received: batch_norm_momentum={batch_norm_momentum!r}"
         )
     layers = [keras.Input(shape)]
     for i in range(1, blocks + 1):
         layers += [
             keras.layers.Conv2D(filters, 3, padding="same", name=f"conv_{i}"),
-            BatchNormalization(momentum=batch_norm_momentum, name=f"bn_{i}"),
+            BatchNormalization(momentum=float(batch_norm_momentum), name=f"bn_{i}"),
             keras.layers.ReLU(name=f"relu_{i}"),
             keras.layers.MaxPooling2D(2, name=f"pool_{i}"),
         ]
     layers.append(keras.layers.Flatten(name="flatten"))
     if outputs is not None:
-        layers.append(keras.layers.Dense(outputs, name="head"))
+        layers.append(keras.layers.Dense(int(outputs), name="head"))
     return keras.Sequential(layers, name=name)

@@ -1,5 +1,7 @@
 """The multilayer perceptron backbone."""
 
+import numbers
+
 import keras
 
 from fewshot.validation import check_int
@@ -30,17 +32,34 @@ def mlp(input_shape=(1,), hidden=(40, 40), outputs=1, activation="relu", dtype=N
     >>> model.output_shape
     (None, 1)
     """
-    check_int("outputs", outputs, minimum=1)
-    widths = list(hidden)
-    if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+    outputs = check_int("outputs", outputs, minimum=1)
+    widths = list(hidden) if _is_sequence(hidden) else None
+    if widths is None or any(
+        isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1 for w in widths
+    ):
         raise ValueError(
-            "Invalid value received for argument `hidden`. Expected positive "
-            f"integer widths. Received: hidden={hidden!r}"
+            "Invalid value received for argument `hidden`. Expected a sequence of "
+            f"positive integer widths, for example (40, 40). Received: hidden={hidden!r}"
         )
-    layers = [keras.Input(tuple(input_shape), dtype=dtype)]
+    widths = [int(w) for w in widths]
+    shape = tuple(input_shape) if _is_sequence(input_shape) else None
+    if not shape or any(
+        isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1 for d in shape
+    ):
+        raise ValueError(
+            "Invalid value received for argument `input_shape`. Expected the shape of "
+            f"one example, a tuple of positive integers such as (4,). Received: "
+            f"input_shape={input_shape!r}"
+        )
+    layers = [keras.Input(tuple(int(d) for d in shape), dtype=dtype)]
     for i, width in enumerate(widths):
         layers.append(
             keras.layers.Dense(width, activation=activation, dtype=dtype, name=f"hidden_{i + 1}")
         )
     layers.append(keras.layers.Dense(outputs, dtype=dtype, name="head"))
     return keras.Sequential(layers, name=name)
+
+
+def _is_sequence(value):
+    """Whether `value` is a list, tuple, array or other iterable that is not a string."""
+    return hasattr(value, "__iter__") and not isinstance(value, (str, bytes, dict))

@@ -189,3 +189,40 @@ def test_maml_family_refuses_random_layers_by_name(cls):
     with pytest.raises(ValueError, match=r"cannot adapt a backbone with random layers \(dropout_1\)"):
         getattr(fewshot, cls)(encoder)
     getattr(fewshot, cls)(fewshot.models.fingerprint_encoder(6, hidden=(16,), embedding=2, dropout=0.0))
+
+
+def test_float64_encoder():
+    x, y = _data()
+    x = x.astype("float64")
+    tuner = FineTuner(fewshot.models.mlp(input_shape=(6,), hidden=(8,), outputs=4, dtype="float64"),
+                      finetune_steps=2, learning_rate=1e-2)
+    tuner.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    logits = tuner.predict_task(x[:6], y[:6], x)
+    assert logits.shape == (40, 2) and logits.dtype == np.float64
+    # (The adapted Keras classifier's input and head are float32.)
+    np.testing.assert_allclose(tuner.adapt(x[:6], y[:6]).predict(x, verbose=0), logits, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (np.array([[0], [0], [0], [1], [1], [1]]), r"Expected a 1-D array .*Received: support_y.shape=\(6, 1\)"),
+        (np.array([0, 0, 0, 1, 1, 1]) + 0.7, r"Expected integer class labels 0..N-1. Received: non-integer labels \[0.7, 1.7\]"),
+    ],
+)
+def test_support_labels_must_be_one_integer_per_example(labels, message):
+    x, _ = _data()
+    tuner = _tuner(finetune_steps=1)
+    with pytest.raises(ValueError, match=message):
+        tuner.adapt(x[:6], labels)
+    with pytest.raises(ValueError, match=message):
+        tuner.predict_task(x[:6], labels, x)
+    # Whole-number floats are labels.
+    assert tuner.predict_task(x[:6], np.array([0.0, 0, 0, 1, 1, 1]), x).shape == (40, 2)
+
+
+def test_predict_task_batch_size_must_be_a_positive_integer():
+    x, y = _data()
+    with pytest.raises(ValueError, match="Expected a positive integer. Received: batch_size=2.5"):
+        _tuner().predict_task(x[:6], y[:6], x, batch_size=2.5)
+    assert _tuner().predict_task(x[:6], y[:6], x, batch_size=np.int64(7)).shape == (40, 2)

@@ -317,3 +317,92 @@ def test_paths_that_ignore_support_weight_refuse_it():
     learner = _tiny_float64_learner(True, "mse")
     with pytest.raises(ValueError, match="does not use `support_weight`"):
         learner.query_loss_curve(_padded_batch(_ragged_tasks(), width=8), steps=1)
+
+
+def _regression_support():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(5, 1)).astype("float32"), rng.normal(size=(5, 1)).astype("float32")
+
+
+def _layer_changed(adapted, backbone, name):
+    return not np.allclose(adapted.get_layer(name).get_weights()[0],
+                           backbone.get_layer(name).get_weights()[0])
+
+
+def test_anil_still_adapts_the_head_after_the_body_is_frozen():
+    # The mask of adapted variables was fixed at construction, by position:
+    # freezing the body shifted the head's variables out of it (nothing adapted).
+    sx, sy = _regression_support()
+    backbone = fewshot.models.mlp(hidden=(8,))
+    learner = fewshot.ANIL(backbone, inner_lr=0.1)
+    learner.compile(loss="mse")
+    backbone.get_layer("hidden_1").trainable = False
+    adapted = learner.adapt(sx, sy)
+    assert _layer_changed(adapted, backbone, "head")
+    assert not _layer_changed(adapted, backbone, "hidden_1")
+    assert adapted.adaptation_loss[1] < adapted.adaptation_loss[0]
+
+
+def test_adapt_traces_again_after_a_layer_is_frozen():
+    sx, sy = _regression_support()
+    backbone = fewshot.models.mlp(hidden=(8,))
+    learner = fewshot.MAML(backbone, inner_lr=0.1)
+    learner.compile(loss="mse")
+    assert _layer_changed(learner.adapt(sx, sy), backbone, "hidden_1")
+    backbone.get_layer("hidden_1").trainable = False
+    adapted = learner.adapt(sx, sy)
+    assert not _layer_changed(adapted, backbone, "hidden_1")
+    assert _layer_changed(adapted, backbone, "head")
+
+
+def test_adapt_layers_set_after_construction_takes_effect_and_is_checked():
+    sx, sy = _regression_support()
+    backbone = fewshot.models.mlp(hidden=(8,))
+    learner = fewshot.MAML(backbone, inner_lr=0.1)
+    learner.compile(loss="mse")
+    assert _layer_changed(learner.adapt(sx, sy), backbone, "hidden_1")
+    learner.adapt_layers = ("head",)
+    assert learner.get_config()["adapt_layers"] == ["head"]
+    adapted = learner.adapt(sx, sy)
+    assert not _layer_changed(adapted, backbone, "hidden_1")
+    assert _layer_changed(adapted, backbone, "head")
+    with pytest.raises(ValueError, match="the backbone has no layer named 'nope'"):
+        learner.adapt_layers = ["nope"]
+    with pytest.raises(ValueError, match="Expected a list of layer names or None. Received: adapt_layers='head'"):
+        learner.adapt_layers = "head"
+    assert learner.adapt_layers == ["head"]
+
+
+@pytest.mark.parametrize("name", ["first_order", "vectorize", "recompute_inner"])
+def test_flags_must_be_bools(name):
+    with pytest.raises(ValueError, match=f"Expected a bool. Received: {name}='False'"):
+        fewshot.MAML(fewshot.models.mlp(), **{name: "False"})
+
+
+def test_numpy_scalars_are_accepted_and_stored_as_python_numbers():
+    learner = fewshot.MAML(
+        fewshot.models.mlp(), inner_lr=np.float32(0.5), inner_steps=np.int64(2),
+        support_shrinkage=np.float32(0.5), tasks_per_chunk=np.int64(2), first_order=np.bool_(True),
+    )
+    config = learner.get_config()
+    for key, kind in [("inner_lr", float), ("inner_steps", int), ("support_shrinkage", float),
+                      ("tasks_per_chunk", int), ("first_order", bool)]:
+        assert type(config[key]) is kind, key
+    assert config["support_shrinkage"] == 0.5 and config["inner_steps"] == 2
+
+
+def test_a_plain_layer_backbone_is_refused_by_name():
+    layer = keras.layers.Dense(2)
+    layer.build((None, 3))
+    with pytest.raises(ValueError, match=r"Expected a Keras model .*Received: backbone=<Dense"):
+        fewshot.MAML(layer)
+
+
+def test_a_partial_batch_under_tasks_per_chunk_names_the_problem():
+    # 5 tasks in batches of 4: the last batch holds 1 task, not a multiple of 2.
+    episodes = fewshot.episodes.Sinusoid().sample(5, seed=2)
+    learner = _learner(tasks_per_chunk=2)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"multiple of `tasks_per_chunk`.*tasks_per_chunk=2, tasks in the batch:\] \[1\]"):
+        learner.fit(episodes, batch_size=4, epochs=1, verbose=0)
+    learner.fit(episodes, batch_size=4, steps_per_epoch=1, epochs=1, verbose=0)

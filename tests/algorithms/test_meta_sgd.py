@@ -77,3 +77,18 @@ def test_meta_training_moves_the_rates():
     learner.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
     learner.fit(fewshot.episodes.Sinusoid().stream(meta_batch_size=4, batches_per_epoch=5), epochs=1, verbose=0)
     assert not np.allclose(learner.inner_learning_rates()[0].numpy(), 0.01)
+
+
+def test_freezing_a_layer_after_construction_is_refused_not_misaligned():
+    # The rates are matched to the backbone's trainable variables by position.
+    backbone = fewshot.models.mlp(input_shape=(1,), hidden=(4,), outputs=1)
+    learner = fewshot.MetaSGD(backbone, inner_lr=0.1)
+    learner.compile(loss="mse")
+    x = np.linspace(-1, 1, 5, dtype="float32")[:, None]
+    learner.adapt(x, x)
+    backbone.get_layer("hidden_1").trainable = False
+    with pytest.raises(ValueError, match=r"MetaSGD holds a learned inner rate for each trainable variable "
+                                         r"the backbone had at construction .*a layer was frozen or unfrozen"):
+        learner.adapt(x, x)
+    backbone.get_layer("hidden_1").trainable = True
+    assert len(learner.adapt(x, x).adaptation_loss) == 2

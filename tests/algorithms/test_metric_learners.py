@@ -129,3 +129,41 @@ def test_padded_episodes_are_refused_not_counted(learner):
              "query_y": np.array([[0, 1]], "int32"), "support_weight": np.ones((1, 4), "float32")}
     with pytest.raises(ValueError, match="does not use `support_weight`: the padding rows"):
         model.test_on_batch(batch)
+
+
+@pytest.mark.parametrize("learner", ["protonet", "siamese"])
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (np.array([[0], [0], [1], [1]]), r"Expected a 1-D array .*Received: support_y.shape=\(4, 1\)"),
+        (np.array([0.5, 0.5, 1.5, 1.5]), r"Received: non-integer labels \[0.5, 1.5\]"),
+    ],
+)
+def test_support_labels_must_be_one_integer_per_example(learner, labels, message):
+    sx, _, qx = _task()
+    model = (fewshot.PrototypicalNetwork if learner == "protonet" else fewshot.SiameseNetwork)(_identity_encoder())
+    with pytest.raises(ValueError, match=message):
+        model.adapt(sx, labels)
+    with pytest.raises(ValueError, match=message):
+        model.predict_task(sx, labels, qx)
+    assert model.predict_task(sx, np.array([0.0, 0.0, 1.0, 1.0]), qx).shape == (2, 2)
+
+
+def test_numpy_scalar_arguments_and_bad_ones():
+    assert fewshot.PrototypicalNetwork(_identity_encoder(), temperature=np.float32(0.5)).temperature == 0.5
+    assert type(fewshot.SiameseNetwork(_identity_encoder(), margin=np.float32(2.0)).margin) is float
+    with pytest.raises(ValueError, match="Expected a positive float. Received: temperature=0"):
+        fewshot.PrototypicalNetwork(_identity_encoder(), temperature=0)
+    with pytest.raises(ValueError, match="Expected a positive float. Received: margin=True"):
+        fewshot.SiameseNetwork(_identity_encoder(), margin=True)
+    with pytest.raises(ValueError, match="Expected a positive integer. Received: batch_size=2.5"):
+        fewshot.PrototypicalNetwork(_identity_encoder()).predict_task(*_task(), batch_size=2.5)
+
+
+def test_support_distance_logits_refuses_an_unknown_mode():
+    from fewshot.algorithms.metric_heads import SupportDistanceLogits
+
+    with pytest.raises(ValueError, match=r"Expected one of \['prototype', 'nearest'\]. Received: mode='bogus'"):
+        SupportDistanceLogits(np.zeros((2, 3)), mode="bogus")
+    with pytest.raises(ValueError, match="`labels` is required with mode='nearest'"):
+        SupportDistanceLogits(np.zeros((2, 3)), mode="nearest")

@@ -91,3 +91,78 @@ def test_empty_memory_adapt_uses_the_support_batch_statistics_like_maml():
     plain = fewshot.MAML.adapt(learner, sx, sy, steps=1)
     assert retrieved.retrieved_index == -1
     np.testing.assert_allclose(retrieved.predict(qx, verbose=0), plain.predict(qx, verbose=0), atol=1e-5)
+
+
+def _bn_learner(**kwargs):
+    # BatchNorm on inputs far from 0/1: the moving statistics (never updated
+    # in the default transductive mode) normalise them badly.
+    keras.utils.set_random_seed(0)
+    backbone = keras.Sequential([
+        keras.Input((4,)), keras.layers.Dense(16, name="d1"),
+        fewshot.models.BatchNormalization(name="bn"), keras.layers.ReLU(),
+        keras.layers.Dense(16, name="feat"), keras.layers.Dense(3, name="head"),
+    ])
+    learner = fewshot.TaskRetrieval(backbone, memory_size=8, inner_lr=0.1, first_order=True, **kwargs)
+    learner.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return learner
+
+
+def test_support_loss_retrieval_normalises_like_the_inner_loop():
+    rng = np.random.default_rng(0)
+    learner = _bn_learner()
+    x = (rng.normal(size=(300, 4)) * 5 + 10).astype("float32")
+    sampler = fewshot.episodes.EpisodeSampler(x, np.repeat(np.arange(30), 10), ways=3, shots=2, queries=2)
+    episodes = sampler.sample(9, seed=3)
+    for t in range(8):
+        learner.remember(episodes["support_x"][t], episodes["support_y"][t], steps=5)
+    sx, sy = tf.constant(episodes["support_x"][8]), tf.constant(episodes["support_y"][8])
+    memory = [tf.convert_to_tensor(m) for m in learner.memory_weights]
+
+    def losses(training):
+        return [float(learner.per_task_loss(sy, learner._forward([m[i] for m in memory], sx, training)))
+                for i in range(8)]
+
+    transductive, inference = np.argmin(losses(True)), np.argmin(losses(False))
+    assert transductive != inference  # the two modes rank the entries differently here
+    assert int(learner._retrieve(sx[None], sy[None])[0]) == transductive
+    assert learner.adapt(sx, sy, steps=0).retrieved_index == transductive
+
+
+@pytest.mark.parametrize("similarity", ["support_loss", "embedding"])
+def test_float64_backbone(similarity):
+    rng = np.random.default_rng(0)
+    backbone = fewshot.models.mlp(input_shape=(4,), hidden=(8,), outputs=3, dtype="float64")
+    learner = fewshot.TaskRetrieval(backbone, memory_size=3, similarity=similarity)
+    learner.compile(loss="mse")
+    x, y = rng.normal(size=(6, 4)), rng.normal(size=(6, 3))
+    assert learner.remember(x, y) == 0
+    assert learner.memory_keys.dtype == "float64"
+    assert learner.adapt(x, y).retrieved_index == 0
+
+
+def test_bad_steps_and_inner_lr_name_what_was_received():
+    learner = fewshot.TaskRetrieval(fewshot.models.mlp(hidden=(8,)), memory_size=2)
+    learner.compile(loss="mse")
+    x, y = _task(1.0, 0.0, 5, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="Expected an integer >= 0. Received: steps=2.5"):
+        learner.remember(x, y, steps=2.5)
+    with pytest.raises(ValueError, match="Expected a positive float. Received: inner_lr=-0.1"):
+        learner.remember(x, y, inner_lr=-0.1)
+    with pytest.raises(ValueError, match="Expected a positive float. Received: inner_lr=0"):
+        learner.adapt(x, y, inner_lr=0)
+    with pytest.raises(ValueError, match="Received: steps='1'"):
+        learner.adapt(x, y, steps="1")
+    assert learner.num_remembered == 0
+    with pytest.raises(ValueError, match="Expected one of \\['embedding', 'support_loss'\\]. Received: similarity='cosine'"):
+        learner.similarity = "cosine"
+
+
+def test_freezing_a_layer_after_construction_is_refused_not_misaligned():
+    backbone = fewshot.models.mlp(hidden=(8,))
+    learner = fewshot.TaskRetrieval(backbone, memory_size=2)
+    learner.compile(loss="mse")
+    x, y = _task(1.0, 0.0, 5, np.random.default_rng(0))
+    learner.remember(x, y)
+    backbone.get_layer("hidden_1").trainable = False
+    with pytest.raises(ValueError, match="TaskRetrieval holds remembered weights .*a layer was frozen or unfrozen"):
+        learner.adapt(x, y)

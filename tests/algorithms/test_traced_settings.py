@@ -82,3 +82,24 @@ def test_protonet_evaluate_uses_a_temperature_set_after_the_first_call():
     # At a temperature of 100 the logits are nearly equal: the loss is nearly log 2.
     assert abs(hot - np.log(2)) < 0.01
     assert abs(cold - np.log(2)) > 0.02
+
+
+def test_task_retrieval_evaluate_uses_a_similarity_set_after_the_first_call():
+    keras.utils.set_random_seed(0)
+    backbone = fewshot.models.mlp(input_shape=(1,), hidden=(8,), outputs=1)
+    learner = fewshot.TaskRetrieval(backbone, memory_size=4, similarity="support_loss", inner_lr=0.05)
+    learner.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(0)
+    known = fewshot.episodes.Sinusoid().sample(4, seed=1)
+    for t in range(4):
+        weights = [v.numpy() + rng.normal(size=v.shape).astype("float32") for v in backbone.trainable_variables]
+        learner.remember(known["support_x"][t], known["support_y"][t], weights=weights)
+    episodes = fewshot.episodes.Sinusoid().sample(2, seed=0)
+    by_loss = learner.evaluate(episodes, verbose=0)
+    learner.similarity = "embedding"
+    by_embedding = learner.evaluate(episodes, verbose=0)
+    fresh = fewshot.TaskRetrieval(backbone, memory_size=4, similarity="embedding", inner_lr=0.05)
+    fresh.compile(optimizer="sgd", loss="mse")
+    fresh.set_weights(learner.get_weights())
+    assert abs(by_loss - by_embedding) > 1e-3
+    np.testing.assert_allclose(by_embedding, fresh.evaluate(episodes, verbose=0), rtol=1e-6)

@@ -54,3 +54,23 @@ def test_maml_on_conv4_vectorized_matches_loop():
     assert results[True][0] == pytest.approx(results[False][0], rel=1e-4)
     for a, b in zip(results[True][1], results[False][1]):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_numpy_arguments_are_accepted():
+    model = fewshot.models.conv4(input_shape=np.array([28, 28, 1]), outputs=np.int64(5), filters=np.int64(4))
+    assert model.output_shape == (None, 5)
+    assert model.input_shape == (None, 28, 28, 1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_norm_momentum": 5.0}, r"Expected a float in \[0, 1\). Received: batch_norm_momentum=5.0"),
+        ({"batch_norm_momentum": 1}, r"Received: batch_norm_momentum=1"),
+        ({"input_shape": 28}, r"Expected \(height, width, channels\). Received: input_shape=28"),
+        ({"outputs": 2.0}, r"Received: outputs=2.0"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        fewshot.models.conv4(**kwargs)
