@@ -311,6 +311,13 @@ def test_export_of_a_fine_tuning_learner_matches_its_adapt(tmp_path, name):
     np.testing.assert_allclose(got, want, atol=TOLERANCE, rtol=0)
 
 
+def _served_error(served, sx, labels, qx):
+    """The message (whitespace folded) with which the served adaptation refuses `labels`."""
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        served(support_x=tf.constant(sx), support_y=tf.constant(labels, tf.int32), query_x=tf.constant(qx))
+    return " ".join(str(info.value).split())
+
+
 @pytest.mark.parametrize("name", ["protonet", "siamese", "fine_tuner"])
 def test_served_adapt_refuses_labels_that_adapt_refuses(tmp_path, name):
     """Labels [0,0,2,2] gave a phantom class 1 through the SavedModel; adapt refuses them."""
@@ -323,11 +330,9 @@ def test_served_adapt_refuses_labels_that_adapt_refuses(tmp_path, name):
     for labels, shown in (([0, 0, 0, 2, 2, 2], "0 2"), ([1] * 6, "1"), ([-1, 0, 0, 1, 1, 1], "-1 0 1")):
         with pytest.raises(ValueError, match="each present at least once"):
             learner.adapt(sx, np.array(labels))
-        with pytest.raises(tf.errors.InvalidArgumentError) as info:
-            served(support_x=tf.constant(sx), support_y=tf.constant(labels, tf.int32), query_x=tf.constant(qx))
-        message = " ".join(str(info.value).split())
         assert ("Invalid value received for argument `support_y`. Expected integer class labels 0..N-1, "
-                f"each present at least once. Received: support_y (its distinct values) =] [{shown}]") in message
+                f"each present at least once. Received: support_y (its distinct values) =] [{shown}]"
+                ) in _served_error(served, sx, labels, qx)
     with pytest.raises(tf.errors.InvalidArgumentError, match="Expected at least one labelled support example"):
         served(support_x=tf.zeros([0, FEATURES]), support_y=tf.zeros([0], tf.int32), query_x=tf.constant(qx))
     good = np.array([0, 0, 1, 1, 2, 2], np.int32)
@@ -358,11 +363,9 @@ def test_served_maml_classifier_refuses_labels_outside_its_outputs(tmp_path, nam
     task = _task(kind, seed=2)
     sx, qx = task["support_x"][:6], task["query_x"]
     for labels, shown in (([0, 0, 0, 5, 5, 5], "0 5"), ([-1, 0, 0, 1, 1, 1], "-1 0 1")):
-        with pytest.raises(tf.errors.InvalidArgumentError) as info:
-            served(support_x=tf.constant(sx), support_y=tf.constant(labels, tf.int32), query_x=tf.constant(qx))
-        message = " ".join(str(info.value).split())
         assert ("Invalid value received for argument `support_y`. Expected integer class labels 0..2 "
-                f"(one per output of the model). Received: support_y (its distinct values) =] [{shown}]") in message
+                f"(one per output of the model). Received: support_y (its distinct values) =] [{shown}]"
+                ) in _served_error(served, sx, labels, qx)
     missing_class = np.array([0, 0, 0, 2, 2, 2], np.int32)
     got = served(support_x=tf.constant(sx), support_y=tf.constant(missing_class), query_x=tf.constant(qx))
     want = learner.adapt(sx, missing_class).predict(qx, verbose=0)
