@@ -311,6 +311,16 @@ def test_export_of_a_fine_tuning_learner_matches_its_adapt(tmp_path, name):
     np.testing.assert_allclose(got, want, atol=TOLERANCE, rtol=0)
 
 
+def _served_task(tmp_path, name):
+    """A learner of `LEARNERS`, its served adaptation, and a 6-example support and queries."""
+    factory, kind = LEARNERS[name]
+    learner = factory()
+    export_saved_model(learner, tmp_path / "m")
+    served = tf.saved_model.load(str(tmp_path / "m")).signatures[ADAPT_AND_PREDICT]
+    task = _task(kind, seed=2)
+    return learner, served, task["support_x"][:6], task["query_x"]
+
+
 def _served_error(served, sx, labels, qx):
     """The message (whitespace folded) with which the served adaptation refuses `labels`."""
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
@@ -321,12 +331,7 @@ def _served_error(served, sx, labels, qx):
 @pytest.mark.parametrize("name", ["protonet", "siamese", "fine_tuner"])
 def test_served_adapt_refuses_labels_that_adapt_refuses(tmp_path, name):
     """Labels [0,0,2,2] gave a phantom class 1 through the SavedModel; adapt refuses them."""
-    factory, kind = LEARNERS[name]
-    learner = factory()
-    export_saved_model(learner, tmp_path / "m")
-    served = tf.saved_model.load(str(tmp_path / "m")).signatures[ADAPT_AND_PREDICT]
-    task = _task(kind, seed=2)
-    sx, qx = task["support_x"][:6], task["query_x"]
+    learner, served, sx, qx = _served_task(tmp_path, name)
     for labels, shown in (([0, 0, 0, 2, 2, 2], "0 2"), ([1] * 6, "1"), ([-1, 0, 0, 1, 1, 1], "-1 0 1")):
         with pytest.raises(ValueError, match="each present at least once"):
             learner.adapt(sx, np.array(labels))
@@ -356,12 +361,7 @@ def test_served_fine_tuner_with_a_prior_head_wants_binary_labels(tmp_path):
 @pytest.mark.parametrize("name", ["fomaml", "anil"])
 def test_served_maml_classifier_refuses_labels_outside_its_outputs(tmp_path, name):
     """MAML-family classifiers have fixed outputs: a missing class is allowed (as in adapt), 5 of 3 is not."""
-    factory, kind = LEARNERS[name]
-    learner = factory()
-    export_saved_model(learner, tmp_path / "m")
-    served = tf.saved_model.load(str(tmp_path / "m")).signatures[ADAPT_AND_PREDICT]
-    task = _task(kind, seed=2)
-    sx, qx = task["support_x"][:6], task["query_x"]
+    learner, served, sx, qx = _served_task(tmp_path, name)
     for labels, shown in (([0, 0, 0, 5, 5, 5], "0 5"), ([-1, 0, 0, 1, 1, 1], "-1 0 1")):
         assert ("Invalid value received for argument `support_y`. Expected integer class labels 0..2 "
                 f"(one per output of the model). Received: support_y (its distinct values) =] [{shown}]"
