@@ -3,6 +3,30 @@
 import math
 import numbers
 
+import numpy as np
+
+
+def is_int(value, minimum=0):
+    """Whether `value` is an integer (NumPy's too, not a bool) >= `minimum`."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= minimum
+
+
+def check_bool(name, value):
+    """Returns `value` as a bool if it is one (NumPy's too), else a Keras-style error.
+
+    Example:
+
+    >>> from fewshot.validation import check_bool
+    >>> check_bool("first_order", True)
+    True
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(
+            f"Invalid value received for argument `{name}`. Expected a bool. "
+            f"Received: {name}={value!r}"
+        )
+    return bool(value)
+
 
 def check_int(name, value, minimum=0):
     """Returns `value` as an int if it is an integer (not a bool) >= `minimum`.
@@ -20,7 +44,7 @@ def check_int(name, value, minimum=0):
     >>> check_int("steps", 3)
     3
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+    if not is_int(value, minimum):
         expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise ValueError(
             f"Invalid value received for argument `{name}`. Expected "
@@ -89,8 +113,6 @@ def check_finite_rows(name, array, rows="examples"):
     >>> from fewshot.validation import check_finite_rows
     >>> check_finite_rows("x", np.zeros((3, 2)))
     """
-    import numpy as np
-
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         bad = int((~np.isfinite(array.reshape(len(array), -1))).any(axis=1).sum())
         raise ValueError(

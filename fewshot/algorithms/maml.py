@@ -5,13 +5,12 @@ import numbers
 import warnings
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from fewshot.algorithms.inner_loop import functional_forward, gradient_steps
 from fewshot.algorithms.meta_learner import MetaLearner, _all_layers, _random_layers
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_WEIGHT, SUPPORT_X, SUPPORT_Y
-from fewshot.validation import check_int, check_positive_float
+from fewshot.validation import check_bool, check_int, check_positive_float
 
 
 BATCH_NORM_MODES = ("transductive", "running")
@@ -174,11 +173,11 @@ class MAML(MetaLearner):
         check_positive_float("inner_lr", inner_lr)
         self.inner_lr = float(inner_lr)
         self.inner_steps = check_int("inner_steps", inner_steps)
-        self.first_order = _check_bool("first_order", first_order)
+        self.first_order = check_bool("first_order", first_order)
         self.adapt_layers = adapt_layers  # validated by `_check_setting`
-        self.vectorize = _check_bool("vectorize", vectorize)
+        self.vectorize = check_bool("vectorize", vectorize)
         self.batch_norm = batch_norm
-        self.recompute_inner = _check_bool("recompute_inner", recompute_inner)
+        self.recompute_inner = check_bool("recompute_inner", recompute_inner)
         if tasks_per_chunk is not None:
             tasks_per_chunk = check_int("tasks_per_chunk", tasks_per_chunk, minimum=1)
         self.tasks_per_chunk = tasks_per_chunk
@@ -191,7 +190,7 @@ class MAML(MetaLearner):
                 "Invalid value received for argument `support_shrinkage`. Expected "
                 f"a non-negative float. Received: support_shrinkage={support_shrinkage!r}"
             )
-        learn_support_shrinkage = _check_bool("learn_support_shrinkage", learn_support_shrinkage)
+        learn_support_shrinkage = check_bool("learn_support_shrinkage", learn_support_shrinkage)
         if learn_support_shrinkage and not (support_shrinkage > 0 and not self.first_order):
             raise ValueError(
                 "A meta-learned `support_shrinkage` needs a positive starting value "
@@ -553,13 +552,3 @@ def _keras_batch_moments(layer):
     if not isinstance(layer, keras.layers.BatchNormalization):
         return False
     return type(layer)._moments is keras.layers.BatchNormalization._moments or bool(layer.synchronized)
-
-
-def _check_bool(name, value):
-    """Returns `value` if it is a bool (NumPy's included), else a Keras-style error."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(
-            f"Invalid value received for argument `{name}`. Expected a bool. "
-            f"Received: {name}={value!r}"
-        )
-    return bool(value)

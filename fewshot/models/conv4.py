@@ -5,7 +5,7 @@ import numbers
 import keras
 
 from fewshot.models.batch_norm import BatchNormalization
-from fewshot.validation import check_int
+from fewshot.validation import check_int, is_int
 
 
 def conv4(
@@ -54,17 +54,13 @@ def conv4(
     """
     filters = check_int("filters", filters, minimum=1)
     blocks = check_int("blocks", blocks, minimum=1)
-    if outputs is not None and (
-        isinstance(outputs, bool) or not isinstance(outputs, numbers.Integral) or outputs < 1
-    ):
+    if outputs is not None and not is_int(outputs, minimum=1):
         raise ValueError(
             "Invalid value received for argument `outputs`. Expected a "
             f"positive integer or None. Received: outputs={outputs!r}"
         )
     shape = tuple(input_shape) if hasattr(input_shape, "__iter__") else None
-    if shape is None or len(shape) != 3 or any(
-        isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1 for d in shape
-    ):
+    if shape is None or len(shape) != 3 or not all(is_int(d, minimum=1) for d in shape):
         raise ValueError(
             "Invalid value received for argument `input_shape`. Expected "
             f"(height, width, channels). Received: input_shape={input_shape!r}"

@@ -1,10 +1,8 @@
 """The multilayer perceptron backbone."""
 
-import numbers
-
 import keras
 
-from fewshot.validation import check_int
+from fewshot.validation import check_int, is_int
 
 
 def mlp(input_shape=(1,), hidden=(40, 40), outputs=1, activation="relu", dtype=None, name="mlp"):
@@ -34,18 +32,14 @@ def mlp(input_shape=(1,), hidden=(40, 40), outputs=1, activation="relu", dtype=N
     """
     outputs = check_int("outputs", outputs, minimum=1)
     widths = list(hidden) if _is_sequence(hidden) else None
-    if widths is None or any(
-        isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1 for w in widths
-    ):
+    if widths is None or not all(is_int(w, minimum=1) for w in widths):
         raise ValueError(
             "Invalid value received for argument `hidden`. Expected a sequence of "
             f"positive integer widths, for example (40, 40). Received: hidden={hidden!r}"
         )
     widths = [int(w) for w in widths]
     shape = tuple(input_shape) if _is_sequence(input_shape) else None
-    if not shape or any(
-        isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1 for d in shape
-    ):
+    if not shape or not all(is_int(d, minimum=1) for d in shape):
         raise ValueError(
             "Invalid value received for argument `input_shape`. Expected the shape of "
             f"one example, a tuple of positive integers such as (4,). Received: "
