@@ -5,7 +5,14 @@ import numbers
 import keras
 
 from fewshot.models.batch_norm import BatchNormalization
-from fewshot.validation import check_int, is_int
+from fewshot.validation import check_int, check_positive_float, is_int
+
+# PyTorch's default initialisation of a ``Conv2d`` kernel (Kaiming uniform
+# with a=sqrt(5)): uniform in +-1/sqrt(fan_in). Snell et al.'s Conv4 used it.
+TORCH_CONV_INITIALIZER = {
+    "class_name": "VarianceScaling",
+    "config": {"scale": 1.0 / 3.0, "mode": "fan_in", "distribution": "uniform"},
+}
 
 
 def conv4(
@@ -14,6 +21,8 @@ def conv4(
     filters=64,
     blocks=4,
     batch_norm_momentum=0.99,
+    batch_norm_epsilon=1e-3,
+    kernel_initializer="glorot_uniform",
     name="conv4",
 ):
     """Conv4: ``blocks`` x [3x3 conv, batch norm, ReLU, 2x2 max-pool], flatten.
@@ -38,6 +47,13 @@ def conv4(
         filters: channels of every convolution. Default 64.
         blocks: number of conv blocks. Default 4.
         batch_norm_momentum: momentum of the moving statistics.
+        batch_norm_epsilon: added to the variance in batch normalisation
+            (Keras' 1e-3 by default; PyTorch's is 1e-5).
+        kernel_initializer: initializer of the convolution kernels, any
+            `keras.initializers.get` argument. Default Keras'
+            ``"glorot_uniform"``; `TORCH_CONV_INITIALIZER` is PyTorch's
+            default for ``Conv2d`` (uniform in +-1/sqrt(fan_in)). The
+            convolution biases start at zero: batch normalisation cancels them.
         name: model name.
 
     Returns:
@@ -75,11 +91,24 @@ def conv4(
             "Invalid value received for argument `batch_norm_momentum`. Expected a "
             f"float in [0, 1). Received: batch_norm_momentum={batch_norm_momentum!r}"
         )
+    batch_norm_epsilon = check_positive_float("batch_norm_epsilon", batch_norm_epsilon)
+    try:
+        keras.initializers.get(kernel_initializer)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            "Invalid value received for argument `kernel_initializer`. Expected a "
+            f"keras initializer or its name. Received: kernel_initializer={kernel_initializer!r}"
+        ) from error
     layers = [keras.Input(shape)]
     for i in range(1, blocks + 1):
         layers += [
-            keras.layers.Conv2D(filters, 3, padding="same", name=f"conv_{i}"),
-            BatchNormalization(momentum=float(batch_norm_momentum), name=f"bn_{i}"),
+            keras.layers.Conv2D(
+                filters, 3, padding="same", kernel_initializer=keras.initializers.get(kernel_initializer),
+                name=f"conv_{i}",
+            ),
+            BatchNormalization(
+                momentum=float(batch_norm_momentum), epsilon=float(batch_norm_epsilon), name=f"bn_{i}"
+            ),
             keras.layers.ReLU(name=f"relu_{i}"),
             keras.layers.MaxPooling2D(2, name=f"pool_{i}"),
         ]

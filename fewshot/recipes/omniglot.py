@@ -47,12 +47,13 @@ from fewshot.algorithms import (
 from fewshot.datasets.omniglot import RESAMPLES, load_omniglot, omniglot_splits
 from fewshot.episodes.sampler import EpisodeSampler
 from fewshot.metrics import mean_ci95
-from fewshot.models.conv4 import conv4
+from fewshot.models.conv4 import TORCH_CONV_INITIALIZER, conv4
 from fewshot.recipes.results import markdown_table, write_results
 from fewshot.threads import set_task_parallel_threads_or_warn
 
 METHODS = ("maml", "fomaml", "metasgd", "reptile", "anil", "protonet", "siamese", "task_retrieval")
 METRIC_LEARNERS = ("protonet", "siamese")
+INITS = ("keras", "pytorch")
 _VALIDATION_SEED = 1_000_003
 _TEST_SEED = 2_000_003
 
@@ -103,6 +104,15 @@ def add_arguments(parser):
         "strokes, as Snell et al.'s loader made them) (default: [data] resample, lanczos); "
         "use a separate --out for each",
     )
+    parser.add_argument(
+        "--init",
+        choices=INITS,
+        default=None,
+        help="layer defaults: keras (Glorot-uniform convolutions, BatchNorm epsilon 1e-3 and "
+        "momentum 0.99, Adam epsilon 1e-7) or pytorch (Snell et al.'s framework: convolutions "
+        "uniform in +-1/sqrt(fan_in), BatchNorm epsilon 1e-5 and momentum 0.9, Adam epsilon 1e-8) "
+        "(default: [train] init, keras); use a separate --out for each",
+    )
 
 
 def run(config, args):
@@ -121,7 +131,8 @@ def run(config, args):
             f"--eval-only needs a trained model. Received: --out {out}, where {model_path} does not exist"
         )
     work.mkdir(parents=True, exist_ok=True)
-    _check_resample(work, settings["resample"])
+    for name in _FOLDER_SETTINGS:
+        _check_folder_setting(work, name, settings[name])
 
     data = load_omniglot(args.data_dir, cache_dir=args.cache_dir, resample=settings["resample"])
     train_idx, val_idx, test_idx = omniglot_splits(
@@ -252,6 +263,12 @@ def _settings(config, args):
             f"Invalid value received for [data] resample. Expected one of {list(RESAMPLES)}. "
             f"Received: {s['resample']!r}"
         )
+    s["init"] = args.init or s.get("init", "keras")
+    if s["init"] not in INITS:
+        raise ValueError(
+            f"Invalid value received for [train] init. Expected one of {list(INITS)}. "
+            f"Received: {s['init']!r}"
+        )
     s["test_rotations"] = bool(s.get("test_rotations", True) if args.test_rotations is None else args.test_rotations)
     s["trainval"], s["eval_only"] = bool(args.trainval), bool(args.eval_only)
     if args.time_budget is not None and not args.time_budget > 0:
@@ -259,19 +276,28 @@ def _settings(config, args):
     return s
 
 
-def _check_resample(work, resample):
-    """Refuses to resume or test a cell's folder with other images than it was trained on."""
-    marker = work / "resample.txt"
+def _check_folder_setting(work, name, value):
+    """Refuses to resume or test a cell's folder with another `name` than it was trained with.
+
+    The folder keeps the value in ``<name>.txt``. Folders from before the
+    setting existed were trained with its default (``lanczos`` images,
+    ``keras`` layer defaults).
+    """
+    marker = work / f"{name}.txt"
     if marker.is_file():
         before = marker.read_text().strip()
-    else:  # folders from before the option was trained on antialiased images
-        before = "lanczos" if (work / "clock.json").is_file() else None
-    if before is not None and before != resample:
+    else:
+        before = _FOLDER_SETTINGS[name][0] if (work / "clock.json").is_file() else None
+    if before is not None and before != value:
         raise ValueError(
-            f"Invalid value received for --resample: {work} holds a model trained on "
-            f"{before!r} images. Give another --out. Received: --resample {resample}"
+            f"Invalid value received for --{name}: {work} holds a model trained "
+            f"{_FOLDER_SETTINGS[name][1].format(before)}. Give another --out. Received: --{name} {value}"
         )
-    marker.write_text(resample + "\n")
+    marker.write_text(value + "\n")
+
+
+# Settings a cell's folder is tied to: (the value before it was recorded, how to say it).
+_FOLDER_SETTINGS = {"resample": ("lanczos", "on {!r} images"), "init": ("keras", "with {!r} layer defaults")}
 
 
 def _set_threads(s):
@@ -297,15 +323,22 @@ def build_learner(s, input_shape):
     """The compiled learner of `s["algorithm"]` on a Conv4 backbone."""
     algorithm = s["algorithm"]
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    torch = s.get("init", "keras") == "pytorch"
+    layer_defaults = {
+        "kernel_initializer": TORCH_CONV_INITIALIZER, "batch_norm_epsilon": 1e-5, "batch_norm_momentum": 0.9
+    } if torch else {}
+    adam_epsilon = 1e-8 if torch else 1e-7
     if algorithm in METRIC_LEARNERS:
-        encoder = conv4(input_shape=tuple(input_shape))
+        encoder = conv4(input_shape=tuple(input_shape), **layer_defaults)
         if algorithm == "protonet":
             learner = PrototypicalNetwork(encoder, distance=s.get("distance", "euclidean"))
         else:
             learner = SiameseNetwork(encoder, margin=s.get("margin", 1.0))
-        learner.compile(optimizer=keras.optimizers.Adam(_learning_rate(s)), loss=ce, metrics=["accuracy"])
+        learner.compile(
+            optimizer=keras.optimizers.Adam(_learning_rate(s), epsilon=adam_epsilon), loss=ce, metrics=["accuracy"]
+        )
         return learner
-    backbone = conv4(input_shape=tuple(input_shape), outputs=s["ways"])
+    backbone = conv4(input_shape=tuple(input_shape), outputs=s["ways"], **layer_defaults)
     common = {
         "inner_lr": s["inner_lr"], "inner_steps": s["inner_steps"],
         # Conv4 on CPU: tasks one at a time beat tf.vectorized_map (benchmarks/README.md).
@@ -325,7 +358,7 @@ def build_learner(s, input_shape):
     if algorithm == "reptile":
         optimizer = keras.optimizers.SGD(s["outer_lr"])
     else:
-        optimizer = keras.optimizers.Adam(_learning_rate(s))
+        optimizer = keras.optimizers.Adam(_learning_rate(s), epsilon=adam_epsilon)
     learner.compile(optimizer=optimizer, loss=ce, metrics=["accuracy"])
     return learner
 

@@ -74,3 +74,38 @@ def test_numpy_arguments_are_accepted():
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         fewshot.models.conv4(**kwargs)
+
+
+def test_torch_initializer_and_epsilon_are_used_and_saved(tmp_path):
+    from fewshot.models.conv4 import TORCH_CONV_INITIALIZER
+
+    keras.utils.set_random_seed(0)
+    model = fewshot.models.conv4(
+        filters=64, kernel_initializer=TORCH_CONV_INITIALIZER, batch_norm_epsilon=1e-5, batch_norm_momentum=0.9
+    )
+    kernel = model.get_layer("conv_2").kernel.numpy()  # 3 x 3 x 64 inputs: fan_in 576
+    bound = 1.0 / np.sqrt(3 * 3 * 64)
+    assert np.abs(kernel).max() <= bound
+    assert np.abs(kernel).max() > 0.95 * bound  # uniform over the whole range, not a narrower one
+    assert model.get_layer("bn_3").epsilon == 1e-5
+    default = fewshot.models.conv4(filters=64)
+    assert np.abs(default.get_layer("conv_2").kernel.numpy()).max() > 1.5 * bound  # Glorot: sqrt(6/1152)
+    assert default.get_layer("bn_3").epsilon == 1e-3
+    path = tmp_path / "torch_init.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.get_layer("bn_1").epsilon == 1e-5
+    assert loaded.get_layer("conv_1").get_config()["kernel_initializer"]["config"]["scale"] == 1.0 / 3.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_norm_epsilon": 0.0}, r"Expected a positive float. Received: batch_norm_epsilon=0.0"),
+        ({"batch_norm_epsilon": "1e-5"}, r"Received: batch_norm_epsilon='1e-5'"),
+        ({"kernel_initializer": "no_such_init"}, r"Received: kernel_initializer='no_such_init'"),
+    ],
+)
+def test_bad_initializer_and_epsilon_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        fewshot.models.conv4(**kwargs)

@@ -256,3 +256,23 @@ def test_seed_is_recorded_at_the_top_and_summarize_names_it(tmp_path):
     assert "| method (acc_5w1s) | seed 3 | seed 4 |" in table
     mixed = _merge_all([(_cell(seed=1), {"acc_5w1s": (97.0, 0.3)}), (_cell("maml", seed=0), {"acc_5w1s": (50.0, 1.0)})])
     assert mixed["config"]["seed"] == [0, 1]
+
+
+def test_pytorch_layer_defaults_are_used_recorded_and_kept_by_the_folder(setup, capsys):
+    import keras
+
+    recipe, data, out = setup
+    assert _run(recipe, data, out, "--algorithm", "protonet", "--init", "pytorch") == 0
+    cell = json.loads((out / "results.json").read_text())["config"]["cells"]["protonet_3w1s"]
+    assert cell["init"] == "pytorch"
+    model = keras.models.load_model(out / "protonet_3w1s" / "best.keras")
+    assert model.backbone.get_layer("bn_1").epsilon == 1e-5
+    assert model.backbone.get_layer("bn_1").momentum == 0.9
+    assert model.optimizer.epsilon == 1e-8
+    # The folder was trained with PyTorch's defaults: resuming it with Keras' is refused.
+    assert _run(recipe, data, out, "--algorithm", "protonet") == 2
+    assert "holds a model trained with 'pytorch' layer defaults. Give another --out. Received: --init keras" \
+        in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _run(recipe, data, out, "--algorithm", "protonet", "--init", "torch")
+    assert "argument --init: invalid choice: 'torch'" in capsys.readouterr().err
