@@ -1,6 +1,8 @@
 """Callbacks that meta-training adds by itself."""
 
 import math
+import numbers
+import time
 
 import keras
 
@@ -45,3 +47,39 @@ class StopOnNaN(keras.callbacks.Callback):
                 "match the labels (for example logits given to a loss that "
                 "expects probabilities)."
             )
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training at the first epoch end after `seconds` of wall clock.
+
+    The clock starts when this `fit` call begins, so a resumed run (for
+    example from `keras.callbacks.BackupAndRestore`) gets the whole budget
+    again. The check runs at epoch ends only: an epoch that has started
+    always finishes, so a run may overshoot by up to one epoch.
+
+    Args:
+        seconds: the budget, a positive number of seconds (``math.inf``:
+            no budget).
+
+    Example:
+
+    >>> import fewshot
+    >>> callback = fewshot.callbacks.TimeBudget(seconds=90 * 60)
+    """
+
+    def __init__(self, seconds):
+        super().__init__()
+        if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not seconds > 0:
+            raise ValueError(
+                "Invalid value received for argument `seconds`. Expected a positive "
+                f"number of seconds. Received: seconds={seconds!r}"
+            )
+        self.seconds = float(seconds)
+        self._start = None
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.perf_counter() - self._start >= self.seconds:
+            self.model.stop_training = True

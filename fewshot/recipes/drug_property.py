@@ -20,6 +20,7 @@ import numpy as np
 
 from fewshot.algorithms.fine_tuner import FineTuner, pretrain_multitask
 from fewshot.algorithms.maml import MAML
+from fewshot.callbacks import TimeBudget
 from fewshot.datasets.assays import (
     AssaySampler,
     assay_scores,
@@ -522,21 +523,6 @@ def _pretrain(settings, x, y, tasks, validation_score, shots_list, verbose, seed
         seed=seed,
     )
     return tuner, stopper
-
-
-class TimeBudget(keras.callbacks.Callback):
-    """Stops training after the epoch in which `seconds` have passed."""
-
-    def __init__(self, seconds):
-        super().__init__()
-        self.seconds = seconds
-
-    def on_train_begin(self, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if time.perf_counter() - self._start > self.seconds:
-            self.model.stop_training = True
 
 
 class ValidationEarlyStopping(keras.callbacks.Callback):

@@ -44,6 +44,7 @@ from fewshot.algorithms import (
     SiameseNetwork,
     TaskRetrieval,
 )
+from fewshot.callbacks import TimeBudget
 from fewshot.datasets.omniglot import RESAMPLES, load_omniglot, omniglot_splits
 from fewshot.episodes.sampler import EpisodeSampler
 from fewshot.metrics import mean_ci95
@@ -183,7 +184,7 @@ def _train(settings, data, train_idx, val_idx, work, cell, args, verbose):
         CurveLogger(work / "curve.csv", work / "clock.json"),
     ]
     if settings["time_budget"] is not None:
-        callbacks.append(TimeBudget(settings["time_budget"]))
+        callbacks.append(TimeBudget(60.0 * settings["time_budget"]))
     val_data = None
     best_path = work / "best.keras"
     if not settings["trainval"]:
@@ -564,22 +565,6 @@ def plot_learning_curves(out, path):
 
 
 # ---------------------------------------------------------------- callbacks
-class TimeBudget(keras.callbacks.Callback):
-    """Stops training at the first epoch end after `minutes` of this run."""
-
-    def __init__(self, minutes):
-        super().__init__()
-        self.minutes = float(minutes)
-        self._start = None
-
-    def on_train_begin(self, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if (time.perf_counter() - self._start) / 60.0 >= self.minutes:
-            self.model.stop_training = True
-
-
 class CurveLogger(keras.callbacks.Callback):
     """Appends one row per epoch to a CSV: epoch, cumulative minutes, logs.
 

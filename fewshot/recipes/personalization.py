@@ -21,6 +21,7 @@ import numpy as np
 
 from fewshot.algorithms.maml import MAML
 from fewshot.algorithms.meta_sgd import MetaSGD
+from fewshot.callbacks import TimeBudget
 from fewshot.datasets.movielens import load_movielens, load_movielens_tfds
 from fewshot.datasets.user_tasks import RatingFeatures, episode_stream, user_tasks
 from fewshot.models.recommender import decision_layer_names, recommender
@@ -383,21 +384,6 @@ class ValidationMAE(keras.callbacks.Callback):
         if logs is not None:
             scores = user_scores(self.tasks.query_y, self.adapter.predict_tasks(self.tasks))
             logs["val_mae"] = float(scores["mae"].mean())
-
-
-class TimeBudget(keras.callbacks.Callback):
-    """Stops training at the end of the first epoch past `seconds`."""
-
-    def __init__(self, seconds):
-        super().__init__()
-        self.seconds = seconds
-
-    def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if time.perf_counter() - self.start > self.seconds:
-            self.model.stop_training = True
 
 
 def _callbacks(learner, val, patience, budget, steps=None, inner_lr=None):
