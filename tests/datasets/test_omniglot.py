@@ -1,6 +1,8 @@
 """The Omniglot loader on tiny zips the tests write, and on TFDS mock data."""
 
 import io
+import os
+import pathlib
 import re
 import zipfile
 
@@ -117,3 +119,28 @@ def test_repeated_or_fractional_characters_are_refused():
         data.arrays([1.7])
     with pytest.raises(ValueError, match="Expected distinct quarter turns"):
         data.arrays([0], rotations=(0, 0))
+
+
+REAL_OMNIGLOT = pathlib.Path(os.environ.get("FEWSHOT_OMNIGLOT_DIR", "/work/shared/data/omniglot"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (REAL_OMNIGLOT / "images_evaluation.zip").is_file(),
+    reason="real Omniglot zips not present (set FEWSHOT_OMNIGLOT_DIR)",
+)
+def test_real_test_split_is_vinyals_test_characters(tmp_path):
+    # Vinyals et al.'s test characters (the split Snell et al. and most papers use):
+    # Gurmukhi characters 42-45 and every character of twelve evaluation alphabets.
+    vinyals_alphabets = {
+        "Kannada", "Keble", "Malayalam", "Manipuri", "Mongolian", "Old_Church_Slavonic_(Cyrillic)",
+        "Oriya", "Syriac_(Serto)", "Sylheti", "Tengwar", "Tibetan", "ULOG",
+    }
+    data = load_omniglot(REAL_OMNIGLOT)
+    train, validation, test = omniglot_splits(data.num_characters)
+    names = lambda idx: {(data.alphabets[i], data.characters[i].rpartition("/")[2]) for i in idx}  # noqa: E731
+    expected = {(a, c) for a, c in names(range(data.num_characters)) if a in vinyals_alphabets}
+    expected |= {("Gurmukhi", f"character{k}") for k in (42, 43, 44, 45)}
+    assert len(expected) == 423
+    assert names(test) == expected
+    assert names(train) | names(validation) == names(range(data.num_characters)) - expected
