@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from fewshot.algorithms.inner_loop import gradient_steps
+from fewshot.algorithms.inner_loop import functional_forward, gradient_steps
 from fewshot.algorithms.maml import MAML, check_per_variable, clone_backbone, use_batch_statistics
 from fewshot.algorithms.metric_heads import pairwise_distance
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
@@ -29,8 +29,12 @@ class TaskRetrieval(MAML):
     where ``h`` is the backbone's penultimate layer under the meta-weights
     and ``y`` the targets (one-hot for class labels): the statistics a
     linear head on ``h`` would be fitted from, so tasks that map the same
-    inputs to the same targets land close together. Similarity is minus
-    the Euclidean distance of embeddings (``similarity="embedding"``), or
+    inputs to the same targets land close together. ``h`` sees BatchNorm as
+    the inner loop does: with ``batch_norm="transductive"`` each task's
+    support is normalised with its own batch statistics (the moving ones are
+    never updated by meta-training in that mode), by a stateless call that
+    leaves the moving statistics as they are. Similarity is minus the
+    Euclidean distance of embeddings (``similarity="embedding"``), or
     ``"support_loss"``: the remembered weights that fit the new support set
     best (one forward pass per memory entry). Keys depend on the
     meta-weights: call `forget` after further meta-training.
@@ -134,8 +138,12 @@ class TaskRetrieval(MAML):
     def task_embedding(self, support_x, support_y):
         """Embeddings ``[T, key_dim]`` of a batch of tasks ``[T, S, ...]``."""
         shape = tf.shape(support_x)
-        flat = tf.reshape(support_x, tf.concat([[-1], shape[2:]], 0))
-        h = tf.reshape(self._features.model(flat, training=False), [shape[0], shape[1], -1])
+        if self.vectorize:
+            h = tf.vectorized_map(self._task_features, support_x)
+        else:
+            h = tf.map_fn(
+                self._task_features, support_x, fn_output_signature=self.backbone.compute_dtype
+            )
         y = support_y
         if y.dtype.is_integer:
             y = tf.one_hot(tf.cast(y, tf.int32), self._num_outputs, dtype=h.dtype)
@@ -147,6 +155,23 @@ class TaskRetrieval(MAML):
         y = y - tf.reduce_mean(y, axis=1, keepdims=True)
         cross = tf.einsum("tsh,tso->tho", h, y) / s
         return tf.reshape(cross, [shape[0], -1])
+
+    def _task_features(self, x):
+        """Features ``[S, F]`` of one task's inputs, BatchNorm as in the inner loop.
+
+        A stateless call (`_forward`'s mode: the task's own batch statistics
+        with ``batch_norm="transductive"``), so the moving statistics are not
+        updated.
+        """
+        model = self._features.model
+        h = functional_forward(
+            model,
+            [tf.convert_to_tensor(v) for v in model.trainable_variables],
+            [tf.convert_to_tensor(v) for v in model.non_trainable_variables],
+            x,
+            self.batch_norm == "transductive",
+        )
+        return tf.reshape(h, [tf.shape(h)[0], -1])
 
     # --------------------------------------------------------------- memory
     @property
@@ -169,12 +194,7 @@ class TaskRetrieval(MAML):
         Returns:
             The memory slot used (an int).
         """
-        self._require_compiled()
-        steps = check_int("steps", self.inner_steps if steps is None else steps)
-        if inner_lr is not None:
-            inner_lr = float(check_positive_float("inner_lr", inner_lr))
-        check_per_variable(self, self._memory_variables, "remembered weights")
-        sx, sy = self._check_support(support_x, support_y)
+        sx, sy, steps, inner_lr = self._check_task(support_x, support_y, steps, inner_lr)
         if weights is None:
             weights = self._solve(sx, sy, steps, inner_lr)
         variables = self.backbone.trainable_variables
@@ -194,6 +214,16 @@ class TaskRetrieval(MAML):
             memory[slot].assign(tf.cast(value, memory.dtype))
         self.memory_count.assign_add(1)
         return slot
+
+    def _check_task(self, support_x, support_y, steps, inner_lr):
+        """`remember`'s and `adapt`'s checks; returns ``(sx, sy, steps, inner_lr)``."""
+        self._require_compiled()
+        steps = check_int("steps", self.inner_steps if steps is None else steps)
+        if inner_lr is not None:
+            inner_lr = float(check_positive_float("inner_lr", inner_lr))
+        check_per_variable(self, self._memory_variables, "remembered weights")
+        sx, sy = self._check_support(support_x, support_y)
+        return sx, sy, steps, inner_lr
 
     def _solve(self, sx, sy, steps, inner_lr):
         """`steps` first-order steps from the meta-initialisation, one compiled step at a time."""
@@ -297,12 +327,7 @@ class TaskRetrieval(MAML):
         ``retrieved_index``, the memory slot it started from (-1 for the
         meta-initialisation, when the memory is empty).
         """
-        self._require_compiled()
-        steps = check_int("steps", self.inner_steps if steps is None else steps)
-        if inner_lr is not None:
-            inner_lr = float(check_positive_float("inner_lr", inner_lr))
-        check_per_variable(self, self._memory_variables, "remembered weights")
-        sx, sy = self._check_support(support_x, support_y)
+        sx, sy, steps, inner_lr = self._check_task(support_x, support_y, steps, inner_lr)
         index = self._compiled_retrieve()(sx[None], sy[None])
         start = [s[0] for s in self._start_parameters(index)]
         lrs = self.inner_learning_rates() if inner_lr is None else [inner_lr] * len(start)

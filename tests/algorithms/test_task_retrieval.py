@@ -128,6 +128,54 @@ def test_support_loss_retrieval_normalises_like_the_inner_loop():
     assert learner.adapt(sx, sy, steps=0).retrieved_index == transductive
 
 
+def _bn_task_key(learner, sx, sy, training):
+    """`_bn_learner`'s task embedding by hand (NumPy, float64): BatchNorm with the
+    support's batch statistics (training) or the moving ones (inference)."""
+    backbone = learner.backbone
+    w1, b1 = [v.numpy().astype("float64") for v in backbone.get_layer("d1").weights]
+    bn = backbone.get_layer("bn")
+    gamma, beta, moving_mean, moving_var = [
+        v.numpy().astype("float64") for v in (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)]
+    wf, bf = [v.numpy().astype("float64") for v in backbone.get_layer("feat").weights]
+    a = sx.astype("float64") @ w1 + b1
+    mean, var = (a.mean(0), a.var(0)) if training else (moving_mean, moving_var)
+    h = np.maximum((a - mean) / np.sqrt(var + bn.epsilon) * gamma + beta, 0) @ wf + bf
+    y = np.eye(3)[sy]
+    return ((h - h.mean(0)).T @ (y - y.mean(0)) / len(sx)).ravel()
+
+
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_embedding_retrieval_normalises_like_the_inner_loop(vectorize):
+    rng = np.random.default_rng(0)
+    learner = _bn_learner(similarity="embedding", vectorize=vectorize)
+    bn = learner.backbone.get_layer("bn")
+    moving = [bn.moving_mean.numpy().copy(), bn.moving_variance.numpy().copy()]
+    x = (rng.normal(size=(300, 4)) * 5 + 10).astype("float32")
+    sampler = fewshot.episodes.EpisodeSampler(x, np.repeat(np.arange(30), 10), ways=3, shots=2, queries=2)
+    episodes = {k: np.asarray(v) for k, v in sampler.sample(10, seed=3).items()}
+    sxs, sys_ = episodes["support_x"], episodes["support_y"]
+    for t in range(8):
+        learner.remember(sxs[t], sys_[t], steps=0)
+
+    def nearest(t, training):
+        keys = np.stack([_bn_task_key(learner, sxs[i], sys_[i], training) for i in range(8)])
+        return int(np.argmin(((keys - _bn_task_key(learner, sxs[t], sys_[t], training)) ** 2).sum(1)))
+
+    transductive, inference = nearest(8, True), nearest(8, False)
+    assert transductive != inference  # the two modes rank the entries differently here
+    assert learner.adapt(sxs[8], sys_[8], steps=0).retrieved_index == transductive
+    # The stored keys are the batch-statistics embeddings.
+    np.testing.assert_allclose(
+        learner.memory_keys.numpy()[:8],
+        np.stack([_bn_task_key(learner, sxs[i], sys_[i], True) for i in range(8)]), atol=1e-5)
+    # A batch of tasks: each normalised with its own support's statistics.
+    batch = learner._retrieve(tf.constant(sxs[8:]), tf.constant(sys_[8:])).numpy().tolist()
+    assert batch == [transductive, nearest(9, True)]
+    # Retrieval never touches the moving statistics.
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), moving[0])
+    np.testing.assert_array_equal(bn.moving_variance.numpy(), moving[1])
+
+
 @pytest.mark.parametrize("similarity", ["support_loss", "embedding"])
 def test_float64_backbone(similarity):
     rng = np.random.default_rng(0)
