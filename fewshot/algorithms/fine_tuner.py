@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from fewshot.algorithms.inner_loop import advance_seeds, functional_forward
 from fewshot.algorithms.maml import clone_backbone
-from fewshot.algorithms.meta_learner import MetaLearner, _seed_positions
+from fewshot.algorithms.meta_learner import MetaLearner, _all_layers, _seed_positions
 from fewshot.algorithms.metric_heads import class_prototypes, pairwise_distance
 from fewshot.algorithms.metric_learner import check_class_labels, embed_episodes
 from fewshot.episodes.episode import QUERY_X, SUPPORT_X, SUPPORT_Y
@@ -37,10 +37,16 @@ class FineTuner(MetaLearner):
 
     The fine-tuning steps run the encoder in training mode: dropout is on
     (a new mask each step) and BatchNorm normalises with the support's batch
-    statistics. Its moving statistics are not updated, so the fine-tuned
-    classifier predicts with the pretrained ones. With a BatchNorm encoder,
-    training and prediction therefore normalise differently; the recipes'
-    fine-tuned encoders have no BatchNorm.
+    statistics. The classifier normalises the same way, as `fewshot.MAML`'s
+    adapted model does with ``batch_norm="transductive"``: the prototypes
+    the head starts from are the support's embeddings normalised with its
+    own statistics, and the fine-tuned encoder's BatchNormalization layers
+    carry the support's statistics under the fine-tuned weights (taken in
+    one training-mode pass, dropout included), so a query is normalised as
+    the support was during fine-tuning, whatever else shares its batch. The
+    learner's own moving statistics (set by pretraining) are left as they
+    are, and `evaluate` on episodes, like `fewshot.PrototypicalNetwork`,
+    uses them. An encoder without BatchNorm (the recipes') is unaffected.
 
     Args:
         encoder: a built Keras model mapping inputs to embeddings.
@@ -107,7 +113,11 @@ class FineTuner(MetaLearner):
         return cls(**config)
 
     def query_predictions(self, episodes, training=False):
-        """Prototype logits (the head before fine-tuning) of each task's queries."""
+        """Prototype logits (the head before fine-tuning) of each task's queries.
+
+        As `fewshot.PrototypicalNetwork`'s: at evaluation a BatchNorm encoder
+        uses its moving statistics, not the support's that `adapt` uses.
+        """
         support_z, query_z = embed_episodes(
             self.backbone, episodes[SUPPORT_X], episodes[QUERY_X], training
         )
@@ -124,13 +134,19 @@ class FineTuner(MetaLearner):
             steps: Adam steps; default `finetune_steps`.
 
         Returns:
-            A `keras.Model` mapping inputs to ``[batch, N]`` logits.
+            A `keras.Model` mapping inputs to ``[batch, N]`` logits, in the
+            encoder's dtype. Its BatchNormalization layers hold the support's
+            statistics under the fine-tuned weights (see the class
+            docstring); its predictions are `predict_task`'s.
         """
-        params, kernel, bias = self._finetuned_weights(support_x, support_y, steps)
+        params, kernel, bias, state = self._finetuned_weights(support_x, support_y, steps)
         encoder = clone_backbone(self.backbone, params)
-        head = keras.layers.Dense(int(kernel.shape[-1]), name="finetuned_head")
-        inputs = keras.Input(encoder.input_shape[1:])
-        features = keras.layers.Flatten()(encoder(inputs))
+        for i in _moving_statistics_positions(self.backbone):
+            encoder.non_trainable_variables[i].assign(state[i])
+        dtype = kernel.dtype.name  # the encoder's: float64 for a float64 encoder
+        head = keras.layers.Dense(int(kernel.shape[-1]), dtype=dtype, name="finetuned_head")
+        inputs = keras.Input(encoder.input_shape[1:], dtype=encoder.inputs[0].dtype)
+        features = keras.layers.Flatten(dtype=dtype)(encoder(inputs))
         model = keras.Model(inputs, head(features), name="finetuned_classifier")
         head.set_weights([kernel.numpy(), bias.numpy()])
         if self.task_loss is not None:
@@ -172,19 +188,42 @@ class FineTuner(MetaLearner):
         if batch_size is not None:
             check_int("batch_size", batch_size, minimum=1)
         qx = self._check_query(query_x)
-        params, kernel, bias = self._finetuned_weights(support_x, support_y, steps)
+        params, kernel, bias, state = self._finetuned_weights(support_x, support_y, steps)
         if self._forward_fn is None:
             self._forward_fn = tf.function(self._head_logits, reduce_retracing=True)
-        return self._in_query_slices(lambda x: self._forward_fn(params, kernel, bias, x), qx,
-                                     batch_size)
+        return self._in_query_slices(lambda x: self._forward_fn(params, state, kernel, bias, x),
+                                     qx, batch_size)
 
-    def _head_logits(self, params, kernel, bias, x):
-        fixed = [tf.convert_to_tensor(v) for v in self.backbone.non_trainable_variables]
-        z = functional_forward(self.backbone, params, fixed, x, False)
+    def _head_logits(self, params, state, kernel, bias, x):
+        """The fine-tuned classifier's logits: encoder in inference mode on `state`."""
+        z = functional_forward(self.backbone, params, state, x, False)
         return tf.matmul(tf.reshape(z, [tf.shape(z)[0], -1]), kernel) + bias
 
+    def _support_state(self, params, x):
+        """The encoder's non-trainable values, BatchNorm moving statistics set to `x`'s.
+
+        The batch statistics of `x` under weights `params` (one training-mode
+        stateless pass, each layer's momentum at zero while it is traced), so
+        an inference-mode pass on this state normalises as fine-tuning did.
+        Without BatchNormalization layers, the current values unchanged.
+        """
+        fixed = [tf.convert_to_tensor(v) for v in self.backbone.non_trainable_variables]
+        positions = _moving_statistics_positions(self.backbone)
+        if not positions:
+            return fixed
+        layers = _batch_norm_layers(self.backbone)
+        momenta = [layer.momentum for layer in layers]
+        try:
+            for layer in layers:
+                layer.momentum = 0.0
+            _, updated = self.backbone.stateless_call(params, fixed, x, training=True)
+        finally:
+            for layer, momentum in zip(layers, momenta):
+                layer.momentum = momentum
+        return [updated[i] if i in positions else v for i, v in enumerate(fixed)]
+
     def _finetuned_weights(self, support_x, support_y, steps):
-        """Validates one task's support; returns the fine-tuned (params, kernel, bias)."""
+        """Validates one task's support; returns the fine-tuned (params, kernel, bias, state)."""
         steps = check_int("steps", self.finetune_steps if steps is None else steps)
         sx, sy = self._check_support(support_x, support_y)
         labels = check_class_labels(sy)
@@ -209,19 +248,21 @@ class FineTuner(MetaLearner):
         """
         steps = self.finetune_steps if steps is None else steps
         labels = tf.cast(support_y, tf.int32)
-        params, kernel, bias = self._finetune(support_x, labels, tf.reduce_max(labels) + 1, steps)
-        return self._head_logits(params, kernel, bias, query_x)
+        params, kernel, bias, state = self._finetune(
+            support_x, labels, tf.reduce_max(labels) + 1, steps
+        )
+        return self._head_logits(params, state, kernel, bias, query_x)
 
     def _finetune(self, x, y, num_classes, steps):
         params = [tf.convert_to_tensor(v) for v in self.backbone.trainable_variables]
         fixed = [tf.convert_to_tensor(v) for v in self.backbone.non_trainable_variables]
         seeds = _seed_positions(self.backbone)
 
-        def embed(p, training, step=None):
+        def embed(p, step):
             # Dropout draws a new mask at every fine-tuning step (the same
             # sequence for every task, so adapting is deterministic).
-            state = fixed if step is None else advance_seeds(fixed, seeds, step)
-            z = functional_forward(self.backbone, p, state, x, training)
+            state = advance_seeds(fixed, seeds, step)
+            z = functional_forward(self.backbone, p, state, x, True)
             return tf.reshape(z, [tf.shape(z)[0], -1])
 
         if self.head_init == "prior":
@@ -229,7 +270,10 @@ class FineTuner(MetaLearner):
             kernel = tf.concat([tf.zeros_like(w), w], axis=1)
             bias = tf.concat([tf.zeros_like(b), b], axis=0)
         else:
-            z = embed(params, False)
+            # The support normalised with its own statistics, as in fine-tuning.
+            state = self._support_state(params, x)
+            z = tf.reshape(functional_forward(self.backbone, params, state, x, False),
+                           [tf.shape(x)[0], -1])
             prototypes = class_prototypes(z, y, num_classes)  # [N, D]
             kernel = tf.transpose(2.0 * prototypes)
             bias = -tf.reduce_sum(tf.square(prototypes), -1)
@@ -242,7 +286,7 @@ class FineTuner(MetaLearner):
         def body(step, weights, m, v):
             with tf.GradientTape() as tape:
                 tape.watch(weights)
-                logits = tf.matmul(embed(weights[:-2], True, step), weights[-2]) + weights[-1]
+                logits = tf.matmul(embed(weights[:-2], step), weights[-2]) + weights[-1]
                 loss = tf.reduce_mean(
                     tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
                 )
@@ -257,7 +301,18 @@ class FineTuner(MetaLearner):
         _, weights, _, _ = tf.while_loop(
             lambda step, *_: step <= steps, body, (tf.constant(1), weights, m, v)
         )
-        return weights[:-2], weights[-2], weights[-1]
+        params = weights[:-2]
+        return params, weights[-2], weights[-1], self._support_state(params, x)
+
+
+def _batch_norm_layers(model):
+    return [l for l in _all_layers(model) if isinstance(l, keras.layers.BatchNormalization)]
+
+
+def _moving_statistics_positions(model):
+    """Where the BatchNorm moving means and variances sit in ``model.non_trainable_variables``."""
+    moving = {id(v) for l in _batch_norm_layers(model) for v in (l.moving_mean, l.moving_variance)}
+    return [i for i, v in enumerate(model.non_trainable_variables) if id(v) in moving]
 
 
 def pretrain_multitask(

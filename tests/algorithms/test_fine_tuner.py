@@ -199,8 +199,12 @@ def test_float64_encoder():
     tuner.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     logits = tuner.predict_task(x[:6], y[:6], x)
     assert logits.shape == (40, 2) and logits.dtype == np.float64
-    # (The adapted Keras classifier's input and head are float32.)
-    np.testing.assert_allclose(tuner.adapt(x[:6], y[:6]).predict(x, verbose=0), logits, rtol=1e-5, atol=1e-6)
+    # The adapted Keras classifier is float64 throughout (input, head), so it agrees to float64 precision.
+    adapted = tuner.adapt(x[:6], y[:6])
+    assert adapted.inputs[0].dtype == "float64" and adapted.get_layer("finetuned_head").kernel.dtype == "float64"
+    predicted = adapted.predict(x, verbose=0)
+    assert predicted.dtype == np.float64
+    np.testing.assert_allclose(predicted, logits, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -226,3 +230,65 @@ def test_predict_task_batch_size_must_be_a_positive_integer():
     with pytest.raises(ValueError, match="Expected a positive integer. Received: batch_size=2.5"):
         _tuner().predict_task(x[:6], y[:6], x, batch_size=2.5)
     assert _tuner().predict_task(x[:6], y[:6], x, batch_size=np.int64(7)).shape == (40, 2)
+
+
+def _bn_tuner(**kwargs):
+    # Moving statistics far from the support's (as if pretrained on other data).
+    keras.utils.set_random_seed(0)
+    encoder = keras.Sequential([
+        keras.Input((6,)), keras.layers.Dense(16, name="d1"),
+        fewshot.models.BatchNormalization(name="bn"), keras.layers.ReLU(), keras.layers.Dense(8, name="out"),
+    ])
+    bn = encoder.get_layer("bn")
+    bn.moving_mean.assign(np.full(16, 3.0, "float32"))
+    bn.moving_variance.assign(np.full(16, 40.0, "float32"))
+    tuner = FineTuner(encoder, **kwargs)
+    tuner.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return tuner
+
+
+def _support_normalised(encoder, support, x):
+    """`encoder` on `x` (NumPy, float64), its BatchNorm using the batch statistics of `support`."""
+    w1, b1 = [v.numpy().astype("float64") for v in encoder.get_layer("d1").weights]
+    bn = encoder.get_layer("bn")
+    gamma, beta = bn.gamma.numpy().astype("float64"), bn.beta.numpy().astype("float64")
+    w2, b2 = [v.numpy().astype("float64") for v in encoder.get_layer("out").weights]
+    a_support = support @ w1 + b1
+    mean, var = a_support.mean(0), a_support.var(0)
+    a = x @ w1 + b1
+    return np.maximum((a - mean) / np.sqrt(var + bn.epsilon) * gamma + beta, 0) @ w2 + b2, (mean, var)
+
+
+def test_zero_steps_with_batch_norm_is_a_prototype_classifier_on_support_normalised_features():
+    tuner = _bn_tuner(finetune_steps=0)
+    x, y = _data()
+    sx, sy = x[:10], y[:10]
+    z, _ = _support_normalised(tuner.encoder, sx, x)
+    protos = np.stack([z[:10][sy == c].mean(0) for c in (0, 1)])
+    expected = 2 * z @ protos.T - (protos**2).sum(-1)
+    np.testing.assert_allclose(tuner.adapt(sx, sy).predict(x, verbose=0), expected, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(tuner.predict_task(sx, sy, x), expected, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("head_init", ["prototypes", "prior"])
+def test_fine_tuned_batch_norm_carries_the_support_statistics(head_init):
+    tuner = _bn_tuner(finetune_steps=5, learning_rate=1e-2, head_init=head_init)
+    x, y = _data()
+    sx, sy = x[:10], y[:10]
+    adapted = tuner.adapt(sx, sy)
+    encoder = adapted.layers[1]
+    # The fine-tuned encoder's moving statistics are the support's batch
+    # statistics under its fine-tuned weights: the normalisation fine-tuning saw.
+    _, (mean, var) = _support_normalised(encoder, sx, x)
+    assert not np.allclose(encoder.get_layer("d1").kernel.numpy(), tuner.encoder.get_layer("d1").kernel.numpy())
+    np.testing.assert_allclose(encoder.get_layer("bn").moving_mean.numpy(), mean, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(encoder.get_layer("bn").moving_variance.numpy(), var, rtol=1e-4, atol=1e-5)
+    # adapt, predict_task and the export's graph twin give the same logits.
+    expected = adapted.predict(x, verbose=0)
+    np.testing.assert_allclose(tuner.predict_task(sx, sy, x, batch_size=7), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(tuner.task_predictions(sx, sy, x).numpy(), expected, rtol=1e-5, atol=1e-5)
+    # The learner's own (pretrained) statistics and momentum are left as they were.
+    bn = tuner.encoder.get_layer("bn")
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), np.full(16, 3.0, "float32"))
+    np.testing.assert_array_equal(bn.moving_variance.numpy(), np.full(16, 40.0, "float32"))
+    assert bn.momentum == 0.99
