@@ -8,7 +8,7 @@ from fewshot.algorithms.inner_loop import advance_seeds, functional_forward
 from fewshot.algorithms.maml import clone_backbone
 from fewshot.algorithms.meta_learner import MetaLearner, _all_layers, _seed_positions
 from fewshot.algorithms.metric_heads import class_prototypes, pairwise_distance
-from fewshot.algorithms.metric_learner import check_class_labels, embed_episodes
+from fewshot.algorithms.metric_learner import _EncoderMixin, check_class_labels, embed_episodes
 from fewshot.episodes.episode import QUERY_X, SUPPORT_X, SUPPORT_Y
 from fewshot.validation import check_int, check_positive_float
 
@@ -16,7 +16,7 @@ HEAD_INITS = ("prototypes", "prior")
 
 
 @keras.saving.register_keras_serializable(package="fewshot")
-class FineTuner(MetaLearner):
+class FineTuner(_EncoderMixin, MetaLearner):
     """A pretrained encoder with a prototype-initialised head, fine-tuned per task.
 
     The non-meta-learned baseline of the few-shot literature (Chen et al.
@@ -90,13 +90,8 @@ class FineTuner(MetaLearner):
         self.prior_head.build((None, width))
         self._forward_fn = None
 
-    @property
-    def encoder(self):
-        return self.backbone
-
     def get_config(self):
-        config = super().get_config()
-        config["encoder"] = config.pop("backbone")
+        config = super().get_config()  # the encoder under "encoder" (_EncoderMixin)
         config.update(
             {
                 "finetune_steps": self.finetune_steps,
@@ -105,12 +100,6 @@ class FineTuner(MetaLearner):
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
 
     def query_predictions(self, episodes, training=False):
         """Prototype logits (the head before fine-tuning) of each task's queries.

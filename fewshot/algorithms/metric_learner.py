@@ -78,15 +78,12 @@ def check_class_labels(labels):
     return labels
 
 
-class MetricLearner(MetaLearner):
-    """Base of the learners that classify queries by distances in an embedding.
+class _EncoderMixin:
+    """A learner whose backbone is an encoder, saved under the config key ``"encoder"``.
 
-    (`PrototypicalNetwork`, `SiameseNetwork`.) `FineTuner` is not one: its
-    `adapt` fine-tunes a linear head, and it exports no embedding endpoint.
-
-    Subclasses implement `logits_from_embeddings` (and their loss); the
-    encoder is the learner's backbone, saved under the config key
-    ``"encoder"``.
+    Mixed into `MetricLearner` and `FineTuner` (before `MetaLearner`): the
+    ``encoder`` property, and the config round trip that renames
+    ``"backbone"``.
     """
 
     @property
@@ -103,6 +100,18 @@ class MetricLearner(MetaLearner):
         config = dict(config)
         config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
         return cls(**config)
+
+
+class MetricLearner(_EncoderMixin, MetaLearner):
+    """Base of the learners that classify queries by distances in an embedding.
+
+    (`PrototypicalNetwork`, `SiameseNetwork`.) `FineTuner` is not one: its
+    `adapt` fine-tunes a linear head, and it exports no embedding endpoint.
+
+    Subclasses implement `logits_from_embeddings` (and their loss); the
+    encoder is the learner's backbone, saved under the config key
+    ``"encoder"``.
+    """
 
     def logits_from_embeddings(self, support_z, support_y, query_z):
         """Logits ``[T, Q, N]`` from embedded support ``[T, S, D]`` and queries."""
