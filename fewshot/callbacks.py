@@ -1,4 +1,4 @@
-"""Callbacks that meta-training adds by itself."""
+"""Callbacks for meta-training: StopOnNaN (which `MetaLearner.fit` adds by itself) and TimeBudget."""
 
 import math
 import numbers
