@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import time
 
 import pandas as pd
 import streamlit as st
@@ -84,17 +85,15 @@ def read_table(kind, placeholder=""):
     return None, None
 
 
-def support_table(example, prompt, parse):
-    """The support-set step shared by the CSV flows.
+def table_or_prompt(kind, example, prompt):
+    """Reads the uploaded or pasted `kind` table ("support"/"query").
 
-    Reads the uploaded or pasted CSV (`example` is the placeholder and the
-    sample shown with `prompt` while there is none) and parses it with
-    ``parse(frame, name) -> (features, rows)``; every problem is shown in
-    the page. Returns ``(frame, name, features, rows, bad)`` (``bad``: the
-    rows that cannot be used), or None when there is nothing usable yet.
+    While there is none, shows `prompt` and the `example` CSV text (also the
+    text area's placeholder). Returns ``(frame, name)``, or None after
+    showing the prompt or the upload's error.
     """
     try:
-        frame, name = read_table("support", example)
+        frame, name = read_table(kind, example)
     except uploads.UploadError as error:
         show_error(error)
         return None
@@ -102,15 +101,134 @@ def support_table(example, prompt, parse):
         st.info(prompt)
         st.code(example, language="text")
         return None
+    return frame, name
+
+
+def usable_report(label, report, bad, what):
+    """Warns that `bad` of the `what` (for example ``"file(s)"``) cannot be
+    used, when any, and shows `report` in an expander titled `label`, open
+    when any is bad."""
+    if bad:
+        st.warning(f"{bad} {what} cannot be used (see the `error` column); the others can.")
+    with st.expander(label, expanded=bad > 0):
+        st.dataframe(report, width="stretch")
+
+
+def support_table(example, prompt, input_dim, columns, rows, details=None):
+    """The support-set step shared by the CSV flows.
+
+    Reads the uploaded or pasted CSV (`example` is the placeholder and the
+    sample shown with `prompt` while there is none), chooses its columns
+    with ``columns(frame, input_dim, name=...) -> (features, label)`` (for
+    example `uploads.regression_columns`) and converts them with
+    ``rows(frame, features, label, name=...)`` (for example
+    `uploads.numeric_rows`); every problem is shown in the page, and the
+    rows in an expander titled "Support set: N usable of M rows" followed
+    by ``details(rows)`` when given.
+
+    Returns:
+        ``(name, features, rows)``, or None when there is nothing usable yet.
+    """
+    read = table_or_prompt("support", example, prompt)
+    if read is None:
+        return None
+    frame, name = read
     try:
-        features, rows = parse(frame, name)
+        features, label = columns(frame, input_dim, name=name)
+        support = rows(frame, features, label, name=name)
     except uploads.UploadError as error:
         show_error(error)
         return None
-    bad = int((~rows.valid).sum())
-    if bad:
-        st.warning(f"{bad} row(s) of {name!r} cannot be used (see the `error` column); the others can.")
-    return frame, name, features, rows, bad
+    usable_report(
+        f"Support set: {support.num_valid} usable of {len(frame)} rows" + (details(support) if details else ""),
+        support.report, int((~support.valid).sum()), f"row(s) of {name!r}",
+    )
+    return name, features, support
+
+
+def query_table(example, input_dim, columns, support_features=None):
+    """The unlabelled rows of the query step shared by the CSV flows.
+
+    Reads the uploaded or pasted query CSV, chooses its feature columns
+    with ``columns(frame, input_dim, require_label=False, name=...)`` and
+    converts them to numbers (`uploads.numeric_rows`). When their names are
+    those of `support_features`, they are taken in the support's order.
+
+    Returns:
+        The query rows, or None when there are none yet or after showing
+        the upload's error.
+    """
+    try:
+        frame, name = read_table("query", example)
+        if frame is None:
+            return None
+        features, _ = columns(frame, input_dim, require_label=False, name=name)
+        if support_features is not None and set(features) == set(support_features):
+            features = support_features
+        return uploads.numeric_rows(frame, features, None, name=name)
+    except uploads.UploadError as error:
+        show_error(error)
+        return None
+
+
+def adaptation(name, key, inputs, progress, adapt, errors=(ValueError, RuntimeError),
+               failure="Adaptation failed: {}"):
+    """The Adapt button, and the adaptation it stores (`current_result`).
+
+    When the button is pressed: shows a progress bar at ``progress``
+    (``(value, text)``) and calls ``adapt(bar) -> dict``; if it raises one
+    of `errors`, empties the bar, shows ``failure.format(error)`` and
+    returns None. Otherwise sets the bar to "Adapted.", counts the press
+    (``st.session_state["adapt_count"]``) and stores the dict with ``"key"``
+    and ``"started"`` (for `timing_caption`) under
+    ``st.session_state[name]``.
+
+    Returns:
+        ``current_result(name, key, inputs)``: the stored adaptation if it
+        is for `key`, else None.
+    """
+    if st.button("Adapt", type="primary", key="adapt"):
+        started = time.perf_counter()
+        bar = st.progress(progress[0], text=progress[1])
+        try:
+            result = adapt(bar)
+        except errors as error:
+            bar.empty()
+            show_error(failure.format(error))
+            return None
+        bar.progress(1.0, text="Adapted.")
+        st.session_state["adapt_count"] = st.session_state.get("adapt_count", 0) + 1
+        st.session_state[name] = {"key": key, **result, "started": started}
+    return current_result(name, key, inputs)
+
+
+def adapt_classifier(model, saved, x, y, steps=None, inner_lr=None):
+    """A classifier adapted to the support set ``(x, y)`` (class indices).
+
+    An export (`saved`) is bound to it as a `SavedClassifier`, called once
+    so that a bad support set fails here, not later; a learner is adapted
+    by `model_catalog.adapt` with `steps` and `inner_lr`.
+    """
+    if saved:
+        adapted = SavedClassifier(model, x, y)
+        adapted(x[:1])
+        return adapted
+    return model_catalog.adapt(model, x, y, steps, inner_lr)
+
+
+def timing_caption(result, text, what="predict"):
+    """The caption "Adapt #N + `what`: S s. `text`" of an adaptation's result.
+
+    The seconds run from the press of Adapt (`adaptation`) to the first
+    call of this function for that result, which keeps them for later runs.
+    """
+    started = result.pop("started", None)
+    if started is not None:
+        result["seconds"] = time.perf_counter() - started
+    st.caption(
+        f"Adapt #{st.session_state.get('adapt_count', 1)} + {what}: {result.get('seconds', float('nan')):.2f} s. "
+        + text
+    )
 
 
 def current_result(name, key, inputs):
@@ -159,6 +277,11 @@ def loss_curve(result):
             f"Support loss {result['losses'][0]:.4f} before adapting, "
             f"{result['losses'][-1]:.4f} after {len(result['losses']) - 1} step(s)."
         )
+
+
+def download_csv(table, label="Download predictions (CSV)", file_name="predictions.csv"):
+    """The download button of a result table as CSV."""
+    st.download_button(label, table.to_csv(index=False).encode(), file_name, "text/csv", key="download_predictions")
 
 
 def offer_saved_model(key, make_zip, spinner="Exporting..."):
@@ -221,6 +344,23 @@ def class_probabilities(model, x):
 
     logits = model(x, training=False)
     return tf.nn.softmax(tf.reshape(logits, [len(x), -1]), axis=-1).numpy().astype(np.float64)
+
+
+def classify_queries(model, query, names):
+    """Classifies the usable rows of `query` (`uploads` rows) among `names`.
+
+    Returns:
+        ``(probs, predicted)``: the softmax probabilities ``[len(query.report),
+        len(names)]`` (NaN rows where a row could not be used) and the name
+        of each row's most probable class ("" where it could not).
+    """
+    import numpy as np
+
+    probs = np.full((len(query.report), len(names)), np.nan)
+    if query.num_valid:
+        probs[query.valid] = class_probabilities(model, query.x)
+    predicted = [names[int(np.argmax(p))] if np.isfinite(p).all() else "" for p in probs]
+    return probs, predicted
 
 
 def principal_components(z):

@@ -1,7 +1,5 @@
 """Images, classes from file names: classify query images, project embeddings."""
 
-import time
-
 import numpy as np
 import streamlit as st
 
@@ -39,11 +37,8 @@ def flow(entry):
     support = uploads.read_images([(f.name, f.getvalue()) for f in files], shape)
     if invert:
         support.x = 1.0 - support.x
-    bad = int((~support.valid).sum())
-    if bad:
-        st.warning(f"{bad} file(s) cannot be used (see the `error` column); the others can.")
-    with st.expander(f"Support set: {support.num_valid} usable of {len(files)} files", expanded=bad > 0):
-        st.dataframe(support.report, width="stretch")
+    common.usable_report(f"Support set: {support.num_valid} usable of {len(files)} files", support.report,
+                         int((~support.valid).sum()), "file(s)")
     names = sorted(set(support.classes))
     if len(names) < 2:
         common.show_error(f"Too few classes among the usable images: {len(names)} ({names}); at least 2 needed.")
@@ -78,26 +73,16 @@ def flow(entry):
     if query is not None and invert:
         query.x = 1.0 - query.x
     key = common.digest(entry.path, common.mtime(entry.path), support.x.tobytes(), y.tobytes(), steps, inner_lr)
-    if st.button("Adapt", type="primary", key="adapt"):
-        started = time.perf_counter()
-        bar = st.progress(0.3, text=f"Adapting to {len(names)} classes from {support.num_valid} images...")
-        try:
-            if saved:
-                adapted = common.SavedClassifier(learner, support.x, y)
-                adapted(support.x[:1])  # a bad support set fails here, not later
-            else:
-                adapted = model_catalog.adapt(learner, support.x, y, steps, inner_lr)
-        except (ValueError, RuntimeError) as error:
-            bar.empty()
-            common.show_error(f"Adaptation failed: {error}")
-            return
-        bar.progress(1.0, text="Adapted.")
-        st.session_state["adapt_count"] = st.session_state.get("adapt_count", 0) + 1
-        st.session_state["image_result"] = {
-            "key": key, "adapted": adapted, "names": names, "support": support, "y": y,
-            "losses": getattr(adapted, "adaptation_loss", None), "started": started,
-        }
-    result = common.current_result("image_result", key, "The model, the images or the settings")
+
+    def adapt(bar):
+        adapted = common.adapt_classifier(learner, saved, support.x, y, steps, inner_lr)
+        return {"adapted": adapted, "names": names, "support": support, "y": y,
+                "losses": getattr(adapted, "adaptation_loss", None)}
+
+    result = common.adaptation(
+        "image_result", key, "The model, the images or the settings",
+        (0.3, f"Adapting to {len(names)} classes from {support.num_valid} images..."), adapt,
+    )
     if result is None:
         return
     if query is None:
@@ -105,23 +90,14 @@ def flow(entry):
         common.loss_curve(result)
         return
     table = query.report.drop(columns=["class"])
-    probs = np.full((len(table), len(names)), np.nan)
-    if query.num_valid:
-        probs[query.valid] = common.class_probabilities(result["adapted"], query.x)
-    predicted = [names[int(np.argmax(p))] if np.isfinite(p).all() else "" for p in probs]
+    probs, predicted = common.classify_queries(result["adapted"], query, names)
     table.insert(1, "predicted", predicted)
     table.insert(2, "probability", [p.max() if np.isfinite(p).all() else np.nan for p in probs])
     for j, name in enumerate(names):
         table[f"p({name})"] = probs[:, j]
     st.subheader("Predictions")
     st.dataframe(table, width="stretch")
-    started = result.pop("started", None)
-    if started is not None:
-        result["seconds"] = time.perf_counter() - started
-    st.caption(
-        f"Adapt #{st.session_state.get('adapt_count', 1)} + predict: {result.get('seconds', float('nan')):.2f} s. "
-        "`probability` is the model's softmax probability of the predicted class."
-    )
+    common.timing_caption(result, "`probability` is the model's softmax probability of the predicted class.")
     if (~query.valid).any():
         st.warning(f"{int((~query.valid).sum())} file(s) could not be classified (see `error`).")
     rows = np.flatnonzero(query.valid)[:24]  # query.x holds the valid files, in order
@@ -132,10 +108,7 @@ def flow(entry):
     if metric:
         common.embedding_projection(result["adapted"] if saved else learner, result["support"].x, result["y"],
                                     result["names"], query.x)
-    st.download_button(
-        "Download predictions (CSV)", table.to_csv(index=False).encode(), "predictions.csv",
-        "text/csv", key="download_predictions",
-    )
+    common.download_csv(table)
     if saved:
         st.caption("An exported model adapts inside its own graph: the SavedModel folder you picked "
                    "is the model to deploy (its `adapt_and_predict` takes the support images).")

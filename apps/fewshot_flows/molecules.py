@@ -1,7 +1,5 @@
 """Molecules from SMILES: rank query molecules by the adapted model's score."""
 
-import time
-
 import numpy as np
 import streamlit as st
 
@@ -29,18 +27,13 @@ def flow(entry):
         "0/1 `label` column (at least one of each); query CSV: a `smiles` column."
     )
     st.header("2. Labelled molecules (support set)")
-    try:
-        support, s_name = common.read_table("support", EXAMPLE[0])
-    except uploads.UploadError as error:
-        common.show_error(error)
+    read = common.table_or_prompt("support", EXAMPLE[0], "Upload or paste labelled molecules, for example:")
+    if read is None:
         return
-    if support is None:
-        st.info("Upload or paste labelled molecules, for example:")
-        st.code(EXAMPLE[0], language="text")
-        return
+    support, _ = read
     st.header("3. Molecules to rank (queries)")
-    try:
-        query, q_name = common.read_table("query", EXAMPLE[1])
+    try:  # no query table yet is not the end of the page: the settings come first
+        query, _ = common.read_table("query", EXAMPLE[1])
     except uploads.UploadError as error:
         common.show_error(error)
         return
@@ -53,25 +46,17 @@ def flow(entry):
         st.info("Add the molecules to rank, then press Adapt.")
         return
     key = common.digest(entry.path, support.to_csv(), query.to_csv(), steps)
-    if st.button("Adapt", type="primary", key="adapt"):
-        started = time.perf_counter()
-        bar = st.progress(0.0, text="Loading the model...")
-        try:
-            learner, featurizer, _ = common.load_molecule_model(entry.path, common.mtime(entry.path))
-            bar.progress(0.3, text="Featurising, adapting and scoring...")
-            predictions, report = predict_molecules((learner, featurizer), support, query, steps=steps)
-        except (ValueError, RuntimeError, OSError, ImportError) as error:
-            bar.empty()
-            common.show_error(error)
-            return
-        bar.progress(1.0, text="Adapted.")
-        st.session_state["adapt_count"] = st.session_state.get("adapt_count", 0) + 1
-        st.session_state["molecule_result"] = {
-            "key": key,
-            "predictions": predictions, "report": report,
-            "seconds": time.perf_counter() - started,
-        }
-    result = common.current_result("molecule_result", key, "The model, the molecules or the settings")
+
+    def adapt(bar):
+        learner, featurizer, _ = common.load_molecule_model(entry.path, common.mtime(entry.path))
+        bar.progress(0.3, text="Featurising, adapting and scoring...")
+        predictions, report = predict_molecules((learner, featurizer), support, query, steps=steps)
+        return {"predictions": predictions, "report": report}
+
+    result = common.adaptation(
+        "molecule_result", key, "The model, the molecules or the settings", (0.0, "Loading the model..."), adapt,
+        errors=(ValueError, RuntimeError, OSError, ImportError), failure="{}",
+    )
     if result is None:
         return
     report, predictions = result["report"], result["predictions"]
@@ -82,19 +67,13 @@ def flow(entry):
         st.dataframe(report, width="stretch")
     st.subheader("Predictions")
     st.dataframe(predictions.sort_values("rank", na_position="last"), width="stretch", key="predictions_table")
-    st.caption(
-        f"Adapt #{st.session_state.get('adapt_count', 1)} + predict: {result['seconds']:.2f} s. "
-        "`score` is the probability of being active."
-    )
+    common.timing_caption(result, "`score` is the probability of being active.")
     q_bad = int((~predictions["valid"]).sum())
     if q_bad:
         st.warning(f"{q_bad} query row(s) have invalid SMILES (flagged, not dropped).")
     _draw_molecules(predictions)
     _embedding_projection(entry, support, report, predictions)
-    st.download_button(
-        "Download predictions (CSV)", predictions.to_csv(index=False).encode(), "predictions.csv",
-        "text/csv", key="download_predictions",
-    )
+    common.download_csv(predictions)
     if common.offer_saved_model(result["key"], lambda: _molecule_model_zip(entry, report, steps),
                                 "Adapting again and exporting..."):
         st.caption("The exported model takes the featuriser's vectors (see featurizer.json of the "

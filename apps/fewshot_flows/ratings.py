@@ -8,7 +8,6 @@ Everything here is UI: the data folder is read by
 """
 
 import os
-import time
 
 import numpy as np
 import pandas as pd
@@ -106,26 +105,19 @@ def flow(entry):
     occupation = None if occupation == NOT_GIVEN else occupation
 
     st.header("3. The user's ratings (support set)")
-    try:
-        frame, name = common.read_table("support", EXAMPLE[0])
-        if frame is None:
-            st.info("Upload or paste a few of the user's ratings (item id, rating 1 to 5), for example:")
-            st.code(EXAMPLE[0], language="text")
-            return
-        report, item_column = uploads.item_ratings(frame, name=name)
-    except uploads.UploadError as error:
-        common.show_error(error)
+    read = _item_table(
+        "support", EXAMPLE[0], "Upload or paste a few of the user's ratings (item id, rating 1 to 5), for example:"
+    )
+    if read is None:
         return
+    frame, name, report, item_column = read
     known = np.zeros(len(report), bool)
     valid = report["valid"].to_numpy()
     known[valid] = features.known_items(report.loc[valid, item_column].astype(float).astype(np.int64))
     report.loc[valid & ~known, "error"] = "unknown item id (not in the items table)"
     report["valid"] = valid & known
-    bad = int((~report["valid"]).sum())
-    if bad:
-        st.warning(f"{bad} rating(s) of {name!r} cannot be used (see the `error` column); the others can.")
-    with st.expander(f"Ratings: {int(report['valid'].sum())} usable of {len(report)} rows", expanded=bad > 0):
-        st.dataframe(report, width="stretch")
+    common.usable_report(f"Ratings: {int(report['valid'].sum())} usable of {len(report)} rows", report,
+                         int((~report["valid"]).sum()), f"rating(s) of {name!r}")
     if not report["valid"].any():
         common.show_error(
             f"None of the ratings in {name!r} can be used: their item ids are not in the items "
@@ -139,16 +131,13 @@ def flow(entry):
     mode = st.radio("Candidates", [ALL_ITEMS, LISTED], key="candidates_mode", horizontal=True)
     candidates = None
     if mode == LISTED:
-        try:
-            c_frame, c_name = common.read_table("query", EXAMPLE[1])
-            if c_frame is None:
-                st.info("Upload or paste the item ids to rank (a column `item_id`), for example:")
-                st.code(EXAMPLE[1], language="text")
-                return
-            _, c_column = uploads.item_ratings(c_frame, name=c_name, need_rating=False)
-        except uploads.UploadError as error:
-            common.show_error(error)
+        read = _item_table(
+            "query", EXAMPLE[1], "Upload or paste the item ids to rank (a column `item_id`), for example:",
+            need_rating=False,
+        )
+        if read is None:
             return
+        c_frame, _, _, c_column = read
         candidates = c_frame.rename(columns={c_column: "item"})[["item"]]
 
     st.header("5. Adapt")
@@ -173,33 +162,47 @@ def flow(entry):
         entry.path, common.mtime(entry.path), folder, ratings.to_csv(),
         None if candidates is None else candidates.to_csv(), age, gender, occupation, steps, inner_lr, top_k,
     )
-    if st.button("Adapt", type="primary", key="adapt"):
-        started = time.perf_counter()
-        what = f"{steps} step(s)" if ensemble is None else f"{len(ensemble.adapters)} members"
-        bar = st.progress(0.1, text=f"Adapting to {int(report['valid'].sum())} rating(s): {what}...")
-        try:
-            table = recommend(
-                learner, features, ratings, candidates, top_k=top_k, age=age, gender=gender,
-                occupation=occupation, steps=steps, inner_lr=inner_lr, adapter=ensemble,
-            )
-            losses = None  # an ensemble's members each have their own curve
-            if ensemble is None:
-                bar.progress(0.8, text="Recording the adaptation loss...")
-                losses = _loss_curve(learner, features, report, item_column, age, gender, occupation, steps, inner_lr)
-            seconds = time.perf_counter() - started
-        except (ValueError, RuntimeError, OSError) as error:
-            bar.empty()
-            common.show_error(f"Adaptation failed: {error}")
-            return
-        bar.progress(1.0, text="Adapted.")
-        st.session_state["adapt_count"] = st.session_state.get("adapt_count", 0) + 1
-        st.session_state["ratings_result"] = {"key": key, "table": table, "losses": losses, "seconds": seconds}
-    result = common.current_result(
-        "ratings_result", key, "The model, the ratings, the user or the settings"
+
+    def adapt(bar):
+        table = recommend(
+            learner, features, ratings, candidates, top_k=top_k, age=age, gender=gender,
+            occupation=occupation, steps=steps, inner_lr=inner_lr, adapter=ensemble,
+        )
+        losses = None  # an ensemble's members each have their own curve
+        if ensemble is None:
+            bar.progress(0.8, text="Recording the adaptation loss...")
+            losses = _loss_curve(learner, features, report, item_column, age, gender, occupation, steps, inner_lr)
+        return {"table": table, "losses": losses}
+
+    what = f"{steps} step(s)" if ensemble is None else f"{len(ensemble.adapters)} members"
+    result = common.adaptation(
+        "ratings_result", key, "The model, the ratings, the user or the settings",
+        (0.1, f"Adapting to {int(report['valid'].sum())} rating(s): {what}..."), adapt,
+        errors=(ValueError, RuntimeError, OSError),
     )
     if result is None:
         return
     _results(result)
+
+
+def _item_table(kind, example, prompt, need_rating=True):
+    """The `kind` table of item ids (and ratings), read as `common.table_or_prompt` does.
+
+    Returns:
+        ``(frame, name, report, item_column)`` (`uploads.item_ratings`'s
+        report and item column), or None after showing the prompt or the
+        upload's error.
+    """
+    read = common.table_or_prompt(kind, example, prompt)
+    if read is None:
+        return None
+    frame, name = read
+    try:
+        report, item_column = uploads.item_ratings(frame, name=name, need_rating=need_rating)
+    except uploads.UploadError as error:
+        common.show_error(error)
+        return None
+    return frame, name, report, item_column
 
 
 def _loss_curve(learner, features, report, item_column, age, gender, occupation, steps, inner_lr):
@@ -219,10 +222,9 @@ def _results(result):
     errors = table[table["error"].notna()]
     st.subheader("Recommendations")
     st.dataframe(table, width="stretch", key="recommendations_table")
-    st.caption(
-        f"Adapt #{st.session_state.get('adapt_count', 1)} + recommend: {result['seconds']:.2f} s. "
-        "`predicted_rating` is the adapted model's predicted rating (1 to 5) for this user; "
-        "rows with an `error` were not used or not ranked (never dropped)."
+    common.timing_caption(
+        result, "`predicted_rating` is the adapted model's predicted rating (1 to 5) for this user; "
+        "rows with an `error` were not used or not ranked (never dropped).", what="recommend",
     )
     if len(errors):
         st.warning(f"{len(errors)} row(s) were not used or not ranked (see `error`).")
@@ -233,7 +235,4 @@ def _results(result):
         })
         st.bar_chart(chart, x="item", y="predicted rating", horizontal=True)
     common.loss_curve(result)
-    st.download_button(
-        "Download recommendations (CSV)", table.to_csv(index=False).encode(), "recommendations.csv",
-        "text/csv", key="download_predictions",
-    )
+    common.download_csv(table, "Download recommendations (CSV)", "recommendations.csv")

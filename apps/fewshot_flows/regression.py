@@ -1,6 +1,6 @@
 """Regression from a tabular CSV: adapt on a few (x, y) rows, predict with intervals."""
 
-import time
+import importlib
 
 import numpy as np
 import streamlit as st
@@ -26,7 +26,7 @@ def warm_adaptation(path, mtime, steps, inner_lr, num_support, input_dim):
     if num_support >= 2:  # and the leave-one-out adaptations of the intervals
         loo_x, loo_y = intervals.leave_one_out(zeros, np.zeros((num_support, 1), np.float32))
         intervals.learner_predictor(learner, steps, inner_lr)(loo_x, loo_y, zeros[:, None].repeat(3, 1))
-    import altair  # noqa: F401  (first imports of the charting libraries are slow)
+    importlib.import_module("altair")  # first imports of the charting libraries are slow
 
     common.figure()
 
@@ -50,18 +50,13 @@ def flow(entry):
         "and a label column named `y` (or target/label/value)."
     )
     st.header("2. Labelled examples (support set)")
-    def parse(frame, name):
-        features, label = uploads.regression_columns(frame, input_dim, name=name)
-        return features, uploads.numeric_rows(frame, features, label, name=name)
-
     read = common.support_table(
-        EXAMPLE[0], "Upload or paste a CSV of a few labelled examples, for example:", parse
+        EXAMPLE[0], "Upload or paste a CSV of a few labelled examples, for example:", input_dim,
+        uploads.regression_columns, uploads.numeric_rows,
     )
     if read is None:
         return
-    frame, name, features, support, bad = read
-    with st.expander(f"Support set: {support.num_valid} usable of {len(frame)} rows", expanded=bad > 0):
-        st.dataframe(support.report, width="stretch")
+    name, _, support = read
     try:
         uploads.check_enough(support.num_valid, MIN_SUPPORT, name)
     except uploads.UploadError as error:
@@ -81,17 +76,7 @@ def flow(entry):
         ))
 
     st.header("4. Unlabelled examples (queries)")
-    try:
-        query_frame, query_name = common.read_table("query", EXAMPLE[1])
-        query = None
-        if query_frame is not None:
-            q_features, _ = uploads.regression_columns(
-                query_frame, input_dim, require_label=False, name=query_name
-            )
-            query = uploads.numeric_rows(query_frame, q_features, None, name=query_name)
-    except uploads.UploadError as error:
-        common.show_error(error)
-        query = None
+    query = common.query_table(EXAMPLE[1], input_dim, uploads.regression_columns)
     key = common.digest(entry.path, common.mtime(entry.path), support.x.tobytes(), support.y.tobytes(), steps, inner_lr)
     if not saved:
         with st.spinner("Preparing the adaptation graph..."):
@@ -101,32 +86,21 @@ def flow(entry):
                 common.show_error(f"This model cannot adapt to this support set: {error}")
                 return
 
-    if st.button("Adapt", type="primary", key="adapt"):
-        started = time.perf_counter()
-        bar = st.progress(0.0, text="Loading the model...")
-        try:
-            if saved:
-                served = common.load_saved_model(entry.path, common.mtime(entry.path))
-                result = {"key": key, "saved": served, "losses": None}
-            else:
-                learner = common.load_learner(entry.path, common.mtime(entry.path))
-                bar.progress(0.3, text=f"Adapting: {steps} gradient step(s) on {support.num_valid} examples...")
-                adapted = model_catalog.adapt(learner, support.x, support.y, steps, inner_lr)
-                result = {"key": key, "adapted": adapted, "losses": getattr(adapted, "adaptation_loss", None),
-                          "steps": steps, "inner_lr": inner_lr}
-        except (ValueError, RuntimeError, OSError) as error:
-            bar.empty()
-            common.show_error(f"Adaptation failed: {error}")
-            return
+    def adapt(bar):
+        if saved:
+            result = {"saved": common.load_saved_model(entry.path, common.mtime(entry.path)), "losses": None}
+        else:
+            learner = common.load_learner(entry.path, common.mtime(entry.path))
+            bar.progress(0.3, text=f"Adapting: {steps} gradient step(s) on {support.num_valid} examples...")
+            adapted = model_catalog.adapt(learner, support.x, support.y, steps, inner_lr)
+            result = {"adapted": adapted, "losses": getattr(adapted, "adaptation_loss", None),
+                      "steps": steps, "inner_lr": inner_lr}
         bar.progress(0.8, text="Predicting...")
-        result["support"] = support
-        st.session_state["regression_result"] = result
-        st.session_state["adapt_started"] = started
-        st.session_state["adapt_count"] = st.session_state.get("adapt_count", 0) + 1
-        bar.progress(1.0, text="Adapted.")
+        return {**result, "support": support}
 
-    result = common.current_result(
-        "regression_result", key, "The model, the support set or the settings"
+    result = common.adaptation(
+        "regression_result", key, "The model, the support set or the settings",
+        (0.0, "Loading the model..."), adapt, errors=(ValueError, RuntimeError, OSError),
     )
     if result is None:
         return
@@ -200,11 +174,8 @@ def regression_results(entry, result, query):
     if band is not None:
         table.insert(at + 1, f"lower ({level})", lower)
         table.insert(at + 2, f"upper ({level})", upper)
-    started = st.session_state.pop("adapt_started", None)
     st.subheader("Predictions")
     st.dataframe(table, width="stretch", key="predictions_table")
-    if started is not None:
-        st.session_state["last_seconds"] = time.perf_counter() - started
     if band is None:
         interval_text = f"Point predictions only (no interval: {why_not})"
     elif band.bounded:
@@ -218,13 +189,7 @@ def regression_results(entry, result, query):
             f"The {level} interval is unbounded: {support.num_valid} support examples are too few; "
             f"it needs at least {intervals.min_support(alpha)} (add examples or choose a lower level)"
         )
-    if "last_seconds" in st.session_state:
-        st.caption(
-            f"Adapt #{st.session_state.get('adapt_count', 1)} + predict: "
-            f"{st.session_state['last_seconds']:.2f} s. {interval_text}."
-        )
-    else:
-        st.caption(interval_text + ".")
+    common.timing_caption(result, interval_text + ".")
     if (~query.valid).any():
         st.warning(f"{int((~query.valid).sum())} query row(s) could not be predicted (see `error`).")
     common.loss_curve(result)
@@ -250,9 +215,6 @@ def regression_results(entry, result, query):
         fig.tight_layout()
         st.pyplot(fig)
         plt.close(fig)
-    st.download_button(
-        "Download predictions (CSV)", table.to_csv(index=False).encode(), "predictions.csv",
-        "text/csv", key="download_predictions",
-    )
+    common.download_csv(table)
     if "adapted" in result:
         common.offer_saved_model(result["key"], lambda: model_catalog.saved_model_zip(result["adapted"]))

@@ -2,7 +2,6 @@
 
 import json
 import os
-import time
 
 import numpy as np
 import pandas as pd
@@ -75,19 +74,13 @@ def flow(entry):
     )
     example = _example(input_dim)
     st.header("2. Labelled rows (support set)")
-    def parse(frame, name):
-        features, label = uploads.classification_columns(frame, input_dim, name=name)
-        return features, uploads.class_rows(frame, features, label, name=name)
-
     read = common.support_table(
-        example[0], "Upload or paste a CSV with a few labelled rows of each class, for example:", parse
+        example[0], "Upload or paste a CSV with a few labelled rows of each class, for example:", input_dim,
+        uploads.classification_columns, uploads.class_rows, details=_class_counts,
     )
     if read is None:
         return
-    frame, name, features, support, bad = read
-    counts = ", ".join(f"{c}: {int((support.y == k).sum())}" for k, c in enumerate(support.classes))
-    with st.expander(f"Support set: {support.num_valid} usable of {len(frame)} rows ({counts})", expanded=bad > 0):
-        st.dataframe(support.report, width="stretch")
+    name, features, support = read
     try:
         uploads.check_classes(support, name, MIN_PER_CLASS, outputs)
     except uploads.UploadError as error:
@@ -116,42 +109,20 @@ def flow(entry):
             ))
 
     st.header("4. Rows to classify (queries)")
-    query = None
-    try:
-        q_frame, q_name = common.read_table("query", example[1])
-        if q_frame is not None:
-            q_features, _ = uploads.classification_columns(q_frame, input_dim, require_label=False, name=q_name)
-            if set(q_features) == set(features):  # same names: the support's order
-                q_features = features
-            query = uploads.numeric_rows(q_frame, q_features, None, name=q_name)
-    except uploads.UploadError as error:
-        common.show_error(error)
-        query = None
+    query = common.query_table(example[1], input_dim, uploads.classification_columns, support_features=features)
     key = common.digest(entry.path, common.mtime(entry.path), support.x.tobytes(), support.y.tobytes(),
                         support.classes, steps, inner_lr)
-    if st.button("Adapt", type="primary", key="adapt"):
-        started = time.perf_counter()
-        bar = st.progress(0.1, text=f"Adapting to {len(support.classes)} classes from {support.num_valid} rows...")
-        try:
-            if saved:
-                adapted = common.SavedClassifier(model, support.x, support.y)
-                adapted(support.x[:1])  # a bad support set fails here, not later
-            else:
-                if steps:
-                    bar.progress(0.3, text=f"Adapting: {steps} gradient step(s) on {support.num_valid} rows...")
-                adapted = model_catalog.adapt(model, support.x, support.y, steps, inner_lr)
-        except (ValueError, RuntimeError) as error:
-            bar.empty()
-            common.show_error(f"Adaptation failed: {error}")
-            return
-        bar.progress(1.0, text="Adapted.")
-        st.session_state["adapt_count"] = st.session_state.get("adapt_count", 0) + 1
-        st.session_state["tabular_result"] = {
-            "key": key, "adapted": adapted, "classes": support.classes, "x": support.x, "y": support.y,
-            "losses": getattr(adapted, "adaptation_loss", None), "started": started,
-        }
-    result = common.current_result(
-        "tabular_result", key, "The model, the support set or the settings"
+
+    def adapt(bar):
+        if steps and not saved:
+            bar.progress(0.3, text=f"Adapting: {steps} gradient step(s) on {support.num_valid} rows...")
+        adapted = common.adapt_classifier(model, saved, support.x, support.y, steps, inner_lr)
+        return {"adapted": adapted, "classes": support.classes, "x": support.x, "y": support.y,
+                "losses": getattr(adapted, "adaptation_loss", None)}
+
+    result = common.adaptation(
+        "tabular_result", key, "The model, the support set or the settings",
+        (0.1, f"Adapting to {len(support.classes)} classes from {support.num_valid} rows..."), adapt,
     )
     if result is None:
         return
@@ -160,6 +131,11 @@ def flow(entry):
         _adaptation(result, saved, metric)
         return
     _results(entry, model, result, query, saved, metric)
+
+
+def _class_counts(support):
+    """The usable rows of each class, as " (a: 3, b: 2)", for the support set's expander."""
+    return " (" + ", ".join(f"{c}: {int((support.y == k).sum())}" for k, c in enumerate(support.classes)) + ")"
 
 
 def _adaptation(result, saved, metric):
@@ -174,11 +150,7 @@ def _adaptation(result, saved, metric):
 def _results(entry, model, result, query, saved, metric):
     names = result["classes"]
     table = query.report.copy()
-    probs = np.full((len(table), len(names)), np.nan)
-    if query.num_valid:
-        probs[query.valid] = common.class_probabilities(result["adapted"], query.x)
-    finite = np.isfinite(probs).all(axis=1)
-    predicted = [names[int(np.argmax(p))] if ok else "" for p, ok in zip(probs, finite)]
+    probs, predicted = common.classify_queries(result["adapted"], query, names)
     at = len(table.columns) - 2  # before `valid` and `error`
     table.insert(at, "predicted", predicted)
     table.insert(at + 1, "probability", probs.max(axis=1))  # NaN where not classified
@@ -186,13 +158,8 @@ def _results(entry, model, result, query, saved, metric):
         table.insert(at + 2 + j, f"p({name})", probs[:, j])
     st.subheader("Predictions")
     st.dataframe(table, width="stretch", key="predictions_table")
-    started = result.pop("started", None)
-    if started is not None:
-        result["seconds"] = time.perf_counter() - started
-    st.caption(
-        f"Adapt #{st.session_state.get('adapt_count', 1)} + predict: {result.get('seconds', float('nan')):.2f} s. "
-        "`probability` is the model's softmax probability of the predicted class; "
-        "`p(class)` of each class."
+    common.timing_caption(
+        result, "`probability` is the model's softmax probability of the predicted class; `p(class)` of each class."
     )
     if (~query.valid).any():
         st.warning(f"{int((~query.valid).sum())} query row(s) could not be classified (see `error`).")
@@ -208,10 +175,7 @@ def _results(entry, model, result, query, saved, metric):
     if metric:
         st.subheader("Embeddings")
         common.embedding_projection(result["adapted"] if saved else model, result["x"], result["y"], names, query.x)
-    st.download_button(
-        "Download predictions (CSV)", table.to_csv(index=False).encode(), "predictions.csv",
-        "text/csv", key="download_predictions",
-    )
+    common.download_csv(table)
     if saved:
         st.caption("An exported model adapts inside its own graph: the SavedModel folder you picked "
                    "is the model to deploy (its `adapt_and_predict` takes the support rows, labels "
