@@ -324,6 +324,14 @@ def _regression_support():
     return rng.normal(size=(5, 1)).astype("float32"), rng.normal(size=(5, 1)).astype("float32")
 
 
+def _compiled_mlp_learner(cls):
+    """An MLP (one hidden layer of 8) and `cls` on it, compiled for regression."""
+    backbone = fewshot.models.mlp(hidden=(8,))
+    learner = cls(backbone, inner_lr=0.1)
+    learner.compile(loss="mse")
+    return backbone, learner
+
+
 def _layer_changed(adapted, backbone, name):
     return not np.allclose(adapted.get_layer(name).get_weights()[0],
                            backbone.get_layer(name).get_weights()[0])
@@ -333,9 +341,7 @@ def test_anil_still_adapts_the_head_after_the_body_is_frozen():
     # The mask of adapted variables was fixed at construction, by position:
     # freezing the body shifted the head's variables out of it (nothing adapted).
     sx, sy = _regression_support()
-    backbone = fewshot.models.mlp(hidden=(8,))
-    learner = fewshot.ANIL(backbone, inner_lr=0.1)
-    learner.compile(loss="mse")
+    backbone, learner = _compiled_mlp_learner(fewshot.ANIL)
     backbone.get_layer("hidden_1").trainable = False
     adapted = learner.adapt(sx, sy)
     assert _layer_changed(adapted, backbone, "head")
@@ -345,9 +351,7 @@ def test_anil_still_adapts_the_head_after_the_body_is_frozen():
 
 def test_adapt_traces_again_after_a_layer_is_frozen():
     sx, sy = _regression_support()
-    backbone = fewshot.models.mlp(hidden=(8,))
-    learner = fewshot.MAML(backbone, inner_lr=0.1)
-    learner.compile(loss="mse")
+    backbone, learner = _compiled_mlp_learner(fewshot.MAML)
     assert _layer_changed(learner.adapt(sx, sy), backbone, "hidden_1")
     backbone.get_layer("hidden_1").trainable = False
     adapted = learner.adapt(sx, sy)
@@ -357,9 +361,7 @@ def test_adapt_traces_again_after_a_layer_is_frozen():
 
 def test_adapt_layers_set_after_construction_takes_effect_and_is_checked():
     sx, sy = _regression_support()
-    backbone = fewshot.models.mlp(hidden=(8,))
-    learner = fewshot.MAML(backbone, inner_lr=0.1)
-    learner.compile(loss="mse")
+    backbone, learner = _compiled_mlp_learner(fewshot.MAML)
     assert _layer_changed(learner.adapt(sx, sy), backbone, "hidden_1")
     learner.adapt_layers = ("head",)
     assert learner.get_config()["adapt_layers"] == ["head"]
