@@ -5,8 +5,8 @@ import numpy as np
 import tensorflow as tf
 
 from fewshot.algorithms.inner_loop import advance_seeds, functional_forward
-from fewshot.algorithms.maml import clone_backbone
-from fewshot.algorithms.meta_learner import MetaLearner, _all_layers, _seed_positions
+from fewshot.algorithms.maml import batch_norm_layers, clone_backbone, zero_momentum
+from fewshot.algorithms.meta_learner import MetaLearner, _seed_positions
 from fewshot.algorithms.metric_heads import class_prototypes, pairwise_distance
 from fewshot.algorithms.metric_learner import _EncoderMixin, check_class_labels, embed_episodes
 from fewshot.episodes.episode import QUERY_X, SUPPORT_X, SUPPORT_Y
@@ -200,15 +200,8 @@ class FineTuner(_EncoderMixin, MetaLearner):
         positions = _moving_statistics_positions(self.backbone)
         if not positions:
             return fixed
-        layers = _batch_norm_layers(self.backbone)
-        momenta = [layer.momentum for layer in layers]
-        try:
-            for layer in layers:
-                layer.momentum = 0.0
+        with zero_momentum(batch_norm_layers(self.backbone)):
             _, updated = self.backbone.stateless_call(params, fixed, x, training=True)
-        finally:
-            for layer, momentum in zip(layers, momenta):
-                layer.momentum = momentum
         return [updated[i] if i in positions else v for i, v in enumerate(fixed)]
 
     def _finetuned_weights(self, support_x, support_y, steps):
@@ -294,13 +287,9 @@ class FineTuner(_EncoderMixin, MetaLearner):
         return params, weights[-2], weights[-1], self._support_state(params, x)
 
 
-def _batch_norm_layers(model):
-    return [l for l in _all_layers(model) if isinstance(l, keras.layers.BatchNormalization)]
-
-
 def _moving_statistics_positions(model):
     """Where the BatchNorm moving means and variances sit in ``model.non_trainable_variables``."""
-    moving = {id(v) for l in _batch_norm_layers(model) for v in (l.moving_mean, l.moving_variance)}
+    moving = {id(v) for l in batch_norm_layers(model) for v in (l.moving_mean, l.moving_variance)}
     return [i for i, v in enumerate(model.non_trainable_variables) if id(v) in moving]
 
 

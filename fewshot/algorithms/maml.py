@@ -1,5 +1,6 @@
 """Model-Agnostic Meta-Learning, first- and second-order, and ANIL."""
 
+import contextlib
 import math
 import numbers
 import warnings
@@ -529,14 +530,30 @@ def use_batch_statistics(model, x):
     zero, so the moving mean and variance become exactly the batch statistics
     that transductive adaptation normalised with.
     """
-    layers = [l for l in _all_layers(model) if isinstance(l, keras.layers.BatchNormalization)]
+    layers = batch_norm_layers(model)
     if not layers:
         return
+    with zero_momentum(layers):
+        model(x, training=True)
+
+
+def batch_norm_layers(model):
+    """The BatchNormalization layers of `model`, nested models included."""
+    return [l for l in _all_layers(model) if isinstance(l, keras.layers.BatchNormalization)]
+
+
+@contextlib.contextmanager
+def zero_momentum(layers):
+    """Sets the BatchNormalization `layers`' momentum to zero inside the block.
+
+    A training-mode call (or trace) in the block makes the moving statistics
+    exactly the batch statistics; the momenta are restored on leaving.
+    """
     momenta = [layer.momentum for layer in layers]
     try:
         for layer in layers:
             layer.momentum = 0.0
-        model(x, training=True)
+        yield
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
