@@ -38,7 +38,18 @@ def _run_parser(add_help=True):
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bars, only the final table"
     )
+    parser.epilog = _recipes_epilog()
     return parser
+
+
+def _recipes_epilog():
+    """Where the recipe-specific options are listed, and the recipes a source checkout holds."""
+    text = "Each recipe adds its own options: `fewshot run RECIPE --help` lists them."
+    folder = pathlib.Path(__file__).resolve().parents[1] / "recipes"
+    found = sorted(path.parent.name for path in folder.glob("*/recipe.toml"))
+    if found:
+        text += " Recipes in this checkout: " + ", ".join(f"recipes/{name}" for name in found) + "."
+    return text
 
 
 def _check_output_file(option, value):
@@ -101,6 +112,7 @@ def _cmd_run(argv):
     _quiet_tensorflow()
     parser = _run_parser()
     parser.description = (config.get("description") or parser.description).strip()
+    parser.epilog = None  # the recipe's own options follow
     runner.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.seed is not None:

@@ -74,7 +74,9 @@ def test_run_finds_the_recipe_after_options_that_take_values(tmp_path, capsys, m
     assert "No recipe found at" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
         cli.main(["run", "--help"])
-    assert info.value.code == 0 and "recipe folder" in capsys.readouterr().out
+    text = " ".join(capsys.readouterr().out.split())
+    assert info.value.code == 0 and "recipe folder" in text
+    assert "`fewshot run RECIPE --help` lists them" in text and "recipes/omniglot" in text
 
 
 def test_commands_that_load_models_silence_tensorflow_notices(tmp_path, capsys):
