@@ -428,16 +428,19 @@ def _check_out_dir(path, overwrite):
     return path
 
 
+def _any_size_spec(name, spec, example):
+    """`spec` (a user's `tf.TensorSpec` with an example axis) for any number of examples."""
+    if not isinstance(spec, tf.TensorSpec) or spec.shape.rank in (None, 0):
+        raise ValueError(
+            f"Invalid value received for argument `{name}`. Expected a tf.TensorSpec "
+            f"with an example axis first, for example {example}. Received: {name}={spec!r}"
+        )
+    return tf.TensorSpec([None] + spec.shape.as_list()[1:], spec.dtype)
+
+
 def _input_spec(network, input_spec):
     if input_spec is not None:
-        if not isinstance(input_spec, tf.TensorSpec) or input_spec.shape.rank in (None, 0):
-            raise ValueError(
-                "Invalid value received for argument `input_spec`. Expected a "
-                "tf.TensorSpec of a batch of inputs, for example "
-                "tf.TensorSpec([None, 28, 28, 1], tf.float32). Received: "
-                f"input_spec={input_spec!r}"
-            )
-        return tf.TensorSpec([None] + input_spec.shape.as_list()[1:], input_spec.dtype)
+        return _any_size_spec("input_spec", input_spec, "tf.TensorSpec([None, 28, 28, 1], tf.float32)")
     try:
         inputs = network.inputs
     except (AttributeError, ValueError):
@@ -453,14 +456,7 @@ def _input_spec(network, input_spec):
 
 def _label_spec(learner, network, support_y_spec, metric):
     if support_y_spec is not None:
-        if not isinstance(support_y_spec, tf.TensorSpec) or support_y_spec.shape.rank in (None, 0):
-            raise ValueError(
-                "Invalid value received for argument `support_y_spec`. "
-                "Expected a tf.TensorSpec with an example axis, for example "
-                "tf.TensorSpec([None], tf.int32). Received: "
-                f"support_y_spec={support_y_spec!r}"
-            )
-        return tf.TensorSpec([None] + support_y_spec.shape.as_list()[1:], support_y_spec.dtype)
+        return _any_size_spec("support_y_spec", support_y_spec, "tf.TensorSpec([None], tf.int32)")
     if metric or _is_sparse(learner.task_loss):
         return tf.TensorSpec([None], tf.int32)
     try:

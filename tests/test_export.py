@@ -620,6 +620,12 @@ def test_export_refuses_to_clobber_and_names_bad_arguments(tmp_path):
     (tmp_path / "file.csv").write_text("x\n")
     with pytest.raises(ValueError, match=f"Cannot export to '{tmp_path / 'file.csv' / 'sub'}': '{tmp_path / 'file.csv'}' is a file, not a folder"):
         export_saved_model(learner, tmp_path / "file.csv" / "sub")
+    for name, spec in (("input_spec", (None, 1)), ("support_y_spec", tf.TensorSpec([], tf.float32))):
+        with pytest.raises(ValueError, match=(
+            rf"Invalid value received for argument `{name}`. Expected a tf.TensorSpec with an "
+            rf"example axis first, for example .*Received: {name}=")):
+            export_saved_model(learner, tmp_path / "f", **{name: spec})
+    assert not (tmp_path / "f").exists()
     if "PrototypicalNetwork" in dir(fewshot.algorithms):
         with pytest.raises(ValueError, match="PrototypicalNetwork has no inner steps to set"):
             export_saved_model(_protonet(), tmp_path / "e", steps=3)
