@@ -18,7 +18,6 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 import fewshot
 from fewshot.metrics import mean_ci95

@@ -17,7 +17,7 @@ from fewshot.recsys.adapter import UserAdapter
 from fewshot.recsys.evaluation import user_scores
 from fewshot.recsys.recommend import load_adapter, load_recommender
 
-from tests.recipes.test_personalization import RECIPE, _tiny_recipe
+from tests.recipes.test_personalization import _tiny_recipe
 
 NO_ARGS = argparse.Namespace(methods=None, time_budget=None)
 
