@@ -4,7 +4,9 @@
         --data-dir DIR --out OUT [--time-budget MINUTES]
 
 Trains on the meta-train characters (with rotations), picks the checkpoint
-with the best validation accuracy, and reports test accuracy over 600
+with the best validation value (``monitor``: accuracy, or loss for ProtoNet as
+Snell et al.; ``patience`` epochs without a better one stop the run), and
+reports test accuracy over 600
 episodes with 95% intervals in ``OUT/results.json`` (merged with the cells
 already there). Each cell keeps its state in ``OUT/<algorithm>_<N>w<K>s/``:
 a `BackupAndRestore` backup, the best model, and ``curve.csv`` (epoch,
@@ -13,9 +15,10 @@ again resumes from the backup. ``--time-budget`` stops training (at an epoch
 end) after that many minutes of this invocation, then evaluates.
 
 ``--trainval`` then trains the model again from scratch on all meta-train
-characters, the validation ones included, for the number of epochs at which
-the validation run peaked, in ``OUT/<cell>_trainval/`` (Snell et al. 2017
-report their numbers this way), and tests its final weights; with
+characters, the validation ones included, for the epoch at which the
+validation run peaked plus ``patience`` (as long as the validation run ran:
+Snell et al. 2017 report their numbers this way), in ``OUT/<cell>_trainval/``,
+and tests its final weights; with
 ``--epochs N`` it trains N epochs without reading a validation run (for
 example with another ``--seed``, for the count an earlier run chose). By default the
 test classes include the rotations of the test characters (1692 classes,
@@ -52,6 +55,8 @@ from fewshot.models.conv4 import TORCH_CONV_INITIALIZER, conv4
 from fewshot.recipes.results import markdown_table, write_results
 from fewshot.threads import set_task_parallel_threads_or_warn
 
+# What picks a cell's best validation epoch, and which way is better.
+MONITORS = {"val_accuracy": "max", "val_loss": "min"}
 METHODS = ("maml", "fomaml", "metasgd", "reptile", "anil", "protonet", "siamese", "task_retrieval")
 METRIC_LEARNERS = ("protonet", "siamese")
 INITS = ("keras", "pytorch")
@@ -90,8 +95,9 @@ def add_arguments(parser):
         "--trainval",
         action="store_true",
         help="after the validation run: train again from scratch on the training and "
-        "validation characters for the epochs validation chose (its curve.csv in OUT; "
-        "--epochs N gives the count instead, e.g. one chosen by an earlier run), and test that model",
+        "validation characters for the validation run's best epoch (by the recipe's monitor, "
+        "in its curve.csv in OUT) plus the recipe's patience, as Snell et al.'s code does "
+        "(--epochs N gives the count instead, e.g. one chosen by an earlier run), and test that model",
     )
     parser.add_argument(
         "--eval-only", action="store_true", help="test the cell's saved model without training"
@@ -125,7 +131,7 @@ def run(config, args):
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
     keras.utils.set_random_seed(settings["seed"])
     if settings["trainval"] and args.epochs is None:
-        settings["epochs"] = _trainval_epochs(out / cell / "curve.csv", cell)
+        settings["epochs"] = _trainval_epochs(out / cell / "curve.csv", cell, settings)
     model_path = work / ("final.keras" if settings["trainval"] else "best.keras")
     if settings["eval_only"] and not model_path.is_file():
         raise FileNotFoundError(
@@ -133,7 +139,8 @@ def run(config, args):
         )
     work.mkdir(parents=True, exist_ok=True)
     for name in _FOLDER_SETTINGS:
-        _check_folder_setting(work, name, settings[name])
+        if not (name == "monitor" and settings["trainval"]):  # a refit validates nothing
+            _check_folder_setting(work, name, settings[name])
 
     data = load_omniglot(args.data_dir, cache_dir=args.cache_dir, resample=settings["resample"])
     train_idx, val_idx, test_idx = omniglot_splits(
@@ -179,9 +186,10 @@ def _train(settings, data, train_idx, val_idx, work, cell, args, verbose):
         queries=settings["train_queries"],
     )
     stream = sampler.stream(settings["meta_batch_size"], settings["batches_per_epoch"], seed=settings["seed"])
+    curve = work / "curve.csv"
     callbacks = [
         keras.callbacks.BackupAndRestore(str(work / "backup"), delete_checkpoint=False),
-        CurveLogger(work / "curve.csv", work / "clock.json"),
+        CurveLogger(curve, work / "clock.json"),
     ]
     if settings["time_budget"] is not None:
         callbacks.append(TimeBudget(60.0 * settings["time_budget"]))
@@ -193,17 +201,25 @@ def _train(settings, data, train_idx, val_idx, work, cell, args, verbose):
         )
         num_val = max(1, settings["validation_episodes"] // settings["eval_batch"])
         val_data = tf.data.Dataset.from_tensor_slices(_stack(val_stream.take(num_val)))
+        monitor = settings["monitor"]
+        best = best_epoch(curve, monitor) if best_path.is_file() else None
         callbacks.insert(1, keras.callbacks.ModelCheckpoint(
-            str(best_path), monitor="val_accuracy", mode="max", save_best_only=True,
-            initial_value_threshold=_best_so_far(work / "curve.csv") if best_path.is_file() else None,
+            str(best_path), monitor=monitor, mode=MONITORS[monitor], save_best_only=True,
+            initial_value_threshold=None if best is None else best[1],
         ))
+        if settings["patience"]:
+            patience = CurvePatience(curve, monitor, settings["patience"])
+            callbacks.append(patience)  # after CurveLogger, whose row it reads
+            if patience.exhausted(_epochs_done(work)) and best_path.is_file():
+                _say(args, f"{work.name} stopped earlier (patience {settings['patience']}): testing its best model")
+                return keras.models.load_model(best_path)
     _say(args, f"\n== training {work.name}: {settings['train_ways']}-way {settings['train_shots']}-shot "
                f"{settings['train_queries']}-query, up to {settings['epochs']} epochs of "
                f"{settings['batches_per_epoch']} batches ==")
     learner.fit(stream, epochs=settings["epochs"], validation_data=val_data, callbacks=callbacks, verbose=verbose)
     if not settings["trainval"]:
         return keras.models.load_model(best_path) if best_path.is_file() else learner
-    done = json.loads((work / "clock.json").read_text())["epoch"] if (work / "clock.json").is_file() else 0
+    done = _epochs_done(work)
     if done < settings["epochs"]:
         print(f"--trainval stopped at epoch {done} of {settings['epochs']} (time budget): not "
               "tested; run the same command again to resume from the backup", flush=True)
@@ -212,24 +228,30 @@ def _train(settings, data, train_idx, val_idx, work, cell, args, verbose):
     return learner
 
 
+def _epochs_done(work):
+    clock = work / "clock.json"
+    return json.loads(clock.read_text())["epoch"] if clock.is_file() else 0
+
+
 def _validation_sampler(settings, data, val_idx):
     val_x, val_y = data.arrays(val_idx)
     return EpisodeSampler(val_x, val_y, ways=settings["ways"], shots=settings["shots"], queries=settings["eval_queries"])
 
 
-def _trainval_epochs(curve, cell):
-    """The epoch with the best validation accuracy in the validation run's curve."""
-    rows = []
-    if curve.is_file():
-        with curve.open() as f:
-            rows = [r for r in csv.DictReader(f) if r.get("val_accuracy")]
-    if not rows:
+def _trainval_epochs(curve, cell, settings):
+    """The refit's length: the validation run's best epoch (by `monitor`) plus `patience`.
+
+    Snell et al.'s trainval.py trains the refit for the epoch of the lowest
+    validation loss plus their patience (200): as long as the validation
+    run, which stopped after `patience` epochs without a lower loss, ran.
+    """
+    best = best_epoch(curve, settings["monitor"])
+    if best is None:
         raise FileNotFoundError(
             f"--trainval needs the validation run of {cell} first (it chooses the epoch count). "
             f"Received: no validation curve at {curve}"
         )
-    best = max(rows, key=lambda r: float(r["val_accuracy"]))
-    return int(best["epoch"])
+    return best[0] + settings["patience"]
 
 
 # ----------------------------------------------------------------- settings
@@ -270,6 +292,18 @@ def _settings(config, args):
             f"Invalid value received for [train] init. Expected one of {list(INITS)}. "
             f"Received: {s['init']!r}"
         )
+    s["monitor"] = s.get("monitor", "val_accuracy")
+    if s["monitor"] not in MONITORS:
+        raise ValueError(
+            f"Invalid value received for monitor. Expected one of {list(MONITORS)}. "
+            f"Received: {s['monitor']!r}"
+        )
+    s["patience"] = s.get("patience", 0)
+    if not isinstance(s["patience"], int) or isinstance(s["patience"], bool) or s["patience"] < 0:
+        raise ValueError(
+            f"Invalid value received for patience. Expected an integer >= 0 (epochs; 0: no early "
+            f"stopping). Received: {s['patience']!r}"
+        )
     s["test_rotations"] = bool(s.get("test_rotations", True) if args.test_rotations is None else args.test_rotations)
     s["trainval"], s["eval_only"] = bool(args.trainval), bool(args.eval_only)
     if args.time_budget is not None and not args.time_budget > 0:
@@ -282,7 +316,7 @@ def _check_folder_setting(work, name, value):
 
     The folder keeps the value in ``<name>.txt``. Folders from before the
     setting existed were trained with its default (``lanczos`` images,
-    ``keras`` layer defaults).
+    ``keras`` layer defaults, best checkpoint by ``val_accuracy``).
     """
     marker = work / f"{name}.txt"
     if marker.is_file():
@@ -290,15 +324,21 @@ def _check_folder_setting(work, name, value):
     else:
         before = _FOLDER_SETTINGS[name][0] if (work / "clock.json").is_file() else None
     if before is not None and before != value:
+        default, held, given = _FOLDER_SETTINGS[name]
         raise ValueError(
-            f"Invalid value received for --{name}: {work} holds a model trained "
-            f"{_FOLDER_SETTINGS[name][1].format(before)}. Give another --out. Received: --{name} {value}"
+            f"Invalid value received for {given}: {work} holds a model {held.format(before)}. "
+            f"Give another --out. Received: {given} {value}"
         )
     marker.write_text(value + "\n")
 
 
-# Settings a cell's folder is tied to: (the value before it was recorded, how to say it).
-_FOLDER_SETTINGS = {"resample": ("lanczos", "on {!r} images"), "init": ("keras", "with {!r} layer defaults")}
+# Settings a cell's folder is tied to: (the value before it was recorded, what the folder
+# holds, where the setting is given).
+_FOLDER_SETTINGS = {
+    "resample": ("lanczos", "trained on {!r} images", "--resample"),
+    "init": ("keras", "trained with {!r} layer defaults", "--init"),
+    "monitor": ("val_accuracy", "chosen by {!r}", "monitor (recipe.toml)"),
+}
 
 
 def _set_threads(s):
@@ -409,12 +449,19 @@ def _fill_memory(learner, sampler, s):
         learner.remember(batch["support_x"][i], batch["support_y"][i], steps=s.get("eval_steps", learner.inner_steps))
 
 
-def _best_so_far(curve):
-    if not curve.is_file():
+def best_epoch(curve, monitor="val_accuracy"):
+    """``(epoch, value)`` of the best `monitor` value in a cell's curve.csv; None without one.
+
+    The first epoch wins a tie, as `keras.callbacks.ModelCheckpoint` keeps it.
+    """
+    rows = []
+    if pathlib.Path(curve).is_file():
+        with pathlib.Path(curve).open() as f:
+            rows = [(int(r["epoch"]), float(r[monitor])) for r in csv.DictReader(f) if r.get(monitor)]
+    if not rows:
         return None
-    with curve.open() as f:
-        values = [float(r["val_accuracy"]) for r in csv.DictReader(f) if r.get("val_accuracy")]
-    return max(values) if values else None
+    sign = 1.0 if MONITORS[monitor] == "max" else -1.0
+    return max(rows, key=lambda row: (sign * row[1], -row[0]))
 
 
 def _stack(batches):
@@ -597,3 +644,27 @@ class CurveLogger(keras.callbacks.Callback):
             if new:
                 writer.writeheader()
             writer.writerow(row)
+
+
+class CurvePatience(keras.callbacks.Callback):
+    """Stops training once `patience` epochs have passed without a better `monitor` value.
+
+    Reads the cell's curve.csv (so place it after `CurveLogger`), which holds
+    every epoch of every invocation: unlike `keras.callbacks.EarlyStopping`,
+    the count survives resuming from the backup.
+    """
+
+    def __init__(self, path, monitor, patience):
+        super().__init__()
+        self.path, self.monitor, self.patience = pathlib.Path(path), monitor, patience
+
+    def exhausted(self, epochs_done):
+        """Whether the curve's best epoch is `patience` or more epochs before `epochs_done`."""
+        best = best_epoch(self.path, self.monitor)
+        return best is not None and epochs_done - best[0] >= self.patience
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.exhausted(epoch + 1):
+            print(f"\nNo better {self.monitor} than epoch {best_epoch(self.path, self.monitor)[0]}'s "
+                  f"in {self.patience} epochs: stopping (patience)", flush=True)
+            self.model.stop_training = True

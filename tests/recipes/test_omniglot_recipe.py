@@ -276,3 +276,61 @@ def test_pytorch_layer_defaults_are_used_recorded_and_kept_by_the_folder(setup, 
     with pytest.raises(SystemExit):
         _run(recipe, data, out, "--algorithm", "protonet", "--init", "torch")
     assert "argument --init: invalid choice: 'torch'" in capsys.readouterr().err
+
+
+def test_best_epoch_reads_either_monitor_and_keeps_the_first_of_a_tie(tmp_path):
+    from fewshot.recipes.omniglot import best_epoch
+
+    curve = tmp_path / "curve.csv"
+    assert best_epoch(curve) is None
+    curve.write_text("epoch,minutes,accuracy,loss\n1,1.0,0.5,1.0\n")  # a refit: nothing validated
+    assert best_epoch(curve) is None
+    curve.write_text("epoch,minutes,val_accuracy,val_loss\n1,1,0.5,0.9\n2,2,0.7,0.4\n3,3,0.7,0.6\n4,4,0.6,0.4\n")
+    assert best_epoch(curve, "val_accuracy") == (2, 0.7)
+    assert best_epoch(curve, "val_loss") == (2, 0.4)
+
+
+def test_curve_patience_stops_after_patience_epochs_without_a_better_value(tmp_path):
+    import types
+
+    from fewshot.recipes.omniglot import CurvePatience
+
+    curve = tmp_path / "curve.csv"
+    curve.write_text("epoch,minutes,val_accuracy,val_loss\n1,1,0.5,0.9\n2,2,0.6,0.5\n3,3,0.7,0.6\n")
+    callback = CurvePatience(curve, "val_loss", 2)
+    callback.set_model(types.SimpleNamespace(stop_training=False))
+    callback.on_epoch_end(2)  # epoch 3: one epoch since the lowest loss (epoch 2)
+    assert callback.model.stop_training is False
+    with curve.open("a") as f:
+        f.write("4,4,0.8,0.55\n")
+    callback.on_epoch_end(3)  # epoch 4: two epochs since epoch 2
+    assert callback.model.stop_training is True
+    assert CurvePatience(curve, "val_accuracy", 2).exhausted(4) is False  # accuracy still rising
+
+
+def test_val_loss_monitor_picks_the_checkpoint_and_the_refit_adds_the_patience(setup, capsys):
+    """Snell et al.'s protocol: best model by validation loss; refit for that epoch + patience."""
+    recipe, data, out = setup
+    recipe.write_text(RECIPE + 'monitor = "val_loss"\npatience = 2\n')
+    assert _run(recipe, data, out, "--algorithm", "protonet", "--epochs", "12") == 0
+    with (out / "protonet_3w1s" / "curve.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    losses = [float(r["val_loss"]) for r in rows]
+    best = losses.index(min(losses)) + 1
+    # Stopped 2 epochs after its lowest validation loss (or ran all 12 epochs).
+    assert len(rows) == min(12, best + 2)
+    assert (out / "protonet_3w1s" / "monitor.txt").read_text() == "val_loss\n"
+    assert _run(recipe, data, out, "--algorithm", "protonet", "--trainval") == 0
+    with (out / "protonet_3w1s_trainval" / "curve.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == best + 2
+    # The validation folder's checkpoint was chosen by loss: testing it by accuracy is refused.
+    recipe.write_text(RECIPE + 'monitor = "val_accuracy"\n')
+    assert _run(recipe, data, out, "--algorithm", "protonet", "--eval-only") == 2
+    assert ("holds a model chosen by 'val_loss'. Give another --out. Received: monitor (recipe.toml) "
+            "val_accuracy") in capsys.readouterr().err
+    for line, message in (('monitor = "loss"', "Invalid value received for monitor. Expected one of "
+                           "['val_accuracy', 'val_loss']. Received: 'loss'"),
+                          ("patience = -1", "Invalid value received for patience. Expected an integer >= 0")):
+        recipe.write_text(RECIPE + line + "\n")
+        assert _run(recipe, data, out, "--algorithm", "protonet", "--eval-only") == 2
+        assert message in capsys.readouterr().err
