@@ -453,6 +453,15 @@ def best_epoch(curve, monitor="val_accuracy"):
     """``(epoch, value)`` of the best `monitor` value in a cell's curve.csv; None without one.
 
     The first epoch wins a tie, as `keras.callbacks.ModelCheckpoint` keeps it.
+
+    Example:
+
+    >>> import pathlib, tempfile
+    >>> curve = pathlib.Path(tempfile.mkdtemp()) / "curve.csv"
+    >>> _ = curve.write_text("epoch,minutes,val_accuracy,val_loss\\n"
+    ...                      "1,1.0,0.6,0.9\\n2,2.0,0.7,0.8\\n3,3.0,0.7,0.75\\n")
+    >>> best_epoch(curve), best_epoch(curve, "val_loss")
+    ((2, 0.7), (3, 0.75))
     """
     rows = []
     if pathlib.Path(curve).is_file():
