@@ -318,13 +318,13 @@ def _check_folder_setting(work, name, value):
     setting existed were trained with its default (``lanczos`` images,
     ``keras`` layer defaults, best checkpoint by ``val_accuracy``).
     """
+    default, held, given = _FOLDER_SETTINGS[name]
     marker = work / f"{name}.txt"
     if marker.is_file():
         before = marker.read_text().strip()
     else:
-        before = _FOLDER_SETTINGS[name][0] if (work / "clock.json").is_file() else None
+        before = default if (work / "clock.json").is_file() else None
     if before is not None and before != value:
-        default, held, given = _FOLDER_SETTINGS[name]
         raise ValueError(
             f"Invalid value received for {given}: {work} holds a model {held.format(before)}. "
             f"Give another --out. Received: {given} {value}"
@@ -667,13 +667,18 @@ class CurvePatience(keras.callbacks.Callback):
         super().__init__()
         self.path, self.monitor, self.patience = pathlib.Path(path), monitor, patience
 
+    def _stale_best(self, epochs_done):
+        """The curve's best epoch when it is `patience` or more epochs before `epochs_done`, else None."""
+        best = best_epoch(self.path, self.monitor)
+        return best[0] if best is not None and epochs_done - best[0] >= self.patience else None
+
     def exhausted(self, epochs_done):
         """Whether the curve's best epoch is `patience` or more epochs before `epochs_done`."""
-        best = best_epoch(self.path, self.monitor)
-        return best is not None and epochs_done - best[0] >= self.patience
+        return self._stale_best(epochs_done) is not None
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.exhausted(epoch + 1):
-            print(f"\nNo better {self.monitor} than epoch {best_epoch(self.path, self.monitor)[0]}'s "
-                  f"in {self.patience} epochs: stopping (patience)", flush=True)
+        best = self._stale_best(epoch + 1)
+        if best is not None:
+            print(f"\nNo better {self.monitor} than epoch {best}'s in {self.patience} epochs: "
+                  "stopping (patience)", flush=True)
             self.model.stop_training = True
