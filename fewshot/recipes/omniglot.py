@@ -112,6 +112,16 @@ def add_arguments(parser):
         "use a separate --out for each",
     )
     parser.add_argument(
+        "--lr-drop",
+        nargs=2,
+        metavar=("EPOCH", "LR"),
+        default=None,
+        help="a step decay of the outer learning rate: the epochs after EPOCH train with LR "
+        "(e.g. 1e-4 once the validation curve has levelled off); EPOCH may not be below the "
+        "epochs the cell has already trained. The cell's folder keeps it (lr_drop.txt), so "
+        "later resumes and --eval-only need not repeat it",
+    )
+    parser.add_argument(
         "--init",
         choices=INITS,
         default=None,
@@ -141,6 +151,7 @@ def run(config, args):
     for name in _FOLDER_SETTINGS:
         if not (name == "monitor" and settings["trainval"]):  # a refit validates nothing
             _check_folder_setting(work, name, settings[name])
+    settings["lr_drop"] = _folder_lr_drop(work, settings["lr_drop"])
 
     data = load_omniglot(args.data_dir, cache_dir=args.cache_dir, resample=settings["resample"])
     train_idx, val_idx, test_idx = omniglot_splits(
@@ -193,6 +204,9 @@ def _train(settings, data, train_idx, val_idx, work, cell, args, verbose):
     ]
     if settings["time_budget"] is not None:
         callbacks.append(TimeBudget(60.0 * settings["time_budget"]))
+    if settings["lr_drop"] is not None:
+        # After CurveLogger: the scheduler's `learning_rate` log entry stays out of curve.csv.
+        callbacks.append(keras.callbacks.LearningRateScheduler(_step_decay(settings)))
     val_data = None
     best_path = work / "best.keras"
     if not settings["trainval"]:
@@ -231,6 +245,42 @@ def _train(settings, data, train_idx, val_idx, work, cell, args, verbose):
 def _epochs_done(work):
     clock = work / "clock.json"
     return json.loads(clock.read_text())["epoch"] if clock.is_file() else 0
+
+
+def _step_decay(settings):
+    """The `LearningRateScheduler` schedule of `lr_drop` = (epoch, lr): `outer_lr` until then."""
+    after, low = settings["lr_drop"]
+    return lambda epoch, lr: low if epoch >= after else settings["outer_lr"]
+
+
+def _folder_lr_drop(work, given):
+    """The cell's `--lr-drop`: the one given, else the one its folder was trained with.
+
+    The folder keeps it in ``lr_drop.txt``. A drop may start only at or
+    after the epochs already trained (the curve would otherwise misstate
+    the rate those epochs had), and a folder keeps one drop.
+    """
+    marker = work / "lr_drop.txt"
+    held = None
+    if marker.is_file():
+        epoch, lr = marker.read_text().split()
+        held = (int(epoch), float(lr))
+    if given is None or given == held:
+        return held
+    if held is not None:
+        raise ValueError(
+            f"Invalid value received for --lr-drop: {work} was trained with --lr-drop {held[0]} "
+            f"{held[1]:g}. Give another --out. Received: --lr-drop {given[0]} {given[1]:g}"
+        )
+    done = _epochs_done(work)
+    if given[0] < done:
+        raise ValueError(
+            f"Invalid value received for --lr-drop: {work} has trained {done} epochs at the "
+            f"recipe's rate, so the drop cannot start before epoch {done}. Received: --lr-drop "
+            f"{given[0]} {given[1]:g}"
+        )
+    marker.write_text(f"{given[0]} {given[1]!r}\n")
+    return given
 
 
 def _validation_sampler(settings, data, val_idx):
@@ -306,9 +356,31 @@ def _settings(config, args):
         )
     s["test_rotations"] = bool(s.get("test_rotations", True) if args.test_rotations is None else args.test_rotations)
     s["trainval"], s["eval_only"] = bool(args.trainval), bool(args.eval_only)
+    s["lr_drop"] = _parse_lr_drop(args.lr_drop, s)
     if args.time_budget is not None and not args.time_budget > 0:
         raise ValueError(f"Invalid value received for --time-budget. Expected positive minutes. Received: {args.time_budget}")
     return s
+
+
+def _parse_lr_drop(values, s):
+    """`--lr-drop EPOCH LR` as (int, float), or None; bad values are refused by name."""
+    if values is None:
+        return None
+    try:
+        epoch, lr = int(values[0]), float(values[1])
+    except ValueError:
+        epoch, lr = -1, float("nan")
+    if epoch < 0 or not 0 < lr < float("inf"):
+        raise ValueError(
+            "Invalid value received for --lr-drop. Expected EPOCH LR: an integer >= 0 and a "
+            f"positive learning rate. Received: --lr-drop {' '.join(values)}"
+        )
+    if s.get("lr_halve_every"):
+        raise ValueError(
+            f"--lr-drop needs a constant outer learning rate, but {s['algorithm']} halves it every "
+            f"{s['lr_halve_every']} steps (lr_halve_every). Received: --lr-drop {' '.join(values)}"
+        )
+    return epoch, lr
 
 
 def _check_folder_setting(work, name, value):
