@@ -114,12 +114,13 @@ def add_arguments(parser):
     parser.add_argument(
         "--lr-drop",
         nargs=2,
+        action="append",
         metavar=("EPOCH", "LR"),
         default=None,
         help="a step decay of the outer learning rate: the epochs after EPOCH train with LR "
-        "(e.g. 1e-4 once the validation curve has levelled off); EPOCH may not be below the "
-        "epochs the cell has already trained. The cell's folder keeps it (lr_drop.txt), so "
-        "later resumes and --eval-only need not repeat it",
+        "(e.g. 1e-4 once the validation curve has levelled off); repeat it for more drops. "
+        "The cell's folder keeps its drops (lr_drop.txt), so later resumes and --eval-only "
+        "need not repeat them; a later run may add a drop, at or after the epochs already trained",
     )
     parser.add_argument(
         "--init",
@@ -248,38 +249,46 @@ def _epochs_done(work):
 
 
 def _step_decay(settings):
-    """The `LearningRateScheduler` schedule of `lr_drop` = (epoch, lr): `outer_lr` until then."""
-    after, low = settings["lr_drop"]
-    return lambda epoch, lr: low if epoch >= after else settings["outer_lr"]
+    """The `LearningRateScheduler` schedule of `lr_drop`: `outer_lr`, then each drop's rate from its epoch."""
+
+    def rate(epoch, lr):
+        current = settings["outer_lr"]
+        for after, low in settings["lr_drop"]:
+            if epoch >= after:
+                current = low
+        return current
+
+    return rate
 
 
 def _folder_lr_drop(work, given):
-    """The cell's `--lr-drop`: the one given, else the one its folder was trained with.
+    """The cell's `--lr-drop` list: the folder's drops plus any new ones given.
 
-    The folder keeps it in ``lr_drop.txt``. A drop may start only at or
-    after the epochs already trained (the curve would otherwise misstate
-    the rate those epochs had), and a folder keeps one drop.
+    The folder keeps them in ``lr_drop.txt`` (one ``EPOCH LR`` per line). A
+    run may add drops after the folder's, each at or after the epochs
+    already trained (the curve would otherwise misstate the rate those
+    epochs had), and may not change the folder's.
     """
     marker = work / "lr_drop.txt"
-    held = None
+    held = []
     if marker.is_file():
-        epoch, lr = marker.read_text().split()
-        held = (int(epoch), float(lr))
+        held = [(int(e), float(lr)) for e, lr in (line.split() for line in marker.read_text().splitlines())]
     if given is None or given == held:
-        return held
-    if held is not None:
+        return held or None
+    shown = " ".join(f"--lr-drop {e} {lr:g}" for e, lr in given)
+    if given[: len(held)] != held:
         raise ValueError(
-            f"Invalid value received for --lr-drop: {work} was trained with --lr-drop {held[0]} "
-            f"{held[1]:g}. Give another --out. Received: --lr-drop {given[0]} {given[1]:g}"
+            f"Invalid value received for --lr-drop: {work} was trained with "
+            f"{' '.join(f'--lr-drop {e} {lr:g}' for e, lr in held)}; a run may only add drops "
+            f"after those. Give another --out. Received: {shown}"
         )
     done = _epochs_done(work)
-    if given[0] < done:
+    if given[len(held)][0] < done:
         raise ValueError(
-            f"Invalid value received for --lr-drop: {work} has trained {done} epochs at the "
-            f"recipe's rate, so the drop cannot start before epoch {done}. Received: --lr-drop "
-            f"{given[0]} {given[1]:g}"
+            f"Invalid value received for --lr-drop: {work} has trained {done} epochs, so a new "
+            f"drop cannot start before epoch {done}. Received: {shown}"
         )
-    marker.write_text(f"{given[0]} {given[1]!r}\n")
+    marker.write_text("".join(f"{e} {lr!r}\n" for e, lr in given))
     return given
 
 
@@ -363,24 +372,29 @@ def _settings(config, args):
 
 
 def _parse_lr_drop(values, s):
-    """`--lr-drop EPOCH LR` as (int, float), or None; bad values are refused by name."""
+    """`--lr-drop EPOCH LR` (repeatable) as a list of (int, float) in epoch order, or None."""
     if values is None:
         return None
-    try:
-        epoch, lr = int(values[0]), float(values[1])
-    except ValueError:
-        epoch, lr = -1, float("nan")
-    if epoch < 0 or not 0 < lr < float("inf"):
-        raise ValueError(
-            "Invalid value received for --lr-drop. Expected EPOCH LR: an integer >= 0 and a "
-            f"positive learning rate. Received: --lr-drop {' '.join(values)}"
-        )
+    shown = " ".join(f"--lr-drop {e} {lr}" for e, lr in values)
+    drops = []
+    for epoch, lr in values:
+        try:
+            epoch, lr = int(epoch), float(lr)
+        except ValueError:
+            epoch, lr = -1, float("nan")
+        if epoch < 0 or not 0 < lr < float("inf") or (drops and epoch <= drops[-1][0]):
+            raise ValueError(
+                "Invalid value received for --lr-drop. Expected EPOCH LR: an integer >= 0, "
+                "increasing from one drop to the next, and a positive learning rate. "
+                f"Received: {shown}"
+            )
+        drops.append((epoch, lr))
     if s.get("lr_halve_every"):
         raise ValueError(
             f"--lr-drop needs a constant outer learning rate, but {s['algorithm']} halves it every "
-            f"{s['lr_halve_every']} steps (lr_halve_every). Received: --lr-drop {' '.join(values)}"
+            f"{s['lr_halve_every']} steps (lr_halve_every). Received: {shown}"
         )
-    return epoch, lr
+    return drops
 
 
 def _check_folder_setting(work, name, value):

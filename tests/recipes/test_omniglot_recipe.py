@@ -339,29 +339,43 @@ def test_val_loss_monitor_picks_the_checkpoint_and_the_refit_adds_the_patience(s
 def test_lr_drop_lowers_the_outer_rate_and_the_folder_keeps_it(setup, capsys):
     import keras
 
+    def rate(folder):
+        return keras.models.load_model(folder / "maml_3w1s" / "best.keras").optimizer.learning_rate.numpy()
+
     recipe, data, out = setup
     assert _run(recipe, data, out, "--algorithm", "maml", "--epochs", "2", "--lr-drop", "0", "1e-5") == 0
-    work = out / "maml_3w1s"
-    assert keras.models.load_model(work / "best.keras").optimizer.learning_rate.numpy() == pytest.approx(1e-5)
-    assert (work / "lr_drop.txt").read_text().split() == ["0", "1e-05"]
-    assert json.loads((out / "results.json").read_text())["config"]["cells"]["maml_3w1s"]["lr_drop"] == [0, 1e-5]
-    # Resuming without the flag keeps the folder's drop; another drop is refused.
+    assert rate(out) == pytest.approx(1e-5)
+    assert (out / "maml_3w1s" / "lr_drop.txt").read_text().split() == ["0", "1e-05"]
+    assert json.loads((out / "results.json").read_text())["config"]["cells"]["maml_3w1s"]["lr_drop"] == [[0, 1e-5]]
+    # Resuming without the flag keeps the folder's drop; changing it is refused.
     assert _run(recipe, data, out, "--algorithm", "maml", "--epochs", "3") == 0
-    assert keras.models.load_model(work / "best.keras").optimizer.learning_rate.numpy() == pytest.approx(1e-5)
+    assert rate(out) == pytest.approx(1e-5)
     assert _run(recipe, data, out, "--algorithm", "maml", "--epochs", "4", "--lr-drop", "3", "1e-4") == 2
-    assert "was trained with --lr-drop 0 1e-05. Give another --out. Received: --lr-drop 3 0.0001" \
-        in capsys.readouterr().err
+    assert "was trained with --lr-drop 0 1e-05; a run may only add drops after those. Give another " \
+        "--out. Received: --lr-drop 3 0.0001" in capsys.readouterr().err
+    # A later run adds a second drop, at the epochs trained so far.
+    assert _run(recipe, data, out, "--algorithm", "maml", "--epochs", "4",
+                "--lr-drop", "0", "1e-5", "--lr-drop", "3", "1e-6") == 0
+    assert rate(out) in (pytest.approx(1e-5), pytest.approx(1e-6))  # the best of epochs 1-4
+    assert (out / "maml_3w1s" / "lr_drop.txt").read_text().split() == ["0", "1e-05", "3", "1e-06"]
     # Without a drop the recipe's rate is used; a drop before the epochs already trained is refused.
     other = out.parent / "other"
     assert _run(recipe, data, other, "--algorithm", "maml", "--epochs", "2") == 0
-    assert keras.models.load_model(other / "maml_3w1s" / "best.keras").optimizer.learning_rate.numpy() \
-        == pytest.approx(1e-3)
+    assert rate(other) == pytest.approx(1e-3)
     assert _run(recipe, data, other, "--algorithm", "maml", "--epochs", "3", "--lr-drop", "1", "1e-4") == 2
-    assert "has trained 2 epochs at the recipe's rate, so the drop cannot start before epoch 2" \
-        in capsys.readouterr().err
+    assert "has trained 2 epochs, so a new drop cannot start before epoch 2" in capsys.readouterr().err
     assert _run(recipe, data, other, "--algorithm", "maml", "--lr-drop", "x", "1e-4") == 2
     assert "Invalid value received for --lr-drop. Expected EPOCH LR" in capsys.readouterr().err
+    assert _run(recipe, data, other, "--algorithm", "maml", "--lr-drop", "5", "1e-4", "--lr-drop", "5", "1e-5") == 2
+    assert "increasing from one drop to the next" in capsys.readouterr().err
     halving = recipe.parent / "halving.toml"
     halving.write_text(RECIPE + "lr_halve_every = 10\n")
     assert _run(halving, data, other, "--algorithm", "protonet", "--lr-drop", "5", "1e-4") == 2
     assert "protonet halves it every" in capsys.readouterr().err
+
+
+def test_step_decay_applies_each_drop_from_its_epoch():
+    from fewshot.recipes.omniglot import _step_decay
+
+    rate = _step_decay({"outer_lr": 1e-3, "lr_drop": [(2, 1e-4), (4, 1e-5)]})
+    assert [rate(epoch, None) for epoch in range(6)] == [1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5]
