@@ -1,5 +1,6 @@
 """The base class of every algorithm: a `keras.Model` whose step is a meta-update."""
 
+import math
 import keras
 import numpy as np
 import tensorflow as tf
@@ -392,6 +393,7 @@ class MetaLearner(keras.Model):
             validation_data = validation_data.dataset
         if not any(isinstance(c, StopOnNaN) for c in callbacks):
             callbacks.append(StopOnNaN())
+        self._check_last_batch(x, kwargs)
         # Episode streams are seeded per batch; Keras' shuffle does not apply.
         kwargs.setdefault("shuffle", False)
         return super().fit(
@@ -430,6 +432,32 @@ class MetaLearner(keras.Model):
             self._symbolic_build(data_batch=data_batch)
 
     # ---------------------------------------------------------------- helpers
+    def _check_last_batch(self, x, fit_kwargs):
+        """Refuses array episodes whose last batch `tasks_per_chunk` cannot split, before training.
+
+        Keras batches arrays itself and ends an epoch with a partial batch.
+        The train step's run-time check names that problem for any input,
+        but XLA (`jit_compile=True`) drops run-time assertions, so arrays
+        are checked here, where their task count is known.
+        """
+        chunk = self.tasks_per_chunk
+        if chunk is None or not isinstance(x, dict) or fit_kwargs.get("steps_per_epoch") is not None:
+            return
+        num_tasks = next(iter(x.values())).shape[0]
+        if num_tasks is None:
+            return
+        split = fit_kwargs.get("validation_split") or 0.0
+        num_tasks = math.ceil(num_tasks * (1.0 - split))  # the training part, as Keras splits
+        batch_size = fit_kwargs.get("batch_size") or 32  # Keras' default for arrays
+        last = num_tasks % batch_size
+        if last % chunk:
+            raise ValueError(
+                f"The last batch of `x` would hold {last} tasks ({num_tasks} tasks in batches of "
+                f"{batch_size}), not a multiple of `tasks_per_chunk`. Give `fit` a `batch_size` "
+                f"that leaves a multiple of {chunk} tasks for the last batch, or `steps_per_epoch`. "
+                f"Received: tasks_per_chunk={chunk}, batch_size={batch_size}"
+            )
+
     def _require_compiled(self):
         if self.task_loss is None:
             raise RuntimeError(

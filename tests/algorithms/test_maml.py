@@ -404,7 +404,17 @@ def test_a_partial_batch_under_tasks_per_chunk_names_the_problem():
     # 5 tasks in batches of 4: the last batch holds 1 task, not a multiple of 2.
     episodes = fewshot.episodes.Sinusoid().sample(5, seed=2)
     learner = _learner(tasks_per_chunk=2)
+    before = [w.copy() for w in learner.get_weights()]
+    # Arrays are refused before training (XLA would drop the train step's run-time check).
+    with pytest.raises(ValueError, match=r"The last batch of `x` would hold 1 tasks \(5 tasks in batches "
+                       r"of 4\), not a multiple of `tasks_per_chunk`.*Received: tasks_per_chunk=2, batch_size=4"):
+        learner.fit(episodes, batch_size=4, epochs=1, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(before, learner.get_weights()))
+    # A dataset's partial batch meets the run-time check.
+    batches = tf.data.Dataset.from_tensor_slices(episodes).batch(4)
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=r"multiple of `tasks_per_chunk`.*tasks_per_chunk=2, tasks in the batch:\] \[1\]"):
-        learner.fit(episodes, batch_size=4, epochs=1, verbose=0)
+        learner.fit(batches, epochs=1, verbose=0)
     learner.fit(episodes, batch_size=4, steps_per_epoch=1, epochs=1, verbose=0)
+    # The check counts the training part of a validation split: 4 of the 5 tasks, one batch.
+    learner.fit(episodes, batch_size=4, validation_split=0.2, epochs=1, verbose=0)
