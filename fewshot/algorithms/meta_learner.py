@@ -1,6 +1,7 @@
 """The base class of every algorithm: a `keras.Model` whose step is a meta-update."""
 
 import math
+
 import keras
 import numpy as np
 import tensorflow as tf
