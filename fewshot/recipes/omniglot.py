@@ -275,21 +275,24 @@ def _folder_lr_drop(work, given):
         held = [(int(e), float(lr)) for e, lr in (line.split() for line in marker.read_text().splitlines())]
     if given is None or given == held:
         return held or None
-    shown = " ".join(f"--lr-drop {e} {lr:g}" for e, lr in given)
     if given[: len(held)] != held:
         raise ValueError(
-            f"Invalid value received for --lr-drop: {work} was trained with "
-            f"{' '.join(f'--lr-drop {e} {lr:g}' for e, lr in held)}; a run may only add drops "
-            f"after those. Give another --out. Received: {shown}"
+            f"Invalid value received for --lr-drop: {work} was trained with {_drop_flags(held)}; "
+            f"a run may only add drops after those. Give another --out. Received: {_drop_flags(given)}"
         )
     done = _epochs_done(work)
     if given[len(held)][0] < done:
         raise ValueError(
             f"Invalid value received for --lr-drop: {work} has trained {done} epochs, so a new "
-            f"drop cannot start before epoch {done}. Received: {shown}"
+            f"drop cannot start before epoch {done}. Received: {_drop_flags(given)}"
         )
     marker.write_text("".join(f"{e} {lr!r}\n" for e, lr in given))
     return given
+
+
+def _drop_flags(drops):
+    """`[(epoch, lr), ...]` as the command-line flags that give them."""
+    return " ".join(f"--lr-drop {epoch} {lr:g}" for epoch, lr in drops)
 
 
 def _validation_sampler(settings, data, val_idx):
