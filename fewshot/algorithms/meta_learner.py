@@ -325,13 +325,7 @@ class MetaLearner(keras.Model):
         if static_tasks is None:
             # A batch size known only at run time (the last, partial batch
             # of `fit` on arrays): fail with a message, not in the reshape.
-            check = tf.debugging.Assert(
-                tf.equal(num_tasks % chunk, 0),
-                [f"The number of tasks per batch must be a multiple of `tasks_per_chunk` "
-                 f"(a partial last batch? batch the episodes with drop_remainder=True, "
-                 f"or give `fit` a batch_size that divides the number of tasks). "
-                 f"Received: tasks_per_chunk={chunk}, tasks in the batch:", num_tasks],
-            )
+            check = _assert_chunks_split(num_tasks, chunk)
             with tf.control_dependencies([check]):
                 num_tasks = tf.identity(num_tasks)
         variables = self.trainable_variables
@@ -394,7 +388,7 @@ class MetaLearner(keras.Model):
             validation_data = validation_data.dataset
         if not any(isinstance(c, StopOnNaN) for c in callbacks):
             callbacks.append(StopOnNaN())
-        self._check_last_batch(x, kwargs)
+        x = self._check_last_batch(x, kwargs)
         # Episode streams are seeded per batch; Keras' shuffle does not apply.
         kwargs.setdefault("shuffle", False)
         return super().fit(
@@ -434,19 +428,25 @@ class MetaLearner(keras.Model):
 
     # ---------------------------------------------------------------- helpers
     def _check_last_batch(self, x, fit_kwargs):
-        """Refuses array episodes whose last batch `tasks_per_chunk` cannot split, before training.
+        """Checks that `tasks_per_chunk` can split every batch of `x`; returns `x`.
 
         Keras batches arrays itself and ends an epoch with a partial batch.
         The train step's run-time check names that problem for any input,
-        but XLA (`jit_compile=True`) drops run-time assertions, so arrays
-        are checked here, where their task count is known.
+        but XLA (`jit_compile=True`) drops run-time assertions. So arrays,
+        whose task count is known, are refused here, before training; a
+        `tf.data.Dataset` whose batch size is known only at run time gets
+        the check as a map in its own pipeline, which XLA does not compile.
         """
         chunk = self.tasks_per_chunk
-        if chunk is None or not isinstance(x, dict) or fit_kwargs.get("steps_per_epoch") is not None:
-            return
+        if chunk is None:
+            return x
+        if isinstance(x, tf.data.Dataset):
+            return _with_chunk_check(x, chunk)
+        if not isinstance(x, dict) or fit_kwargs.get("steps_per_epoch") is not None:
+            return x
         num_tasks = next(iter(x.values())).shape[0]
         if num_tasks is None:
-            return
+            return x
         split = fit_kwargs.get("validation_split") or 0.0
         num_tasks = math.ceil(num_tasks * (1.0 - split))  # the training part, as Keras splits
         batch_size = fit_kwargs.get("batch_size") or 32  # Keras' default for arrays
@@ -458,6 +458,7 @@ class MetaLearner(keras.Model):
                 f"that leaves a multiple of {chunk} tasks for the last batch, or `steps_per_epoch`. "
                 f"Received: tasks_per_chunk={chunk}, batch_size={batch_size}"
             )
+        return x
 
     def _require_compiled(self):
         if self.task_loss is None:
@@ -537,6 +538,37 @@ class MetaLearner(keras.Model):
     def _input_dtype(self):
         variables = self.backbone.trainable_variables
         return variables[0].dtype if variables else "float32"
+
+
+def _assert_chunks_split(num_tasks, chunk):
+    """A run-time assertion that `chunk` divides a batch's `num_tasks`."""
+    return tf.debugging.Assert(
+        tf.equal(num_tasks % chunk, 0),
+        [f"The number of tasks per batch must be a multiple of `tasks_per_chunk` "
+         f"(a partial last batch? batch the episodes with drop_remainder=True, "
+         f"or give `fit` a batch_size that divides the number of tasks). "
+         f"Received: tasks_per_chunk={chunk}, tasks in the batch:", num_tasks],
+    )
+
+
+def _with_chunk_check(dataset, chunk):
+    """`dataset`, whose batches fail `_assert_chunks_split` in the pipeline.
+
+    A batch size fixed in the dataset's spec is checked when the train step
+    is traced; only a size known at run time (a partial last batch) needs
+    the pipeline's check, which runs outside any XLA-compiled step.
+    """
+    first = tf.nest.flatten(dataset.element_spec)[0]
+    if first.shape.rank and first.shape[0] is not None:
+        return dataset
+
+    def check(*element):
+        tasks = tf.shape(tf.nest.flatten(element)[0])[0]
+        with tf.control_dependencies([_assert_chunks_split(tasks, chunk)]):
+            element = tf.nest.map_structure(tf.identity, element)
+        return element if len(element) > 1 else element[0]
+
+    return dataset.map(check)
 
 
 def _num_replicas():

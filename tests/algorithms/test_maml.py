@@ -415,6 +415,13 @@ def test_a_partial_batch_under_tasks_per_chunk_names_the_problem():
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=r"multiple of `tasks_per_chunk`.*tasks_per_chunk=2, tasks in the batch:\] \[1\]"):
         learner.fit(batches, epochs=1, verbose=0)
+    # So does one under XLA, which drops the train step's assertions: the dataset checks itself.
+    compiled = _learner(tasks_per_chunk=2)
+    compiled.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", jit_compile=True)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"multiple of `tasks_per_chunk`.*tasks_per_chunk=2, tasks in the batch:\] \[1\]"):
+        compiled.fit(batches, epochs=1, verbose=0)
+    compiled.fit(batches.take(1), epochs=1, verbose=0)
     learner.fit(episodes, batch_size=4, steps_per_epoch=1, epochs=1, verbose=0)
     # The check counts the training part of a validation split: 4 of the 5 tasks, one batch.
     learner.fit(episodes, batch_size=4, validation_split=0.2, epochs=1, verbose=0)
