@@ -42,6 +42,8 @@ test-slow: install
 
 bench: install
 	$(BIN)/python benchmarks/sinusoid_throughput.py
+	$(BIN)/python benchmarks/export_time.py
+	$(BIN)/python benchmarks/user_adaptation.py
 
 # fewshot against torch.func and learn2learn; the peers get their own venv.
 bench-peers: install

@@ -5,7 +5,6 @@ import os
 import pathlib
 import subprocess
 import sys
-import time
 import zipfile
 
 import keras
@@ -706,36 +705,13 @@ def test_cli_export_bad_model_is_one_line_naming_the_path(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-# -------------------------------------------------------------------- speed
-def _conv4():
-    try:
-        from fewshot.models.conv4 import conv4
-    except ImportError:  # not landed yet: a stand-in of the same shape
-        conv4 = None
-    if conv4 is not None:
-        return conv4(input_shape=(28, 28, 1), outputs=5), "fewshot.models.conv4"
-    layers = [keras.Input((28, 28, 1))]
-    for i in range(4):
-        layers += [
-            keras.layers.Conv2D(64, 3, padding="same", name=f"conv_{i + 1}"),
-            keras.layers.BatchNormalization(name=f"bn_{i + 1}"),
-            keras.layers.ReLU(),
-            keras.layers.MaxPooling2D(),
-        ]
-    layers += [keras.layers.Flatten(), keras.layers.Dense(5, name="head")]
-    return keras.Sequential(layers, name="conv4_standin"), "stand-in Conv4"
-
-
-@pytest.mark.slow
-def test_conv4_export_takes_under_30_seconds(tmp_path):
-    backbone, which = _conv4()
+# -------------------------------------------------------------------- Conv4
+def test_conv4_export_adapts_like_the_learner(tmp_path):
+    # Its time (issue #5: under 30 s on 2 cores) is measured by benchmarks/export_time.py.
+    backbone = fewshot.models.conv4(input_shape=(28, 28, 1), outputs=5)
     learner = fewshot.MAML(backbone, inner_lr=0.4, inner_steps=5)
     learner.compile(optimizer="adam", loss=SPARSE)
-    start = time.perf_counter()
     export_saved_model(learner, tmp_path / "conv4")
-    seconds = time.perf_counter() - start
-    print(f"\nexport of MAML({which}, 5 steps): {seconds:.1f} s")
-    assert seconds < 30.0
     rng = np.random.default_rng(0)
     sx = rng.normal(size=(5, 28, 28, 1)).astype("float32")
     sy = np.arange(5, dtype="int32")

@@ -1,5 +1,3 @@
-import time
-
 import keras
 import numpy as np
 import pandas as pd
@@ -25,7 +23,7 @@ def setup(tmp_path):
     return data, features, learner
 
 
-def test_adapter_matches_adapt_and_is_fast(setup):
+def test_adapter_matches_adapt(setup):
     data, features, learner = setup
     task = user_tasks(data, features)
     sx, sy, qx = task.support_x[0], task.support_y[0], task.query_x[0]
@@ -34,12 +32,7 @@ def test_adapter_matches_adapt_and_is_fast(setup):
     np.testing.assert_allclose(adapter(sx, sy, qx), expected, rtol=1e-4, atol=1e-5)
     # No support ratings: the meta-learned initialisation predicts.
     np.testing.assert_allclose(adapter(sx[:0], sy[:0], qx), learner.backbone(qx).numpy().ravel(), rtol=1e-5)
-    times = []
-    for _ in range(20):
-        start = time.perf_counter()
-        adapter(sx, sy, qx)
-        times.append(time.perf_counter() - start)
-    assert np.median(times) < 0.05  # compiled: far under 50 ms per user on CPU
+    # Its speed (issue #4: under 50 ms per user) is measured by benchmarks/user_adaptation.py.
     with pytest.raises(ValueError, match="Received: steps=-1"):
         UserAdapter(learner, steps=-1)
 
