@@ -323,8 +323,9 @@ class MetaLearner(keras.Model):
                 f"`tasks_per_chunk`. Received: tasks_per_chunk={chunk}"
             )
         if static_tasks is None:
-            # A batch size known only at run time (the last, partial batch
-            # of `fit` on arrays): fail with a message, not in the reshape.
+            # A batch size known only at run time: fail with a message, not
+            # in the reshape. (`fit` checks arrays and datasets before this
+            # step, as XLA drops the assertion; this covers other callers.)
             check = _assert_chunks_split(num_tasks, chunk)
             with tf.control_dependencies([check]):
                 num_tasks = tf.identity(num_tasks)
