@@ -5,10 +5,11 @@ the model is loaded. Each row times the compiled `UserAdapter` (the inner
 loop on the user's support ratings, then the candidates scored with the
 adapted weights; what `fewshot recommend` and the app run per user) for a
 MovieLens user whose support holds that many ratings, scoring either their
-10 query items or every item of the catalogue. The networks are the
-recipe's (`recipes/personalization/recipe.toml`: embeddings 32, decision
-layers 64-64, 5 inner steps); their weights are fresh, which does not
-change the cost. A `--model` trained by the recipe can be timed instead.
+10 query items or every item of the catalogue. The networks are each
+method of `recipes/personalization/recipe.toml`, built by the recipe's
+`build_learner` (its layers, adapted layers, inner steps and step sizes);
+their weights are fresh, which does not change the cost. A `--model`
+trained by the recipe can be timed instead.
 
     python benchmarks/user_adaptation.py --data-dir ../shared/data/movielens-100k
     python benchmarks/user_adaptation.py --model runs/personalization/maml.keras
@@ -21,12 +22,12 @@ import argparse
 import os
 import pathlib
 import tempfile
-import time
 
 import numpy as np
 
 TARGET_MS = 50.0
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "personalization"
 DEFAULT_DATA = os.environ.get("FEWSHOT_MOVIELENS_DIR", str(ROOT.parent / "shared" / "data" / "movielens-100k"))
 
 
@@ -44,23 +45,16 @@ def _data(folder):
 
 
 def _learners(features, rating_mean, model_path):
+    """The learner saved at `model_path`, or each method of the recipe, built as the recipe builds it."""
     import keras
 
-    import fewshot
-    from fewshot.models.recommender import decision_layer_names
+    from fewshot.recipes.config import load_recipe
+    from fewshot.recipes.personalization import _settings, build_learner
 
     if model_path:
-        learner = keras.saving.load_model(model_path)
-        return {pathlib.Path(model_path).stem: learner}
-    out = {}
-    for name, cls in [("maml", fewshot.MAML), ("metasgd", fewshot.MetaSGD)]:
-        backbone = fewshot.models.recommender(
-            features.vocabulary_sizes(), len(features.genres), 32, (64, 64), rating_mean=rating_mean
-        )
-        learner = cls(backbone, inner_lr=0.1, inner_steps=5, adapt_layers=decision_layer_names(backbone))
-        learner.compile(loss="mse")
-        out[name] = learner
-    return out
+        return {pathlib.Path(model_path).stem: keras.saving.load_model(model_path)}
+    settings = _settings(load_recipe(RECIPE), argparse.Namespace(methods=None, time_budget=None))
+    return {method: build_learner(method, features, settings, rating_mean) for method in settings["methods"]}
 
 
 def _user(tasks, size):
@@ -71,16 +65,6 @@ def _user(tasks, size):
         return None
     user = int(fits[np.argmin(sizes[fits])])
     return user, tasks.support_x[user][-size:], tasks.support_y[user][-size:]
-
-
-def _milliseconds(adapter, sx, sy, qx, repeats):
-    adapter(sx, sy, qx)  # traced once; the shapes are free, so once is enough
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        adapter(sx, sy, qx)
-        times.append(1000 * (time.perf_counter() - start))
-    return float(np.median(times)), float(np.percentile(times, 90))
 
 
 def main(argv=None):
@@ -95,6 +79,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from fewshot.datasets.user_tasks import RatingFeatures, user_tasks
+    from fewshot.recipes.personalization import adaptation_times_ms
     from fewshot.recsys.adapter import UserAdapter
 
     data, source = _data(args.data_dir)
@@ -116,7 +101,8 @@ def main(argv=None):
             user, sx, sy = picked
             everything = features.encode(catalogue, features.codes_of_user(tasks.users[user]))
             for label, qx in [("10 (query)", tasks.query_x[user]), (f"{len(catalogue)} (all)", everything)]:
-                median, p90 = _milliseconds(adapter, sx, sy, qx, args.repeats)
+                times = adaptation_times_ms(adapter, sx, sy, qx, args.repeats)
+                median, p90 = np.median(times), np.percentile(times, 90)
                 verdict = "met" if median < TARGET_MS else "NOT met"
                 print(f"| {name} | {len(sy)} | {label} | {median:.1f} | {p90:.1f} | {verdict} |", flush=True)
 

@@ -590,16 +590,20 @@ def time_adaptation(predictors, tasks, methods, repeats=50):
     sx, sy, qx = tasks.support_x[user], tasks.support_y[user], tasks.query_x[user]
     out = {}
     for method in methods:
-        adapter = predictors[method]
-        adapter(sx, sy, qx)  # trace once
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            adapter(sx, sy, qx)
-            times.append(time.perf_counter() - start)
-        out[method] = round(1000 * float(np.median(times)), 2)
+        out[method] = round(float(np.median(adaptation_times_ms(predictors[method], sx, sy, qx, repeats))), 2)
     out["support_size"] = int(sizes[user])
     return out
+
+
+def adaptation_times_ms(adapter, support_x, support_y, query_x, repeats=50):
+    """Milliseconds of `repeats` calls of `adapter` on one user, after one untimed (tracing) call."""
+    adapter(support_x, support_y, query_x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        adapter(support_x, support_y, query_x)
+        times.append(1000 * (time.perf_counter() - start))
+    return np.asarray(times)
 
 
 def plot_support_curve(curves, limits, path):
