@@ -62,6 +62,7 @@ METRIC_LEARNERS = ("protonet", "siamese")
 INITS = ("keras", "pytorch")
 _VALIDATION_SEED = 1_000_003
 _TEST_SEED = 2_000_003
+_CHOICE_SEED = 3_000_003
 
 
 def add_arguments(parser):
@@ -101,6 +102,16 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--eval-only", action="store_true", help="test the cell's saved model without training"
+    )
+    parser.add_argument(
+        "--choose-eval-steps",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="STEPS",
+        help="MAML family: test with the inner step count among these that scores best on "
+        "choice_episodes (500) validation episodes, e.g. --choose-eval-steps 1 2 3 5 (default: "
+        "[eval] choose_eval_steps; without it, eval_steps, 3); recorded in results.json",
     )
     parser.add_argument("--cache-dir", default=None, help="where decoded images are cached")
     parser.add_argument(
@@ -172,6 +183,14 @@ def run(config, args):
         learner = _train(settings, data, train_idx, val_idx, work, cell, args, verbose)
         if learner is None:
             return {}
+    if settings["choose_eval_steps"]:
+        val_x, val_y = data.arrays(val_idx)
+        scores = validation_accuracy_by_steps(learner, val_x, val_y, settings)
+        settings["eval_steps"] = max(scores, key=lambda steps: (scores[steps], -steps))
+        settings["eval_steps_validation"] = {str(k): v for k, v in scores.items()}
+        _say(args, "validation accuracy by inner steps: "
+                   + ", ".join(f"{k}: {v:.2f}" for k, v in scores.items())
+                   + f"; testing with {settings['eval_steps']}")
     if settings["algorithm"] == "task_retrieval":
         _fill_memory(learner, _validation_sampler(settings, data, val_idx), settings)
     metrics = {}
@@ -368,10 +387,39 @@ def _settings(config, args):
         )
     s["test_rotations"] = bool(s.get("test_rotations", True) if args.test_rotations is None else args.test_rotations)
     s["trainval"], s["eval_only"] = bool(args.trainval), bool(args.eval_only)
+    s["choose_eval_steps"] = _parse_choose_eval_steps(args.choose_eval_steps, s)
     s["lr_drop"] = _parse_lr_drop(args.lr_drop, s)
     if args.time_budget is not None and not args.time_budget > 0:
         raise ValueError(f"Invalid value received for --time-budget. Expected positive minutes. Received: {args.time_budget}")
     return s
+
+
+def _parse_choose_eval_steps(values, s):
+    """`--choose-eval-steps` (or `choose_eval_steps`) as a sorted list of step counts, or None."""
+    given = "--choose-eval-steps" if values is not None else "choose_eval_steps"
+    values = s.get("choose_eval_steps") if values is None else values
+    if not values:
+        return None
+    if not isinstance(values, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values
+    ):
+        raise ValueError(
+            f"Invalid value received for {given}. Expected a list of positive integers "
+            f"(inner step counts). Received: {values!r}"
+        )
+    if s["algorithm"] in METRIC_LEARNERS + ("task_retrieval",):
+        raise ValueError(
+            f"{given} chooses the MAML family's test-time inner steps on validation episodes; "
+            f"{s['algorithm']} has none to choose (task_retrieval's memory holds validation "
+            f"tasks). Received: --algorithm {s['algorithm']}"
+        )
+    if s["trainval"]:
+        raise ValueError(
+            f"{given} needs the validation characters, which --trainval trains on. "
+            f"Received: --trainval with {given} {values}"
+        )
+    s.setdefault("choice_episodes", 500)
+    return sorted(set(values))
 
 
 def _parse_lr_drop(values, s):
@@ -528,6 +576,27 @@ def evaluate_accuracy(learner, algorithm, x, y, ways, shots, episodes, s, seed):
         correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), tf.cast(e["query_y"], tf.int32)), tf.float32)
         accs.append(tf.reduce_mean(correct, axis=1).numpy())
     return np.concatenate(accs)[:episodes]
+
+
+def validation_accuracy_by_steps(learner, val_x, val_y, s):
+    """Validation accuracy (percent) of each inner step count in `s["choose_eval_steps"]`.
+
+    Every count is scored on the same `choice_episodes` episodes of the
+    validation characters (a seed of their own, apart from those of the
+    training's validation and of the test), so the test's step count is
+    chosen without looking at the test.
+
+    Returns:
+        ``{steps: mean accuracy in percent}``, in the order of the counts.
+    """
+    scores = {}
+    for steps in s["choose_eval_steps"]:
+        accs = evaluate_accuracy(
+            learner, s["algorithm"], val_x, val_y, s["ways"], s["shots"], s["choice_episodes"],
+            {**s, "eval_steps": steps}, seed=s["seed"] + _CHOICE_SEED,
+        )
+        scores[steps] = round(100.0 * float(np.mean(accs)), 4)
+    return scores
 
 
 def _fill_memory(learner, sampler, s):

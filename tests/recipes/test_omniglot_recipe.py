@@ -379,3 +379,44 @@ def test_step_decay_applies_each_drop_from_its_epoch():
 
     rate = _step_decay({"outer_lr": 1e-3, "lr_drop": [(2, 1e-4), (4, 1e-5)]})
     assert [rate(epoch, None) for epoch in range(6)] == [1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5]
+
+
+def test_choose_eval_steps_picks_the_best_validation_count_and_tests_with_it(setup, capsys):
+    recipe, data, out = setup
+    choosing = recipe.parent / "choosing.toml"
+    choosing.write_text(RECIPE.replace("eval_steps = 1\n", "eval_steps = 1\nchoice_episodes = 8\n"))
+    assert _run(choosing, data, out, "--algorithm", "maml", "--epochs", "2", "--choose-eval-steps", "3", "1") == 0
+    cell = json.loads((out / "results.json").read_text())["config"]["cells"]["maml_3w1s"]
+    scores = cell["eval_steps_validation"]
+    assert list(scores) == ["1", "3"] and cell["choice_episodes"] == 8
+    best = max(scores.values())
+    assert cell["eval_steps"] == min(int(k) for k, v in scores.items() if v == best)
+    chosen_test = cell["test"]["acc_3w1s"]
+    # The same model tested with that count fixed in the recipe gives the same test number.
+    fixed = recipe.parent / "fixed.toml"
+    fixed.write_text(RECIPE.replace("eval_steps = 1", f"eval_steps = {cell['eval_steps']}"))
+    assert _run(fixed, data, out, "--algorithm", "maml", "--eval-only") == 0
+    cell = json.loads((out / "results.json").read_text())["config"]["cells"]["maml_3w1s"]
+    assert cell["test"]["acc_3w1s"] == chosen_test and cell["choose_eval_steps"] is None
+    # The recipe's key works too.
+    keyed = recipe.parent / "keyed.toml"
+    keyed.write_text(RECIPE.replace("eval_steps = 1\n", "eval_steps = 1\nchoose_eval_steps = [2]\nchoice_episodes = 4\n"))
+    assert _run(keyed, data, out, "--algorithm", "maml", "--eval-only") == 0
+    cell = json.loads((out / "results.json").read_text())["config"]["cells"]["maml_3w1s"]
+    assert cell["eval_steps"] == 2 and list(cell["eval_steps_validation"]) == ["2"] and cell["choice_episodes"] == 4
+    capsys.readouterr()
+    assert _run(recipe, data, out, "--algorithm", "protonet", "--choose-eval-steps", "1", "2") == 2
+    assert "protonet has none to choose" in capsys.readouterr().err
+    assert _run(recipe, data, out, "--algorithm", "maml", "--trainval", "--choose-eval-steps", "1") == 2
+    assert "needs the validation characters, which --trainval trains on" in capsys.readouterr().err
+    assert _run(recipe, data, out, "--algorithm", "maml", "--eval-only", "--choose-eval-steps", "0") == 2
+    assert "Invalid value received for --choose-eval-steps. Expected a list of positive integers" \
+        in capsys.readouterr().err
+
+
+def test_choose_eval_steps_defaults_to_500_validation_episodes():
+    from fewshot.recipes.omniglot import _parse_choose_eval_steps
+
+    s = {"algorithm": "metasgd", "trainval": False}
+    assert _parse_choose_eval_steps([5, 1, 3, 1], s) == [1, 3, 5] and s["choice_episodes"] == 500
+    assert _parse_choose_eval_steps(None, {"algorithm": "maml", "trainval": True}) is None
