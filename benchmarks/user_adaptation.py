@@ -49,11 +49,11 @@ def _learners(features, rating_mean, model_path):
     import keras
 
     from fewshot.recipes.config import load_recipe
-    from fewshot.recipes.personalization import _settings, build_learner
+    from fewshot.recipes.personalization import build_learner, recipe_settings
 
     if model_path:
         return {pathlib.Path(model_path).stem: keras.saving.load_model(model_path)}
-    settings = _settings(load_recipe(RECIPE), argparse.Namespace(methods=None, time_budget=None))
+    settings = recipe_settings(load_recipe(RECIPE))
     return {method: build_learner(method, features, settings, rating_mean) for method in settings["methods"]}
 
 

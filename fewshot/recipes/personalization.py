@@ -199,20 +199,50 @@ def run(config, args):
 
 # ----------------------------------------------------------------- settings
 def _settings(config, args):
+    return recipe_settings(
+        config, methods=args.methods, time_budget=args.time_budget,
+        extra_train_users=getattr(args, "extra_train_users", None),
+    )
+
+
+def recipe_settings(config, methods=None, time_budget=None, extra_train_users=None):
+    """The recipe's settings: `config` (a parsed recipe.toml) with its defaults filled in.
+
+    Args:
+        config: the recipe as a dict (`fewshot.recipes.load_recipe`).
+        methods: ``--methods``: a comma-separated subset of the recipe's methods, or None
+            for all of them.
+        time_budget: ``--time-budget`` in seconds per model, or None for the recipe's
+            ``time_budget_s``.
+        extra_train_users: ``--extra-train-users`` (``"none"`` or ``"heavy"``), or None
+            for the recipe's.
+
+    Returns:
+        A dict with ``method_settings`` (each method's settings, merged over ``[train]``),
+        the data, model, pre-training, evaluation and bias settings.
+
+    Example:
+
+    >>> config = {"methods": {"maml": {"adapt": "decision"}, "anil": {"adapt": "head"}}}
+    >>> s = recipe_settings(config, methods="anil", time_budget=60)
+    >>> list(s["method_settings"]), s["extra_train_users"]
+    (['anil'], 'none')
+    """
     data, model, train = config.get("data", {}), config.get("model", {}), config.get("train", {})
     pre, ev, bias = config.get("pretrain", {}), config.get("eval", {}), config.get("bias", {})
+    wanted = methods
     methods = dict(config.get("methods", {"maml": {"adapt": "decision"}, "anil": {"adapt": "head"}}))
-    if args.methods:
-        wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if wanted:
+        wanted = [m.strip() for m in wanted.split(",") if m.strip()]
         unknown = [m for m in wanted if m not in methods]
         if unknown:
             raise ValueError(f"Invalid value received for `--methods`: unknown {unknown}. "
                              f"Expected some of {sorted(methods)}.")
         methods = {m: methods[m] for m in wanted}
-    if args.time_budget is not None and not args.time_budget > 0:
+    if time_budget is not None and not time_budget > 0:
         raise ValueError("Invalid value received for `--time-budget`. Expected a positive "
-                         f"number of seconds. Received: --time-budget={args.time_budget}")
-    budget = float(args.time_budget if args.time_budget is not None else train.get("time_budget_s", 600))
+                         f"number of seconds. Received: --time-budget={time_budget}")
+    budget = float(time_budget if time_budget is not None else train.get("time_budget_s", 600))
     combine = train.get("ensemble_combine", "mean")
     if combine not in COMBINES:
         raise ValueError("Invalid value received for `train.ensemble_combine`. Expected one of "
@@ -227,8 +257,7 @@ def _settings(config, args):
             "query_size": int(data.get("query_size", 10)),
         },
         "split": list(data.get("split", [0.7, 0.1, 0.2])),
-        "extra_train_users": str(getattr(args, "extra_train_users", None)
-                                 or data.get("extra_train_users", "none")),
+        "extra_train_users": str(extra_train_users or data.get("extra_train_users", "none")),
         "model": {
             "embedding_dim": int(model.get("embedding_dim", 32)),
             "hidden": list(model.get("hidden", [64, 64])),

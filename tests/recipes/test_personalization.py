@@ -99,18 +99,16 @@ def test_real_100k_protocol_counts():
 
 
 def test_build_learner_reads_the_method_table(tmp_path):
-    import argparse
-
     from fewshot.algorithms.meta_sgd import MetaSGD
     from fewshot.datasets import load_movielens
     from fewshot.datasets.user_tasks import RatingFeatures
     from fewshot.recipes.config import load_recipe
-    from fewshot.recipes.personalization import _settings, build_learner
+    from fewshot.recipes.personalization import build_learner, recipe_settings
 
     features = RatingFeatures.from_movielens(
         load_movielens(write_tiny_movielens(tmp_path, num_users=4, num_items=10, ratings_per_user=(2, 3)))
     )
-    settings = _settings(load_recipe(RECIPE), argparse.Namespace(methods=None, time_budget=None))
+    settings = recipe_settings(load_recipe(RECIPE))
     learner = build_learner("meta_sgd", features, settings, 3.5)
     assert isinstance(learner, MetaSGD)
     assert learner.adapt_layers == ["decision_1", "decision_2", "head"]
@@ -123,17 +121,15 @@ def test_build_learner_reads_the_method_table(tmp_path):
 
 
 def test_a_methods_support_size_reaches_its_episodes(tmp_path):
-    import argparse
-
     from fewshot.datasets import load_movielens
     from fewshot.datasets.user_tasks import RatingFeatures, user_tasks
     from fewshot.recipes.config import load_recipe
-    from fewshot.recipes.personalization import _settings, build_learner, train_meta
+    from fewshot.recipes.personalization import build_learner, recipe_settings, train_meta
 
     data = load_movielens(write_tiny_movielens(tmp_path, num_users=12, num_items=30))
     features = RatingFeatures.from_movielens(data)
     tasks = user_tasks(data, features)
-    settings = _settings(load_recipe(_tiny_recipe(tmp_path)), argparse.Namespace(methods=None, time_budget=None))
+    settings = recipe_settings(load_recipe(_tiny_recipe(tmp_path)))
     assert settings["train"]["support_size"] == 10
     settings["method_settings"]["maml"]["support_size"] = "most"
     learner = build_learner("maml", features, settings, 3.5)
@@ -142,12 +138,10 @@ def test_a_methods_support_size_reaches_its_episodes(tmp_path):
 
 
 def test_support_shrinkage_from_the_method_table_and_validation_only(tmp_path, capsys):
-    import argparse
-
     from fewshot.datasets import load_movielens
     from fewshot.datasets.user_tasks import RatingFeatures
     from fewshot.recipes.config import load_recipe
-    from fewshot.recipes.personalization import _settings, build_learner
+    from fewshot.recipes.personalization import build_learner, recipe_settings
 
     recipe = _tiny_recipe(tmp_path)
     lines = (recipe / "recipe.toml").read_text().splitlines()
@@ -155,7 +149,7 @@ def test_support_shrinkage_from_the_method_table_and_validation_only(tmp_path, c
     (recipe / "recipe.toml").write_text(
         text.replace("[methods.maml]", "[methods.maml]\nsupport_shrinkage = 7")
     )
-    settings = _settings(load_recipe(recipe), argparse.Namespace(methods=None, time_budget=None))
+    settings = recipe_settings(load_recipe(recipe))
     features = RatingFeatures.from_movielens(
         load_movielens(write_tiny_movielens(tmp_path / "f", num_users=4, num_items=10,
                                             ratings_per_user=(2, 3)))
