@@ -437,12 +437,17 @@ class MetaLearner(keras.Model):
         whose task count is known, are refused here, before training; a
         `tf.data.Dataset` whose batch size is known only at run time gets
         the check as a map in its own pipeline, which XLA does not compile.
+        Under a `tf.distribute` strategy of R replicas each batch is split
+        evenly over them, so a batch must hold a multiple of
+        ``tasks_per_chunk * R`` tasks (any count when ``tasks_per_chunk``
+        is 1).
         """
         chunk = self.tasks_per_chunk
-        if chunk is None:
+        if chunk is None or chunk == 1:
             return x
+        replicas = self.distribute_strategy.num_replicas_in_sync
         if isinstance(x, tf.data.Dataset):
-            return _with_chunk_check(x, chunk)
+            return _with_chunk_check(x, chunk, replicas)
         if not isinstance(x, dict) or fit_kwargs.get("steps_per_epoch") is not None:
             return x
         num_tasks = next(iter(x.values())).shape[0]
@@ -451,13 +456,18 @@ class MetaLearner(keras.Model):
         split = fit_kwargs.get("validation_split") or 0.0
         num_tasks = math.ceil(num_tasks * (1.0 - split))  # the training part, as Keras splits
         batch_size = fit_kwargs.get("batch_size") or 32  # Keras' default for arrays
+        unit = chunk * replicas
         last = num_tasks % batch_size
-        if last % chunk:
+        if last % unit or (num_tasks >= batch_size and batch_size % unit):
+            held = f"The last batch of `x` would hold {last} tasks" if last % unit else \
+                f"A batch of `x` would hold {batch_size} tasks"
+            over = f" over {replicas} replicas" if replicas > 1 else ""
             raise ValueError(
-                f"The last batch of `x` would hold {last} tasks ({num_tasks} tasks in batches of "
-                f"{batch_size}), not a multiple of `tasks_per_chunk`. Give `fit` a `batch_size` "
-                f"that leaves a multiple of {chunk} tasks for the last batch, or `steps_per_epoch`. "
+                f"{held} ({num_tasks} tasks in batches of {batch_size}{over}), not a multiple of "
+                f"`tasks_per_chunk`{' x replicas' if replicas > 1 else ''}. Give `fit` a `batch_size` "
+                f"that leaves a multiple of {unit} tasks for every batch, or `steps_per_epoch`. "
                 f"Received: tasks_per_chunk={chunk}, batch_size={batch_size}"
+                + (f", replicas={replicas}" if replicas > 1 else "")
             )
         return x
 
@@ -541,31 +551,43 @@ class MetaLearner(keras.Model):
         return variables[0].dtype if variables else "float32"
 
 
-def _assert_chunks_split(num_tasks, chunk):
-    """A run-time assertion that `chunk` divides a batch's `num_tasks`."""
+def _assert_chunks_split(num_tasks, chunk, replicas=1):
+    """A run-time assertion that each of `replicas` gets a multiple of `chunk` of `num_tasks`."""
+    unit = chunk * replicas
+    over = f" x replicas (replicas={replicas})" if replicas > 1 else ""
     return tf.debugging.Assert(
-        tf.equal(num_tasks % chunk, 0),
-        [f"The number of tasks per batch must be a multiple of `tasks_per_chunk` "
+        tf.equal(num_tasks % unit, 0),
+        [f"The number of tasks per batch must be a multiple of `tasks_per_chunk`{over} "
          f"(a partial last batch? batch the episodes with drop_remainder=True, "
          f"or give `fit` a batch_size that divides the number of tasks). "
          f"Received: tasks_per_chunk={chunk}, tasks in the batch:", num_tasks],
     )
 
 
-def _with_chunk_check(dataset, chunk):
+def _with_chunk_check(dataset, chunk, replicas=1):
     """`dataset`, whose batches fail `_assert_chunks_split` in the pipeline.
 
-    A batch size fixed in the dataset's spec is checked when the train step
-    is traced; only a size known at run time (a partial last batch) needs
-    the pipeline's check, which runs outside any XLA-compiled step.
+    A batch size fixed in the dataset's spec is checked here, before
+    training (on one device the train step's trace would also catch it;
+    split over replicas it may not be); a size known only at run time (a
+    partial last batch) gets the check in the pipeline, which runs outside
+    any XLA-compiled step.
     """
     first = tf.nest.flatten(dataset.element_spec)[0]
     if first.shape.rank and first.shape[0] is not None:
+        if first.shape[0] % (chunk * replicas):
+            over = f" over {replicas} replicas" if replicas > 1 else ""
+            raise ValueError(
+                f"The dataset's batches hold {first.shape[0]} tasks{over}, not a multiple of "
+                f"`tasks_per_chunk`{' x replicas' if replicas > 1 else ''} ({chunk * replicas}). "
+                f"Received: tasks_per_chunk={chunk}"
+                + (f", replicas={replicas}" if replicas > 1 else "")
+            )
         return dataset
 
     def check(*element):
         tasks = tf.shape(tf.nest.flatten(element)[0])[0]
-        with tf.control_dependencies([_assert_chunks_split(tasks, chunk)]):
+        with tf.control_dependencies([_assert_chunks_split(tasks, chunk, replicas)]):
             element = tf.nest.map_structure(tf.identity, element)
         return element if len(element) > 1 else element[0]
 

@@ -11,6 +11,9 @@ Each run does four problems and writes OUT_PREFIX-{mse,sce,reptile,chunked}.npz:
 `mse` (regression, a loss function), `sce` (classification, a
 `keras.losses.Loss` object, which Keras scales by the replica count) and
 `reptile` (regression with Reptile, whose own train_step builds the update).
+`mirrored` then tries two meta-batches that cannot give each replica a
+multiple of ``tasks_per_chunk`` tasks and prints a REFUSED line for each
+that `fit` refused before training.
 """
 
 import os
@@ -93,6 +96,35 @@ def main(mode, prefix):
         weights = {f"w{i}": v.numpy() for i, v in enumerate(learner.trainable_variables)}
         np.savez(f"{prefix}-{loss}.npz", loss=np.float64(history.history["loss"][0]),
                  replicas=strategy.num_replicas_in_sync, **weights)
+
+    if mode == "mirrored":
+        refuse_odd_splits(strategy)
+
+
+def refuse_odd_splits(strategy):
+    """`tasks_per_chunk=2` over 2 replicas: a batch needs a multiple of 4 tasks."""
+    import keras
+
+    import fewshot
+
+    arrays = episodes("mse")
+    # A batch size fixed in the dataset: 2 tasks, one per replica.
+    static = tf.data.Dataset.from_tensor_slices(arrays).batch(2, drop_remainder=True)
+    # Known only at run time (under XLA, which drops the train step's assertion): 2 tasks, a
+    # multiple of tasks_per_chunk, but one per replica.
+    dynamic = tf.data.Dataset.from_tensor_slices(arrays).filter(lambda e: True).batch(2)
+    for name, dataset, errors in (("static", static, ValueError),
+                                  ("dynamic", dynamic, tf.errors.InvalidArgumentError)):
+        with strategy.scope():
+            learner = fewshot.MAML(fewshot.models.mlp(hidden=(8,)), inner_lr=0.1, tasks_per_chunk=2)
+            learner.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse", jit_compile=True)
+        before = [w.numpy().copy() for w in learner.trainable_variables]
+        try:
+            learner.fit(dataset, epochs=1, verbose=0)
+        except errors as e:
+            unchanged = all(np.array_equal(a, w.numpy()) for a, w in zip(before, learner.trainable_variables))
+            message = " ".join(str(e).split())
+            print("REFUSED", name, "unchanged" if unchanged else "changed", message, flush=True)
 
 
 if __name__ == "__main__":

@@ -37,13 +37,18 @@ def _run(mode, prefix, env=None):
     )
 
 
-def _wait(processes):
-    """Waits for the processes; returns how many tasks each replica adapted."""
+def _wait(processes, outputs=None):
+    """Waits for the processes; returns how many tasks each replica adapted.
+
+    Each process's whole output is appended to `outputs` when given.
+    """
     tasks = []
     try:
         for process in processes:
             output, _ = process.communicate(timeout=TIMEOUT_S)
             assert process.returncode == 0, output[-3000:]
+            if outputs is not None:
+                outputs.append(output)
             tasks.append(
                 [int(line.split()[1]) for line in output.splitlines()
                  if line.startswith("TASKS_PER_REPLICA")]
@@ -94,10 +99,20 @@ def test_chunked_meta_gradient_matches_the_whole_batch(single_device):
 
 def test_mirrored_two_replicas_match_one_device(single_device, tmp_path):
     prefix = tmp_path / "mirrored"
+    outputs = []
     # Four problems, each split over two replicas: 2 tasks per replica.
-    assert _wait([_run("mirrored", prefix)]) == [[2] * 8]
+    assert _wait([_run("mirrored", prefix)], outputs) == [[2] * 8]
     for loss in LOSSES:
         _assert_same_update(f"{single_device}-{loss}.npz", f"{prefix}-{loss}.npz", replicas=2)
+    # tasks_per_chunk=2 over 2 replicas: batches of 2 tasks (one per replica), fixed in the
+    # dataset or known only at run time (under XLA), are refused before any update.
+    refused = {line.split()[1]: line for line in outputs[0].splitlines() if line.startswith("REFUSED")}
+    assert set(refused) == {"static", "dynamic"}
+    assert refused["static"].startswith("REFUSED static unchanged The dataset's batches hold 2 tasks over "
+                                        "2 replicas, not a multiple of `tasks_per_chunk` x replicas (4)")
+    assert refused["dynamic"].startswith("REFUSED dynamic unchanged")
+    assert "must be a multiple of `tasks_per_chunk` x replicas (replicas=2)" in refused["dynamic"]
+    assert "tasks in the batch:] [2]" in refused["dynamic"]
 
 
 def test_multiworker_two_workers_match_one_device(single_device, tmp_path):

@@ -410,6 +410,11 @@ def test_a_partial_batch_under_tasks_per_chunk_names_the_problem():
                        r"of 4\), not a multiple of `tasks_per_chunk`.*Received: tasks_per_chunk=2, batch_size=4"):
         learner.fit(episodes, batch_size=4, epochs=1, verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(before, learner.get_weights()))
+    # A batch size fixed in the dataset is checked before training.
+    fixed = tf.data.Dataset.from_tensor_slices(episodes).batch(3, drop_remainder=True)
+    with pytest.raises(ValueError, match=r"The dataset's batches hold 3 tasks, not a multiple of "
+                       r"`tasks_per_chunk` \(2\). Received: tasks_per_chunk=2$"):
+        learner.fit(fixed, epochs=1, verbose=0)
     # A dataset's partial batch meets the run-time check.
     batches = tf.data.Dataset.from_tensor_slices(episodes).batch(4)
     with pytest.raises(tf.errors.InvalidArgumentError,
