@@ -408,17 +408,23 @@ def _parse_choose_eval_steps(values, s):
             f"(inner step counts). Received: {values!r}"
         )
     if s["algorithm"] in METRIC_LEARNERS + ("task_retrieval",):
+        why = "its memory holds the validation tasks" if s["algorithm"] == "task_retrieval" else \
+            "it does not adapt by gradient steps"
         raise ValueError(
             f"{given} chooses the MAML family's test-time inner steps on validation episodes; "
-            f"{s['algorithm']} has none to choose (task_retrieval's memory holds validation "
-            f"tasks). Received: --algorithm {s['algorithm']}"
+            f"{s['algorithm']} has none to choose ({why}). Received: --algorithm {s['algorithm']}"
         )
     if s["trainval"]:
         raise ValueError(
             f"{given} needs the validation characters, which --trainval trains on. "
             f"Received: --trainval with {given} {values}"
         )
-    s.setdefault("choice_episodes", 500)
+    episodes = s.setdefault("choice_episodes", 500)
+    if not isinstance(episodes, int) or isinstance(episodes, bool) or episodes < 1:
+        raise ValueError(
+            f"Invalid value received for choice_episodes. Expected a positive integer "
+            f"(validation episodes per step count). Received: {episodes!r}"
+        )
     return sorted(set(values))
 
 

@@ -420,3 +420,7 @@ def test_choose_eval_steps_defaults_to_500_validation_episodes():
     s = {"algorithm": "metasgd", "trainval": False}
     assert _parse_choose_eval_steps([5, 1, 3, 1], s) == [1, 3, 5] and s["choice_episodes"] == 500
     assert _parse_choose_eval_steps(None, {"algorithm": "maml", "trainval": True}) is None
+    with pytest.raises(ValueError, match="choice_episodes. Expected a positive integer .* Received: 0"):
+        _parse_choose_eval_steps([1], {"algorithm": "maml", "trainval": False, "choice_episodes": 0})
+    with pytest.raises(ValueError, match=r"its memory holds the validation tasks\)"):
+        _parse_choose_eval_steps([1], {"algorithm": "task_retrieval", "trainval": False})
