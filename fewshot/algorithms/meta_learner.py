@@ -456,18 +456,16 @@ class MetaLearner(keras.Model):
         split = fit_kwargs.get("validation_split") or 0.0
         num_tasks = math.ceil(num_tasks * (1.0 - split))  # the training part, as Keras splits
         batch_size = fit_kwargs.get("batch_size") or 32  # Keras' default for arrays
-        unit = chunk * replicas
+        unit, name, over, received = _chunk_unit(chunk, replicas)
         last = num_tasks % batch_size
         if last % unit or (num_tasks >= batch_size and batch_size % unit):
             held = f"The last batch of `x` would hold {last} tasks" if last % unit else \
                 f"A batch of `x` would hold {batch_size} tasks"
-            over = f" over {replicas} replicas" if replicas > 1 else ""
             raise ValueError(
                 f"{held} ({num_tasks} tasks in batches of {batch_size}{over}), not a multiple of "
-                f"`tasks_per_chunk`{' x replicas' if replicas > 1 else ''}. Give `fit` a `batch_size` "
-                f"that leaves a multiple of {unit} tasks for every batch, or `steps_per_epoch`. "
-                f"Received: tasks_per_chunk={chunk}, batch_size={batch_size}"
-                + (f", replicas={replicas}" if replicas > 1 else "")
+                f"{name}. Give `fit` a `batch_size` that leaves a multiple of {unit} tasks for "
+                f"every batch, or `steps_per_epoch`. Received: tasks_per_chunk={chunk}, "
+                f"batch_size={batch_size}{received}"
             )
         return x
 
@@ -551,13 +549,27 @@ class MetaLearner(keras.Model):
         return variables[0].dtype if variables else "float32"
 
 
+def _chunk_unit(chunk, replicas):
+    """What a batch's task count must be a multiple of, and how messages say it.
+
+    Returns:
+        ``(unit, name, over, received)``: ``chunk * replicas``; the unit as
+        messages name it (`tasks_per_chunk`, or `tasks_per_chunk` x replicas);
+        and the words " over R replicas" and ", replicas=R", both empty on
+        one replica.
+    """
+    if replicas == 1:
+        return chunk, "`tasks_per_chunk`", "", ""
+    return chunk * replicas, "`tasks_per_chunk` x replicas", f" over {replicas} replicas", f", replicas={replicas}"
+
+
 def _assert_chunks_split(num_tasks, chunk, replicas=1):
     """A run-time assertion that each of `replicas` gets a multiple of `chunk` of `num_tasks`."""
-    unit = chunk * replicas
-    over = f" x replicas (replicas={replicas})" if replicas > 1 else ""
+    unit, name, _, _ = _chunk_unit(chunk, replicas)
+    which = name + (f" (replicas={replicas})" if replicas > 1 else "")
     return tf.debugging.Assert(
         tf.equal(num_tasks % unit, 0),
-        [f"The number of tasks per batch must be a multiple of `tasks_per_chunk`{over} "
+        [f"The number of tasks per batch must be a multiple of {which} "
          f"(a partial last batch? batch the episodes with drop_remainder=True, "
          f"or give `fit` a batch_size that divides the number of tasks). "
          f"Received: tasks_per_chunk={chunk}, tasks in the batch:", num_tasks],
@@ -575,13 +587,11 @@ def _with_chunk_check(dataset, chunk, replicas=1):
     """
     first = tf.nest.flatten(dataset.element_spec)[0]
     if first.shape.rank and first.shape[0] is not None:
-        if first.shape[0] % (chunk * replicas):
-            over = f" over {replicas} replicas" if replicas > 1 else ""
+        unit, name, over, received = _chunk_unit(chunk, replicas)
+        if first.shape[0] % unit:
             raise ValueError(
                 f"The dataset's batches hold {first.shape[0]} tasks{over}, not a multiple of "
-                f"`tasks_per_chunk`{' x replicas' if replicas > 1 else ''} ({chunk * replicas}). "
-                f"Received: tasks_per_chunk={chunk}"
-                + (f", replicas={replicas}" if replicas > 1 else "")
+                f"{name} ({unit}). Received: tasks_per_chunk={chunk}{received}"
             )
         return dataset
 

@@ -380,7 +380,7 @@ def _settings(config, args):
             f"Received: {s['monitor']!r}"
         )
     s["patience"] = s.get("patience", 0)
-    if not isinstance(s["patience"], int) or isinstance(s["patience"], bool) or s["patience"] < 0:
+    if not _is_count(s["patience"], least=0):
         raise ValueError(
             f"Invalid value received for patience. Expected an integer >= 0 (epochs; 0: no early "
             f"stopping). Received: {s['patience']!r}"
@@ -400,9 +400,7 @@ def _parse_choose_eval_steps(values, s):
     values = s.get("choose_eval_steps") if values is None else values
     if not values:
         return None
-    if not isinstance(values, list) or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values
-    ):
+    if not isinstance(values, list) or not all(_is_count(v, least=1) for v in values):
         raise ValueError(
             f"Invalid value received for {given}. Expected a list of positive integers "
             f"(inner step counts). Received: {values!r}"
@@ -420,7 +418,7 @@ def _parse_choose_eval_steps(values, s):
             f"Received: --trainval with {given} {values}"
         )
     episodes = s.setdefault("choice_episodes", 500)
-    if not isinstance(episodes, int) or isinstance(episodes, bool) or episodes < 1:
+    if not _is_count(episodes, least=1):
         raise ValueError(
             f"Invalid value received for choice_episodes. Expected a positive integer "
             f"(validation episodes per step count). Received: {episodes!r}"
@@ -482,6 +480,11 @@ _FOLDER_SETTINGS = {
     "init": ("keras", "trained with {!r} layer defaults", "--init"),
     "monitor": ("val_accuracy", "chosen by {!r}", "monitor (recipe.toml)"),
 }
+
+
+def _is_count(value, least):
+    """Whether a recipe value is an integer (not a bool, which TOML keeps apart) >= `least`."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
 def _set_threads(s):
