@@ -99,6 +99,27 @@ def check_positive_float(name, value):
     return value
 
 
+def check_image_size(name, value):
+    """Returns `value` as ``(height, width)`` if it is two positive integers.
+
+    Example:
+
+    >>> from fewshot.validation import check_image_size
+    >>> check_image_size("image_size", [28, 28])
+    (28, 28)
+    """
+    try:
+        height, width = value
+    except (TypeError, ValueError):
+        height = width = None
+    if not (is_int(height, 1) and is_int(width, 1)):
+        raise ValueError(
+            f"Invalid value received for argument `{name}`. Expected (height, width), "
+            f"two positive integers. Received: {name}={value!r}"
+        )
+    return int(height), int(width)
+
+
 def check_finite_rows(name, array, rows="examples"):
     """Raises if the float array `array` holds NaN or infinite values.
 
