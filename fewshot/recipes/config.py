@@ -14,6 +14,7 @@ RUNNERS = {
     "sinusoid": "fewshot.recipes.sinusoid",
     "drug_property": "fewshot.recipes.drug_property",
     "personalization": "fewshot.recipes.personalization",
+    "images": "fewshot.recipes.images",
 }
 
 

@@ -263,8 +263,7 @@ def _train(settings, data, train_idx, val_idx, work, cell, args, verbose):
 
 
 def _epochs_done(work):
-    clock = work / "clock.json"
-    return json.loads(clock.read_text())["epoch"] if clock.is_file() else 0
+    return CurveLogger.epochs_done(work / "clock.json")
 
 
 def _step_decay(settings):
@@ -804,6 +803,12 @@ class CurveLogger(keras.callbacks.Callback):
     def total_minutes(clock_path):
         clock_path = pathlib.Path(clock_path)
         return json.loads(clock_path.read_text())["minutes"] if clock_path.is_file() else 0.0
+
+    @staticmethod
+    def epochs_done(clock_path):
+        """Epochs trained in all invocations so far (0 before the first ends)."""
+        clock_path = pathlib.Path(clock_path)
+        return json.loads(clock_path.read_text())["epoch"] if clock_path.is_file() else 0
 
     def on_train_begin(self, logs=None):
         self._base = self.total_minutes(self.clock_path)
