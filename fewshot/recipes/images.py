@@ -309,6 +309,7 @@ def plot_learning_curve(curve, path, s):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [int(r["epoch"]) for r in rows]
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -316,7 +317,8 @@ def plot_learning_curve(curve, path, s):
         values = [100.0 * float(r[key]) for r in rows if r.get(key)]
         if values:
             ax.plot(epochs[: len(values)], values, marker=".", label=label)
-    ax.axhline(100.0 / s["ways"], color="grey", lw=0.8, ls=":", label="chance")
+    ax.axhline(100.0 / s["val_ways"], color="grey", lw=0.8, ls=":", label=f"chance ({s['val_ways']}-way)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("query accuracy %")
     ax.set_ylim(0, 100)
