@@ -67,7 +67,8 @@ def no_model(domain, models_dir):
         + (
             "; molecule models come from `fewshot run recipes/drug_property --out runs/drug_property`."
             if domain == model_catalog.MOLECULES
-            else "; image models from `fewshot run recipes/omniglot --out runs/omniglot` "
+            else "; image models from `fewshot run recipes/images --data-dir FOLDER --out runs/images` "
+            "(your own images, one subfolder per class), `fewshot run recipes/omniglot --out runs/omniglot` "
             "(or an exported image classifier: `fewshot export`)."
             if domain == model_catalog.IMAGES
             else "; user-ratings models from `fewshot run recipes/personalization --out "

@@ -21,6 +21,7 @@ the raw pixels (``pixels``: what the training added). ``OUT/results.json``,
 same command resumes from ``OUT/backup``.
 """
 
+import json
 import os
 import pathlib
 import sys
@@ -35,7 +36,7 @@ from fewshot.datasets.tfds_classes import load_tfds_classes
 from fewshot.episodes.sampler import EpisodeSampler
 from fewshot.episodes.splits import split_classes
 from fewshot.metrics import mean_ci95
-from fewshot.recipes.omniglot import (
+from fewshot.recipes.episodic import (
     CurveLogger,
     CurvePatience,
     METRIC_LEARNERS,
@@ -135,6 +136,7 @@ def run(config, args):
     # (a metric learner; a MAML-family head has exactly --ways outputs).
     s["val_ways"] = min(s["ways"], len(val_c)) if s["algorithm"] in METRIC_LEARNERS else s["ways"]
     _check_splits(s, store, splits)
+    _check_same_run(out, s, dataset)
     _say(args, f"{dataset}: {len(labels)} classes -> {len(train_c)} meta-train, {len(val_c)} validation, "
                f"{len(test_c)} test (seed {s['seed']}); {sum(len(v) for v in store.values())} images of "
                f"{s['image_size'][0]}x{s['image_size'][1]}x{s['channels']}")
@@ -144,6 +146,8 @@ def run(config, args):
 
     learner = _train(s, train_x, train_y, val_x, val_y, out, args)
     if learner is None:
+        print(f"No model was kept in {out / 'models'}: nothing to test. Run the same command again "
+              "to resume training.", flush=True)
         return {}
     name = f"acc_{s['ways']}w{s['shots']}s"
     seed = s["seed"] + _TEST_SEED
@@ -166,7 +170,7 @@ def run(config, args):
         f"{s['algorithm']} minus pixels on the same {len(accs)} episodes: {gain[0]:+.2f} ± {gain[1]:.2f}\n"
     )
     plot = plot_learning_curve(out / "curve.csv", out / "learning_curve.png", s)
-    _say(args, "\n" + table + f"\n\n{s['algorithm']} minus pixels, paired: {gain[0]:+.2f} ± {gain[1]:.2f}")
+    print("\n" + table + f"\n\n{s['algorithm']} minus pixels, paired: {gain[0]:+.2f} ± {gain[1]:.2f}", flush=True)
     _say(args, f"Wrote {out / 'results.json'}, {out / 'results.md'}"
                + (f", {plot}" if plot else "") + f" and {out / 'models' / (s['algorithm'] + '.keras')}")
     return metrics
@@ -215,6 +219,27 @@ def _check_splits(s, store, splits):
                 f"{', '.join(short[:5])}{' ...' if len(short) > 5 else ''}. Add images, or lower "
                 f"--shots or the queries in recipe.toml. Received: --shots {s['shots']}"
             )
+
+
+#: What makes a run's backup and model; a rerun in the same --out must not change them.
+_RUN_KEYS = ("algorithm", "ways", "shots", "train_ways", "image_size", "channels", "max_per_class", "seed", "fractions")
+
+
+def _check_same_run(out, s, dataset):
+    """Records the run's settings in OUT/run.json; refuses to resume one made with others."""
+    record = {"dataset": dataset, **{k: (list(s[k]) if isinstance(s[k], tuple) else s[k]) for k in _RUN_KEYS}}
+    path = out / "run.json"
+    if path.is_file():
+        before = json.loads(path.read_text())
+        changed = [f"{k}: {before.get(k)!r} -> {v!r}" for k, v in record.items() if before.get(k) != v]
+        if changed:
+            raise ValueError(
+                f"{out} holds a run made with other settings ({'; '.join(changed)}); resuming it would "
+                f"mix two models. Use another --out, or delete {out}. Received: --out {out}"
+            )
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=1) + "\n")
 
 
 def _arrays(store, classes):
@@ -269,7 +294,7 @@ def _stack(batches):
 def pixel_prototype_accuracy(x, y, ways, shots, queries, episodes, batch, seed):
     """Per-episode accuracy of the nearest class mean of the raw pixels.
 
-    Uses the same episodes as `fewshot.recipes.omniglot.evaluate_accuracy`
+    Uses the same episodes as `fewshot.recipes.episodic.evaluate_accuracy`
     with the same seed (episodes depend on the labels and the seed only), so
     the two are paired.
 

@@ -12,7 +12,7 @@ from PIL import Image
 from fewshot import cli
 from fewshot.algorithms import PrototypicalNetwork
 from fewshot.recipes.images import pixel_prototype_accuracy
-from fewshot.recipes.omniglot import evaluate_accuracy
+from fewshot.recipes.episodic import evaluate_accuracy
 
 RECIPE = pathlib.Path(__file__).resolve().parents[2] / "recipes" / "images" / "recipe.toml"
 
@@ -47,7 +47,7 @@ def _run(recipe, out, *extra):
     return cli.main(["run", str(recipe), "--out", str(out), "--quiet", "--image-size", "16", "16", *extra])
 
 
-def test_a_folder_trains_tests_on_unseen_classes_and_resumes(tmp_path):
+def test_a_folder_trains_tests_on_unseen_classes_and_resumes(tmp_path, capsys):
     data = write_glyphs(tmp_path / "glyphs")
     recipe, out = tiny_recipe(tmp_path), tmp_path / "out"
     assert _run(recipe, out, "--data-dir", str(data), "--test-episodes", "60") == 0
@@ -75,6 +75,9 @@ def test_a_folder_trains_tests_on_unseen_classes_and_resumes(tmp_path):
     assert json.loads((out / "results.json").read_text())["metrics"] == metrics
     with (out / "curve.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 2
+    # Resuming with settings that change the model is refused before any training.
+    assert _run(recipe, out, "--data-dir", str(data), "--shots", "2") == 2
+    assert "holds a run made with other settings (shots: 1 -> 2)" in capsys.readouterr().err
 
 
 def test_a_maml_family_method_trains_its_n_way_head(tmp_path):

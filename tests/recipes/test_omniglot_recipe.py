@@ -279,7 +279,7 @@ def test_pytorch_layer_defaults_are_used_recorded_and_kept_by_the_folder(setup, 
 
 
 def test_best_epoch_reads_either_monitor_and_keeps_the_first_of_a_tie(tmp_path):
-    from fewshot.recipes.omniglot import best_epoch
+    from fewshot.recipes.episodic import best_epoch
 
     curve = tmp_path / "curve.csv"
     assert best_epoch(curve) is None
@@ -293,7 +293,7 @@ def test_best_epoch_reads_either_monitor_and_keeps_the_first_of_a_tie(tmp_path):
 def test_curve_patience_stops_after_patience_epochs_without_a_better_value(tmp_path):
     import types
 
-    from fewshot.recipes.omniglot import CurvePatience
+    from fewshot.recipes.episodic import CurvePatience
 
     curve = tmp_path / "curve.csv"
     curve.write_text("epoch,minutes,val_accuracy,val_loss\n1,1,0.5,0.9\n2,2,0.6,0.5\n3,3,0.7,0.6\n")
