@@ -136,7 +136,7 @@ def run(config, args):
     # (a metric learner; a MAML-family head has exactly --ways outputs).
     s["val_ways"] = min(s["ways"], len(val_c)) if s["algorithm"] in METRIC_LEARNERS else s["ways"]
     _check_splits(s, store, splits)
-    _check_same_run(out, s, dataset)
+    _check_same_run(out, s, dataset, len(labels))
     _say(args, f"{dataset}: {len(labels)} classes -> {len(train_c)} meta-train, {len(val_c)} validation, "
                f"{len(test_c)} test (seed {s['seed']}); {sum(len(v) for v in store.values())} images of "
                f"{s['image_size'][0]}x{s['image_size'][1]}x{s['channels']}")
@@ -225,9 +225,10 @@ def _check_splits(s, store, splits):
 _RUN_KEYS = ("algorithm", "ways", "shots", "train_ways", "image_size", "channels", "max_per_class", "seed", "fractions")
 
 
-def _check_same_run(out, s, dataset):
+def _check_same_run(out, s, dataset, num_classes):
     """Records the run's settings in OUT/run.json; refuses to resume one made with others."""
-    record = {"dataset": dataset, **{k: (list(s[k]) if isinstance(s[k], tuple) else s[k]) for k in _RUN_KEYS}}
+    record = {"dataset": dataset, "classes": num_classes,
+              **{k: (list(s[k]) if isinstance(s[k], tuple) else s[k]) for k in _RUN_KEYS}}
     path = out / "run.json"
     if path.is_file():
         before = json.loads(path.read_text())
