@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 
 from fewshot.uploads import UploadError, read_image
-from fewshot.validation import check_image_size
+from fewshot.validation import check_image_size, check_int
 
 #: File name endings read as images (any case); other files are passed over, as Keras does.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
@@ -28,7 +28,7 @@ MAX_IMAGE_BYTES = 64 * 1024 * 1024
 _ON_INVALID = ("raise", "skip")
 
 
-def load_image_folder(directory, image_size=(28, 28), channels=1, on_invalid="raise"):
+def load_image_folder(directory, image_size=(28, 28), channels=1, on_invalid="raise", max_per_class=None):
     """Reads a folder with one subfolder of images per class.
 
     Every subfolder of `directory` is a class, named after the folder; its
@@ -46,11 +46,14 @@ def load_image_folder(directory, image_size=(28, 28), channels=1, on_invalid="ra
         channels: 1 (grayscale) or 3 (RGB). Transparent pixels are shown on
             white.
         on_invalid: ``"raise"`` or ``"skip"``, for files that cannot be read.
+        max_per_class: read at most this many images of each class (the
+            first in sorted path order); None reads all.
 
     Returns:
         A dict ``{class_name: float32 [n, height, width, channels]}`` with
         values in [0, 1], in sorted class order; a class folder without images
-        is left out.
+        is left out. Everything is held in memory: n x height x width x
+        channels x 4 bytes in all.
 
     Raises:
         ValueError: `directory` is not a folder, holds no class folder with
@@ -88,10 +91,14 @@ def load_image_folder(directory, image_size=(28, 28), channels=1, on_invalid="ra
             "Invalid value received for argument `on_invalid`. Expected one of "
             f"{list(_ON_INVALID)}. Received: on_invalid={on_invalid!r}"
         )
+    if max_per_class is not None:
+        check_int("max_per_class", max_per_class, minimum=1)
     store, invalid = {}, []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         images = []
         for path in _image_files(folder):
+            if max_per_class is not None and len(images) == max_per_class:
+                break
             name = str(path.relative_to(root))
             try:
                 images.append(read_image(

@@ -190,9 +190,8 @@ def _load(s, args):
             f"The images recipe needs --data-dir (a folder with one subfolder per class), "
             f"${DATA_DIR_ENV} or --tfds NAME. Received: neither"
         )
-    store = load_image_folder(data_dir, image_size=s["image_size"], channels=s["channels"])
-    if s["max_per_class"]:
-        store = {k: v[: s["max_per_class"]] for k, v in store.items()}
+    store = load_image_folder(data_dir, image_size=s["image_size"], channels=s["channels"],
+                              max_per_class=s["max_per_class"])
     return store, pathlib.Path(data_dir).name or str(data_dir)
 
 

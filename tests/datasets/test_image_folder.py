@@ -60,6 +60,16 @@ def test_nested_folders_count_and_other_files_are_passed_over(glyphs):
     assert len(store["alpha"]) == 6 and len(store["beta"]) == 4
 
 
+def test_max_per_class_reads_the_first_images_only(glyphs):
+    (glyphs / "beta" / "9.png").write_text("broken, and after 0.png-3.png in sorted order")
+    with pytest.raises(ValueError, match="beta/9.png"):
+        load_image_folder(glyphs)
+    store = load_image_folder(glyphs, max_per_class=2)  # never reaches 9.png
+    assert {name: len(images) for name, images in store.items()} == {"alpha": 2, "beta": 2, "gamma": 2}
+    with pytest.raises(ValueError, match="Received: max_per_class=0"):
+        load_image_folder(glyphs, max_per_class=0)
+
+
 def test_a_file_that_is_not_the_image_it_claims_is_named(glyphs):
     (glyphs / "beta" / "fake.png").write_text("name,value\nx,1\n")
     (glyphs / "gamma" / "empty.jpg").write_bytes(b"")
