@@ -23,6 +23,7 @@ from fewshot.algorithms import (
     SiameseNetwork,
     TaskRetrieval,
 )
+from fewshot.algorithms.metric_learner import MetricLearner
 from fewshot.episodes.sampler import EpisodeSampler
 from fewshot.models.conv4 import TORCH_CONV_INITIALIZER, conv4
 
@@ -85,16 +86,18 @@ def _learning_rate(s):
     )
 
 
-def evaluate_accuracy(learner, algorithm, x, y, ways, shots, episodes, s, seed):
+def evaluate_accuracy(learner, x, y, ways, shots, episodes, s, seed):
     """Per-episode query accuracy (fractions) over `episodes` test episodes.
 
-    Metric learners in inference mode embed the test images once and draw
-    the episodes over the embeddings; the others adapt on every episode
-    (with ``eval_steps`` inner steps).
+    Metric learners (`fewshot.algorithms.metric_learner.MetricLearner`) in
+    inference mode embed the test images once and draw the episodes over the
+    embeddings; the others adapt on every episode (with ``s["eval_steps"]``
+    inner steps, else their own ``inner_steps``). The episodes depend on `y`
+    and `seed` only, so two learners scored with the same ones are paired.
     """
     queries = s["eval_queries"]
     batch = s["eval_batch"]
-    if algorithm in METRIC_LEARNERS:
+    if isinstance(learner, MetricLearner):
         z = learner.embed(x)
         sampler = EpisodeSampler(z, y, ways=ways, shots=shots, queries=queries)
         fn = tf.function(lambda e: learner.logits_from_embeddings(e["support_x"], e["support_y"], e["query_x"]))

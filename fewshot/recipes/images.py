@@ -150,13 +150,11 @@ def run(config, args):
               "to resume training.", flush=True)
         return {}
     name = f"acc_{s['ways']}w{s['shots']}s"
-    seed = s["seed"] + _TEST_SEED
-    accs = evaluate_accuracy(learner, s["algorithm"], test_x, test_y, s["ways"], s["shots"],
-                             s["test_episodes"], s, seed=seed)
-    pixels = pixel_prototype_accuracy(test_x, test_y, s["ways"], s["shots"], s["eval_queries"],
-                                      s["test_episodes"], s["eval_batch"], seed=seed)
-    metrics = {s["algorithm"]: {name: mean_ci95(100.0 * accs)}, "pixels": {name: mean_ci95(100.0 * pixels)}}
-    gain = mean_ci95(100.0 * (accs - pixels))
+    scores = score_against_pixels(learner, test_x, test_y, s["ways"], s["shots"], s["eval_queries"],
+                                  s["test_episodes"], s["eval_batch"], seed=s["seed"] + _TEST_SEED,
+                                  steps=s.get("eval_steps"))
+    metrics = {s["algorithm"]: {name: scores["learner"]}, "pixels": {name: scores["pixels"]}}
+    gain = scores["gain"]
     config_out = {
         **{k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()},
         "dataset": dataset, "classes": {k: len(v) for k, v in splits.items()},
@@ -167,7 +165,7 @@ def run(config, args):
     table = markdown_table(metrics, [name], fmt="{:.2f}")
     (out / "results.md").write_text(
         f"# {dataset}: {s['ways']}-way {s['shots']}-shot on {len(test_c)} test classes\n\n{table}\n\n"
-        f"{s['algorithm']} minus pixels on the same {len(accs)} episodes: {gain[0]:+.2f} ± {gain[1]:.2f}\n"
+        f"{s['algorithm']} minus pixels on the same {s['test_episodes']} episodes: {gain[0]:+.2f} ± {gain[1]:.2f}\n"
     )
     plot = plot_learning_curve(out / "curve.csv", out / "learning_curve.png", s)
     print("\n" + table + f"\n\n{s['algorithm']} minus pixels, paired: {gain[0]:+.2f} ± {gain[1]:.2f}", flush=True)
@@ -287,8 +285,140 @@ def _train(s, train_x, train_y, val_x, val_y, out, args):
     return keras.models.load_model(best_path) if best_path.is_file() else None
 
 
+def evaluate_model(model, data_dir=None, tfds=None, split="test", tfds_dir=None, ways=5, shots=1,
+                   queries=5, episodes=600, steps=None, max_per_class=None, invert=False, seed=0):
+    """Tests a saved image learner on every class of a folder or a TFDS split.
+
+    The images are read at the size and channels of the model's input. A
+    MAML-family learner needs `ways` equal to its head's outputs; a metric
+    learner takes any `ways`.
+
+    Args:
+        model: a ``.keras`` file holding a learner (or the learner itself).
+        data_dir: a folder with one subfolder of images per class.
+        tfds: a TFDS dataset name instead, with `split` and `tfds_dir`.
+        ways, shots, queries, episodes: the test episodes.
+        steps: a MAML-family learner's inner steps (default its own).
+        max_per_class: read at most this many images of each class.
+        invert: score ``1 - x`` (Omniglot models saw bright strokes on black).
+        seed: the episodes' seed.
+
+    Returns:
+        A dict: ``model``, ``dataset``, ``classes``, ``ways``, ``shots``,
+        ``episodes``, ``learner``, ``pixels`` and ``gain`` (``[mean, ci95]``
+        in percent, as `score_against_pixels`) and ``table`` (markdown).
+
+    Raises:
+        ValueError: not an image learner, a dataset that does not give the
+            episodes asked for, or bad arguments, each named.
+    """
+    from fewshot.algorithms.meta_learner import MetaLearner
+    from fewshot.algorithms.metric_learner import MetricLearner
+
+    learner = keras.models.load_model(model) if isinstance(model, (str, os.PathLike)) else model
+    if not isinstance(learner, MetaLearner):
+        raise ValueError(
+            "Invalid value received for argument `model`: expected a fewshot learner (a .keras file "
+            f"from recipes/images or recipes/omniglot). Received: {type(learner).__name__} from {model!r}"
+        )
+    shape = tuple(learner.backbone.input_shape[1:])
+    if len(shape) != 3 or shape[-1] not in (1, 3) or None in shape:
+        raise ValueError(
+            f"Invalid value received for argument `model`: its input is not images (height, width, 1 or 3 "
+            f"channels). Received: input shape {shape} from {model!r}"
+        )
+    ways = check_int("ways", ways, minimum=2)
+    shots = check_int("shots", shots, minimum=1)
+    queries = check_int("queries", queries, minimum=1)
+    episodes = check_int("episodes", episodes, minimum=1)
+    if not isinstance(learner, MetricLearner):
+        outputs = learner.backbone.output_shape[-1]
+        if outputs != ways:
+            raise ValueError(
+                f"Invalid value received for argument `ways`: this {type(learner).__name__} has a "
+                f"{outputs}-way head, so it classifies {outputs} classes at a time. Received: ways={ways}"
+            )
+    if (data_dir is None) == (tfds is None):
+        raise ValueError(
+            "Give exactly one of `data_dir` (a folder, one subfolder per class) and `tfds` (a dataset "
+            f"name). Received: data_dir={data_dir!r}, tfds={tfds!r}"
+        )
+    if tfds is not None:
+        store = load_tfds_classes(tfds, split=split, image_size=shape[:2], channels=shape[2],
+                                  max_per_class=max_per_class, data_dir=tfds_dir)
+        dataset = f"tfds:{tfds}[{split}]"
+    else:
+        store = load_image_folder(data_dir, image_size=shape[:2], channels=shape[2], max_per_class=max_per_class)
+        dataset = str(data_dir)
+    short = [str(c) for c, images in store.items() if len(images) < shots + queries]
+    if short:
+        raise ValueError(
+            f"{len(short)} class(es) of {dataset} have fewer than shots + queries = {shots + queries} "
+            f"images: {', '.join(short[:5])}{' ...' if len(short) > 5 else ''}. Lower `shots` or "
+            f"`queries`, or add images. Received: shots={shots}, queries={queries}"
+        )
+    if len(store) < ways:
+        raise ValueError(
+            f"Invalid value received for argument `ways`: {dataset} has {len(store)} classes. "
+            f"Received: ways={ways}"
+        )
+    x, y = _arrays(store, sorted(store, key=str))
+    if invert:
+        x = 1.0 - x
+    scores = score_against_pixels(learner, x, y, ways, shots, queries, episodes, seed=seed, steps=steps)
+    name = f"acc_{ways}w{shots}s"
+    label = type(learner).__name__
+    table = (
+        markdown_table({label: {name: scores["learner"]}, "pixels": {name: scores["pixels"]}}, [name], fmt="{:.2f}")
+        + f"\n\n{label} minus pixels on the same {episodes} episodes of {len(store)} classes "
+        f"({dataset}): {scores['gain'][0]:+.2f} ± {scores['gain'][1]:.2f}"
+    )
+    return {
+        "model": str(model), "dataset": dataset, "classes": len(store), "ways": ways, "shots": shots,
+        "episodes": episodes, **{k: [float(v) for v in scores[k]] for k in scores}, "table": table,
+    }
+
+
 def _stack(batches):
     return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+
+
+def score_against_pixels(learner, x, y, ways, shots, queries=5, episodes=600, batch=20, seed=0, steps=None):
+    """A trained learner's N-way K-shot accuracy on classes, beside the raw pixels'.
+
+    Draws `episodes` episodes of the classes in `y` and scores the learner
+    (`fewshot.recipes.episodic.evaluate_accuracy`; a MAML-family learner
+    adapts with `steps` inner steps, default its own) and the nearest class
+    mean of the raw pixels (`pixel_prototype_accuracy`) on the same episodes.
+
+    Returns:
+        ``{"learner": (mean, ci95), "pixels": (mean, ci95), "gain": (mean,
+        ci95)}`` in percent; ``gain`` is learner minus pixels, paired by
+        episode.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from fewshot.algorithms import PrototypicalNetwork
+    >>> from fewshot.recipes.images import score_against_pixels
+    >>> encoder = keras.Sequential([keras.Input((4,)), keras.layers.Identity()])
+    >>> learner = PrototypicalNetwork(encoder)  # embeds the pixels as they are
+    >>> x = np.repeat(np.eye(4, dtype="float32"), 5, axis=0)
+    >>> y = np.repeat(np.arange(4), 5)
+    >>> scores = score_against_pixels(learner, x, y, ways=3, shots=1, queries=2, episodes=20)
+    >>> scores["learner"][0], scores["pixels"][0], scores["gain"][0]
+    (100.0, 100.0, 0.0)
+    """
+    settings = {"eval_queries": queries, "eval_batch": batch}
+    if steps is not None:
+        settings["eval_steps"] = steps
+    accs = evaluate_accuracy(learner, x, y, ways, shots, episodes, settings, seed=seed)
+    pixels = pixel_prototype_accuracy(x, y, ways, shots, queries, episodes, batch, seed=seed)
+    return {
+        "learner": mean_ci95(100.0 * accs),
+        "pixels": mean_ci95(100.0 * pixels),
+        "gain": mean_ci95(100.0 * (accs - pixels)),
+    }
 
 
 def pixel_prototype_accuracy(x, y, ways, shots, queries, episodes, batch, seed):

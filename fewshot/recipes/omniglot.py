@@ -191,7 +191,7 @@ def run(config, args):
     metrics = {}
     for ways in settings["eval_ways"]:
         accs = evaluate_accuracy(
-            learner, settings["algorithm"], test_x, test_y, ways, settings["shots"],
+            learner, test_x, test_y, ways, settings["shots"],
             settings["test_episodes"], settings, seed=settings["seed"] + _TEST_SEED,
         )
         name = f"acc_{ways}w{settings['shots']}s"
@@ -515,7 +515,7 @@ def validation_accuracy_by_steps(learner, val_x, val_y, s):
     scores = {}
     for steps in s["choose_eval_steps"]:
         accs = evaluate_accuracy(
-            learner, s["algorithm"], val_x, val_y, s["ways"], s["shots"], s["choice_episodes"],
+            learner, val_x, val_y, s["ways"], s["shots"], s["choice_episodes"],
             {**s, "eval_steps": steps}, seed=s["seed"] + _CHOICE_SEED,
         )
         scores[steps] = round(100.0 * float(np.mean(accs)), 4)

@@ -139,7 +139,74 @@ def test_pixel_prototypes_equal_a_protonet_on_raw_pixels_over_the_same_episodes(
     learner = PrototypicalNetwork(encoder)
     learner.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     s = {"eval_queries": 2, "eval_batch": 8}
-    expected = evaluate_accuracy(learner, "protonet", x, y, 4, 2, 30, s, seed=5)
+    expected = evaluate_accuracy(learner, x, y, 4, 2, 30, s, seed=5)
     got = pixel_prototype_accuracy(x, y, ways=4, shots=2, queries=2, episodes=30, batch=8, seed=5)
     assert got.shape == (30,) and 0.3 < got.mean() < 0.95  # noisy classes: neither chance nor perfect
     np.testing.assert_array_equal(got, expected)
+
+
+def _saved_protonet(path, size=16):
+    from fewshot.models.conv4 import conv4
+
+    learner = PrototypicalNetwork(conv4(input_shape=(size, size, 1)))
+    learner.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    learner.save(path)
+    return path
+
+
+def test_evaluate_scores_a_saved_learner_on_every_class_of_a_folder(tmp_path, capsys):
+    data = write_glyphs(tmp_path / "glyphs", classes=6, per_class=4)
+    model = _saved_protonet(tmp_path / "protonet.keras")
+    report = tmp_path / "scores.json"
+    assert cli.main(["evaluate", str(model), "--data-dir", str(data), "--ways", "3", "--shots", "1",
+                     "--queries", "3", "--episodes", "40", "--output", str(report)]) == 0
+    printed = capsys.readouterr().out
+    assert "| PrototypicalNetwork |" in printed and "minus pixels on the same 40 episodes of 6 classes" in printed
+    scores = json.loads(report.read_text())
+    assert scores["classes"] == 6 and scores["ways"] == 3 and scores["episodes"] == 40
+    assert scores["gain"][0] == pytest.approx(scores["learner"][0] - scores["pixels"][0], abs=1e-3)
+    assert scores["pixels"][0] > 60  # noisy copies of one pattern per class (chance: 33%)
+
+
+def test_evaluate_inverts_the_images_when_asked(tmp_path):
+    from fewshot.recipes.images import evaluate_model
+
+    # Dark patterns (values 0 or 0.4): an encoder that zeroes everything under 0.5 sees nothing
+    # in them, and everything once they are inverted (0.6 or 1).
+    rng = np.random.default_rng(1)
+    patterns = 0.4 * (rng.random((5, 16, 16, 1)) > 0.5)
+    encoder = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.ReLU(threshold=0.5), keras.layers.Flatten()])
+    learner = PrototypicalNetwork(encoder)
+    learner.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    root = tmp_path / "dark"
+    for c, pattern in enumerate(patterns):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.round(255 * pattern[..., 0]).astype(np.uint8)).save(root / f"c{c}" / f"{i}.png")
+    plain = evaluate_model(learner, data_dir=root, ways=5, shots=1, queries=2, episodes=10)
+    inverted = evaluate_model(learner, data_dir=root, ways=5, shots=1, queries=2, episodes=10, invert=True)
+    assert plain["pixels"][0] == inverted["pixels"][0] == 100.0
+    assert plain["learner"][0] <= 25.0 and inverted["learner"][0] == 100.0
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--ways", "9"], "has 6 classes. Received: ways=9"),
+        (["--shots", "4"], "6 class(es) of"),  # 4 + 5 queries > 7 images
+        (["--ways", "1"], "Invalid value received for argument `ways`. Expected an integer >= 2"),
+    ],
+)
+def test_evaluate_errors_are_one_clear_line(tmp_path, capsys, extra, message):
+    data = write_glyphs(tmp_path / "glyphs", classes=6, per_class=7)
+    model = _saved_protonet(tmp_path / "protonet.keras")
+    assert cli.main(["evaluate", str(model), "--data-dir", str(data), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_evaluate_refuses_a_model_that_is_not_an_image_learner(tmp_path, capsys):
+    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    plain.save(tmp_path / "plain.keras")
+    assert cli.main(["evaluate", str(tmp_path / "plain.keras"), "--data-dir", str(tmp_path)]) == 2
+    assert "expected a fewshot learner" in capsys.readouterr().err
