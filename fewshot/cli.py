@@ -335,7 +335,7 @@ def _cmd_evaluate(argv):
         description=(
             "Test a trained image learner (a .keras file from recipes/images or recipes/omniglot) "
             "on classes it has never seen: every class of --data-dir (one subfolder of images per "
-            "class) or of a TFDS split. Prints its N-way K-shot accuracy with a 95%% interval "
+            "class) or of a TFDS split. Prints its N-way K-shot accuracy with a 95% interval "
             "beside the raw pixels' nearest class mean on the same episodes."
         ),
     )
