@@ -18,7 +18,8 @@ K-shot accuracy over `test_episodes` episodes of the test classes with a 95%
 interval, beside the same episodes classified by the nearest class mean of
 the raw pixels (``pixels``: what the training added). ``OUT/results.json``,
 ``OUT/results.md`` and ``OUT/learning_curve.png`` are written; rerunning the
-same command resumes from ``OUT/backup``.
+same command resumes from ``OUT/backup``. `evaluate_model` (``fewshot
+evaluate``) tests a saved learner on the classes of another folder.
 """
 
 import json
