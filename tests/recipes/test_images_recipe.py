@@ -82,7 +82,9 @@ def test_a_folder_trains_tests_on_unseen_classes_and_resumes(tmp_path, capsys):
 
 def test_a_maml_family_method_trains_its_n_way_head(tmp_path):
     data = write_glyphs(tmp_path / "glyphs", classes=12)
-    recipe, out = tiny_recipe(tmp_path, **{"epochs = 2": "epochs = 1"}), tmp_path / "out"
+    recipe = tiny_recipe(tmp_path, **{"epochs = 2": "epochs = 1", "meta_batch_size = 8": "meta_batch_size = 2",
+                                      "eval_steps = 3": "eval_steps = 1", "batches_per_epoch = 8": "batches_per_epoch = 3"})
+    out = tmp_path / "out"
     assert _run(recipe, out, "--data-dir", str(data), "--algorithm", "fomaml", "--ways", "2",
                 "--test-episodes", "20") == 0
     results = json.loads((out / "results.json").read_text())
