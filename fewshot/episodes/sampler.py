@@ -51,18 +51,10 @@ class EpisodeSampler:
                 f"Received: x.shape={x.shape}, y.shape={y.shape}"
             )
         check_finite_rows("x", x)
-        missing = _missing_labels(y)
-        if missing:
-            raise ValueError(
-                "Invalid value received for argument `y`: it holds missing labels "
-                f"(NaN or None). Received: {missing} missing labels of {len(y)}"
-            )
+        self.classes, counts, index = group_rows(y, "y", "labels")
         self.ways = _check_count("ways", ways, minimum=1)
         self.shots = _check_count("shots", shots, minimum=1)
         self.queries = _check_count("queries", queries, minimum=0)
-        self.classes, inverse, counts = np.unique(
-            y, return_inverse=True, return_counts=True
-        )
         if len(self.classes) < ways:
             raise ValueError(
                 f"Invalid value received for argument `ways`: there are only "
@@ -78,13 +70,6 @@ class EpisodeSampler:
                 f"classes have fewer ({shown}; smallest has {counts.min()}). "
                 f"Received: shots={shots}, queries={queries}"
             )
-        order = np.argsort(inverse, kind="stable")
-        width = counts.max()
-        index = np.zeros((len(self.classes), width), np.int64)
-        start = 0
-        for c, n in enumerate(counts):
-            index[c, :n] = order[start : start + n]
-            start += n
         self._x = tf.constant(x)
         self._index = tf.constant(index)
         self._counts = tf.constant(counts, tf.int64)
@@ -169,6 +154,37 @@ class EpisodeSampler:
         return EpisodeStream(
             lambda s: self.sample(meta_batch_size, s), batches_per_epoch, seed
         )
+
+
+def group_rows(labels, name, what):
+    """The rows of each distinct label, padded to the largest group.
+
+    Args:
+        labels: array ``[num_rows]`` of group labels (classes, task ids).
+        name, what: the argument and what its values are, for the message.
+
+    Returns:
+        ``(groups, counts, index)``: the sorted distinct labels, each one's
+        row count, and ``int64 [num_groups, max(counts)]`` row indices (in
+        row order; the padding repeats row 0 and is never drawn).
+
+    Raises:
+        ValueError: `labels` holds NaN or None.
+    """
+    missing = _missing_labels(labels)
+    if missing:
+        raise ValueError(
+            f"Invalid value received for argument `{name}`: it holds missing {what} "
+            f"(NaN or None). Received: {missing} missing {what} of {len(labels)}"
+        )
+    groups, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    order = np.argsort(inverse, kind="stable")
+    index = np.zeros((len(groups), counts.max()), np.int64)
+    start = 0
+    for g, n in enumerate(counts):
+        index[g, :n] = order[start : start + n]
+        start += n
+    return groups, counts, index
 
 
 def _missing_labels(y):

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
 from fewshot.episodes.regression import _as_seed
+from fewshot.episodes.sampler import group_rows
 from fewshot.episodes.stream import EpisodeStream
 from fewshot.validation import check_finite_rows, check_int
 
@@ -58,15 +59,9 @@ class TaskSampler:
             )
         check_finite_rows("x", x, rows="rows")
         check_finite_rows("y", y, rows="rows")
-        missing = _missing(tasks)
-        if missing:
-            raise ValueError(
-                "Invalid value received for argument `tasks`: it holds missing task ids (NaN or None). "
-                f"Received: {missing} missing of {len(tasks)}"
-            )
+        self.tasks, counts, index = group_rows(tasks, "tasks", "task ids")
         self.shots = check_int("shots", shots, minimum=1)
         self.queries = check_int("queries", queries, minimum=1)
-        self.tasks, inverse, counts = np.unique(tasks, return_inverse=True, return_counts=True)
         need = self.shots + self.queries
         small = self.tasks[counts < need]
         if len(small):
@@ -76,12 +71,6 @@ class TaskSampler:
                 f"({shown}; the smallest has {counts.min()}). Keep only tasks with at least {need} rows, "
                 f"or lower `shots` or `queries`. Received: shots={shots}, queries={queries}"
             )
-        order = np.argsort(inverse, kind="stable")
-        index = np.zeros((len(self.tasks), counts.max()), np.int64)
-        start = 0
-        for t, n in enumerate(counts):
-            index[t, :n] = order[start : start + n]
-            start += n
         self._x = tf.constant(x)
         self._y = tf.constant(y)
         self._index = tf.constant(index)
@@ -178,14 +167,6 @@ def _floats(name, values):
         raise ValueError(
             f"Invalid value received for argument `{name}`. Expected numbers. Received: {error}"
         ) from None
-
-
-def _missing(tasks):
-    if tasks.dtype == object:
-        return sum(v is None or (isinstance(v, float) and np.isnan(v)) for v in tasks)
-    if np.issubdtype(tasks.dtype, np.floating):
-        return int(np.isnan(tasks).sum())
-    return 0
 
 
 def _is_number(value):
