@@ -36,6 +36,8 @@ LABEL_NAMES = ("y", "target", "label", "value")
 CLASS_LABEL_NAMES = ("label", "class", "y", "target")
 #: Columns the app itself writes into tables; ignored as features.
 REPORT_COLUMNS = ("valid", "error", "prediction", "score", "rank")
+#: File name endings of the image formats `read_image` decodes (which it recognises by content).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
 _IMAGE_SIGNATURES = {
     b"\x89PNG\r\n\x1a\n": "PNG",
     b"\xff\xd8\xff": "JPEG",

@@ -6,7 +6,7 @@ import streamlit as st
 from fewshot import model_catalog, uploads
 from fewshot_flows import common
 
-IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp"]
+IMAGE_TYPES = [extension.lstrip(".") for extension in uploads.IMAGE_EXTENSIONS]
 
 
 def flow(entry):

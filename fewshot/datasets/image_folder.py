@@ -18,11 +18,9 @@ import warnings
 
 import numpy as np
 
-from fewshot.uploads import UploadError, read_image
+from fewshot.uploads import IMAGE_EXTENSIONS, UploadError, read_image
 from fewshot.validation import check_image_size, check_int
 
-#: File name endings read as images (any case); other files are passed over, as Keras does.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
 #: Largest image file read, in bytes.
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 _ON_INVALID = ("raise", "skip")

@@ -115,6 +115,11 @@ def evaluate_accuracy(learner, x, y, ways, shots, episodes, s, seed):
     return np.concatenate(accs)[:episodes]
 
 
+def stack_batches(batches):
+    """Episode batches (dicts) stacked on a new leading axis, one per batch."""
+    return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+
+
 def best_epoch(curve, monitor="val_accuracy"):
     """``(epoch, value)`` of the best `monitor` value in a cell's curve.csv; None without one.
 

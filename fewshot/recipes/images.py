@@ -44,6 +44,7 @@ from fewshot.recipes.episodic import (
     best_epoch,
     build_learner,
     evaluate_accuracy,
+    stack_batches,
 )
 from fewshot.recipes.results import markdown_table, write_results
 from fewshot.validation import check_image_size, check_int
@@ -177,21 +178,23 @@ def run(config, args):
 
 def _load(s, args):
     """The class store and a name for the dataset."""
-    if args.tfds:
-        store = load_tfds_classes(
-            args.tfds, split=args.split, image_size=s["image_size"], channels=s["channels"],
-            max_per_class=s["max_per_class"], data_dir=args.tfds_dir,
-        )
-        return store, f"tfds:{args.tfds}[{args.split}]"
-    data_dir = args.data_dir or os.environ.get(DATA_DIR_ENV)
-    if not data_dir:
+    data_dir = None if args.tfds else args.data_dir or os.environ.get(DATA_DIR_ENV)
+    if not (args.tfds or data_dir):
         raise ValueError(
             f"The images recipe needs --data-dir (a folder with one subfolder per class), "
             f"${DATA_DIR_ENV} or --tfds NAME. Received: neither"
         )
-    store = load_image_folder(data_dir, image_size=s["image_size"], channels=s["channels"],
-                              max_per_class=s["max_per_class"])
-    return store, pathlib.Path(data_dir).name or str(data_dir)
+    store = read_classes(data_dir, args.tfds, args.split, args.tfds_dir, s["image_size"], s["channels"],
+                         s["max_per_class"])
+    return store, f"tfds:{args.tfds}[{args.split}]" if args.tfds else pathlib.Path(data_dir).name or str(data_dir)
+
+
+def read_classes(data_dir, tfds, split, tfds_dir, image_size, channels, max_per_class):
+    """The ``{class: images}`` store of a folder (`data_dir`) or, when `tfds` names one, a TFDS split."""
+    if tfds is not None:
+        return load_tfds_classes(tfds, split=split, image_size=image_size, channels=channels,
+                                 max_per_class=max_per_class, data_dir=tfds_dir)
+    return load_image_folder(data_dir, image_size=image_size, channels=channels, max_per_class=max_per_class)
 
 
 def _check_splits(s, store, splits):
@@ -259,7 +262,7 @@ def _train(s, train_x, train_y, val_x, val_y, out, args):
     val_sampler = EpisodeSampler(val_x, val_y, ways=s["val_ways"], shots=s["shots"], queries=s["eval_queries"])
     num_val = max(1, s["validation_episodes"] // s["eval_batch"])
     # The same validation episodes every epoch, batched as the test's.
-    val_data = tf.data.Dataset.from_tensor_slices(_stack(
+    val_data = tf.data.Dataset.from_tensor_slices(stack_batches(
         [val_sampler.sample(s["eval_batch"], tf.constant([s["seed"] + _VALIDATION_SEED, b], tf.int64))
          for b in range(num_val)]
     ))
@@ -344,13 +347,8 @@ def evaluate_model(model, data_dir=None, tfds=None, split="test", tfds_dir=None,
             "Give exactly one of `data_dir` (a folder, one subfolder per class) and `tfds` (a dataset "
             f"name). Received: data_dir={data_dir!r}, tfds={tfds!r}"
         )
-    if tfds is not None:
-        store = load_tfds_classes(tfds, split=split, image_size=shape[:2], channels=shape[2],
-                                  max_per_class=max_per_class, data_dir=tfds_dir)
-        dataset = f"tfds:{tfds}[{split}]"
-    else:
-        store = load_image_folder(data_dir, image_size=shape[:2], channels=shape[2], max_per_class=max_per_class)
-        dataset = str(data_dir)
+    store = read_classes(data_dir, tfds, split, tfds_dir, shape[:2], shape[2], max_per_class)
+    dataset = f"tfds:{tfds}[{split}]" if tfds is not None else str(data_dir)
     short = [str(c) for c, images in store.items() if len(images) < shots + queries]
     if short:
         raise ValueError(
@@ -378,10 +376,6 @@ def evaluate_model(model, data_dir=None, tfds=None, split="test", tfds_dir=None,
         "model": str(model), "dataset": dataset, "classes": len(store), "ways": ways, "shots": shots,
         "episodes": episodes, **{k: [float(v) for v in scores[k]] for k in scores}, "table": table,
     }
-
-
-def _stack(batches):
-    return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
 
 
 def score_against_pixels(learner, x, y, ways, shots, queries=5, episodes=600, batch=20, seed=0, steps=None):

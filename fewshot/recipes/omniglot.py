@@ -49,9 +49,11 @@ from fewshot.recipes.episodic import (
     best_epoch,
     build_learner,
     evaluate_accuracy,
+    stack_batches,
 )
 from fewshot.recipes.results import markdown_table, write_results
 from fewshot.threads import set_task_parallel_threads_or_warn
+from fewshot.validation import is_int
 
 METHODS = ("maml", "fomaml", "metasgd", "reptile", "anil", "protonet", "siamese", "task_retrieval")
 INITS = ("keras", "pytorch")
@@ -229,7 +231,7 @@ def _train(settings, data, train_idx, val_idx, work, cell, args, verbose):
             settings["eval_batch"], 1, seed=settings["seed"] + _VALIDATION_SEED
         )
         num_val = max(1, settings["validation_episodes"] // settings["eval_batch"])
-        val_data = tf.data.Dataset.from_tensor_slices(_stack(val_stream.take(num_val)))
+        val_data = tf.data.Dataset.from_tensor_slices(stack_batches(val_stream.take(num_val)))
         monitor = settings["monitor"]
         best = best_epoch(curve, monitor) if best_path.is_file() else None
         callbacks.insert(1, keras.callbacks.ModelCheckpoint(
@@ -374,7 +376,7 @@ def _settings(config, args):
             f"Received: {s['monitor']!r}"
         )
     s["patience"] = s.get("patience", 0)
-    if not _is_count(s["patience"], least=0):
+    if not is_int(s["patience"], 0):
         raise ValueError(
             f"Invalid value received for patience. Expected an integer >= 0 (epochs; 0: no early "
             f"stopping). Received: {s['patience']!r}"
@@ -394,7 +396,7 @@ def _parse_choose_eval_steps(values, s):
     values = s.get("choose_eval_steps") if values is None else values
     if not values:
         return None
-    if not isinstance(values, list) or not all(_is_count(v, least=1) for v in values):
+    if not isinstance(values, list) or not all(is_int(v, 1) for v in values):
         raise ValueError(
             f"Invalid value received for {given}. Expected a list of positive integers "
             f"(inner step counts). Received: {values!r}"
@@ -412,7 +414,7 @@ def _parse_choose_eval_steps(values, s):
             f"Received: --trainval with {given} {values}"
         )
     episodes = s.setdefault("choice_episodes", 500)
-    if not _is_count(episodes, least=1):
+    if not is_int(episodes, 1):
         raise ValueError(
             f"Invalid value received for choice_episodes. Expected a positive integer "
             f"(validation episodes per step count). Received: {episodes!r}"
@@ -476,11 +478,6 @@ _FOLDER_SETTINGS = {
 }
 
 
-def _is_count(value, least):
-    """Whether a recipe value is an integer (not a bool, which TOML keeps apart) >= `least`."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= least
-
-
 def _set_threads(s):
     """`task_parallel_threads`: one thread per op and one op per core, so the tasks of a chunk
     run side by side (`fewshot.threads`; Conv4 MAML on 2 cores: 1.4-1.7x, benchmarks/README.md).
@@ -528,10 +525,6 @@ def _fill_memory(learner, sampler, s):
     batch = sampler.sample(learner.memory_size, tf.constant([s["seed"] + _VALIDATION_SEED, 99], tf.int64))
     for i in range(learner.memory_size):
         learner.remember(batch["support_x"][i], batch["support_y"][i], steps=s.get("eval_steps", learner.inner_steps))
-
-
-def _stack(batches):
-    return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
 
 
 def _merge_results(out, settings, metrics, minutes):
