@@ -99,6 +99,18 @@ def check_positive_float(name, value):
     return value
 
 
+def first_few(values, limit=5):
+    """The first `limit` values joined by commas, then " ..." if there are more (for messages).
+
+    Example:
+
+    >>> from fewshot.validation import first_few
+    >>> first_few(["a", "b", "c"], limit=2)
+    'a, b ...'
+    """
+    return ", ".join(map(str, values[:limit])) + (" ..." if len(values) > limit else "")
+
+
 def check_image_size(name, value):
     """Returns `value` as ``(height, width)`` if it is two positive integers.
 

@@ -6,7 +6,7 @@ import tensorflow as tf
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
 from fewshot.episodes.regression import _as_seed, _check_count
 from fewshot.episodes.stream import EpisodeStream
-from fewshot.validation import check_finite_rows
+from fewshot.validation import check_finite_rows, first_few
 
 
 class EpisodeSampler:
@@ -63,7 +63,7 @@ class EpisodeSampler:
         need = shots + queries
         short = self.classes[counts < need]
         if len(short):
-            shown = ", ".join(map(str, short[:5])) + (" ..." if len(short) > 5 else "")
+            shown = first_few(short)
             raise ValueError(
                 f"Invalid value received for argument `shots`: shots + queries "
                 f"= {need} examples per class are needed, but {len(short)} "

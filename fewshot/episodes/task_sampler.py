@@ -7,7 +7,7 @@ from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
 from fewshot.episodes.regression import _as_seed
 from fewshot.episodes.sampler import group_rows
 from fewshot.episodes.stream import EpisodeStream
-from fewshot.validation import check_finite_rows, check_int
+from fewshot.validation import check_finite_rows, check_int, first_few
 
 
 class TaskSampler:
@@ -65,7 +65,7 @@ class TaskSampler:
         need = self.shots + self.queries
         small = self.tasks[counts < need]
         if len(small):
-            shown = ", ".join(map(str, small[:5])) + (" ..." if len(small) > 5 else "")
+            shown = first_few(small)
             raise ValueError(
                 f"{len(small)} of {len(self.tasks)} tasks have fewer than shots + queries = {need} rows "
                 f"({shown}; the smallest has {counts.min()}). Keep only tasks with at least {need} rows, "

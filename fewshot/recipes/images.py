@@ -47,7 +47,7 @@ from fewshot.recipes.episodic import (
     stack_batches,
 )
 from fewshot.recipes.results import markdown_table, write_results
-from fewshot.validation import check_image_size, check_int
+from fewshot.validation import check_image_size, check_int, first_few
 
 ALGORITHMS = ("protonet", "siamese", "maml", "fomaml", "metasgd", "anil", "reptile")
 #: The environment variable read when --data-dir is not given.
@@ -217,7 +217,7 @@ def _check_splits(s, store, splits):
             raise ValueError(
                 f"{len(short)} {split} class(es) have fewer than {per_class} images "
                 f"(--shots {s['shots']} + {per_class - s['shots']} queries): "
-                f"{', '.join(short[:5])}{' ...' if len(short) > 5 else ''}. Add images, or lower "
+                f"{first_few(short)}. Add images, or lower "
                 f"--shots or the queries in recipe.toml. Received: --shots {s['shots']}"
             )
 
@@ -353,7 +353,7 @@ def evaluate_model(model, data_dir=None, tfds=None, split="test", tfds_dir=None,
     if short:
         raise ValueError(
             f"{len(short)} class(es) of {dataset} have fewer than shots + queries = {shots + queries} "
-            f"images: {', '.join(short[:5])}{' ...' if len(short) > 5 else ''}. Lower `shots` or "
+            f"images: {first_few(short)}. Lower `shots` or "
             f"`queries`, or add images. Received: shots={shots}, queries={queries}"
         )
     if len(store) < ways:
