@@ -345,7 +345,13 @@ def _settings(config, args):
         s["train_ways"] = s["ways"]
     if algorithm not in METRIC_LEARNERS:
         s["train_ways"] = s["ways"]  # the head has one output per class
-    s["train_shots"] = s["shots"]
+    s["train_shots"] = s.get("train_shots", s["shots"])
+    if not is_int(s["train_shots"], s["shots"]):
+        raise ValueError(
+            f"Invalid value received for train_shots. Expected an integer >= the cell's "
+            f"{s['shots']} shots (support examples per class in training episodes). "
+            f"Received: {s['train_shots']!r}"
+        )
     if args.epochs is not None:
         s["epochs"] = _positive("epochs", args.epochs)
     if args.test_episodes is not None:

@@ -424,3 +424,30 @@ def test_choose_eval_steps_defaults_to_500_validation_episodes():
         _parse_choose_eval_steps([1], {"algorithm": "maml", "trainval": False, "choice_episodes": 0})
     with pytest.raises(ValueError, match=r"its memory holds the validation tasks\)"):
         _parse_choose_eval_steps([1], {"algorithm": "task_retrieval", "trainval": False})
+
+
+def test_train_shots_give_training_episodes_more_support_and_are_recorded(setup, capsys):
+    recipe, data, out = setup
+    recipe.write_text(RECIPE + "[reptile]\ntrain_shots = 3\ninner_steps = 2\n")
+    assert _run(recipe, data, out, "--algorithm", "reptile") == 0
+    cell = json.loads((out / "results.json").read_text())["config"]["cells"]["reptile_3w1s"]
+    assert cell["train_shots"] == 3 and cell["shots"] == 1
+    assert set(cell["test"]) == {"acc_3w1s"}
+    for value in ("0", "1.5", "true"):
+        recipe.write_text(RECIPE + f"[reptile]\ntrain_shots = {value}\n")
+        assert _run(recipe, data, out, "--algorithm", "reptile", "--shots", "2") == 2
+        assert "Invalid value received for train_shots. Expected an integer >= the cell's 2 shots" \
+            in capsys.readouterr().err
+
+
+def test_train_shots_default_to_the_cells_shots():
+    import argparse
+
+    from fewshot.recipes.omniglot import _settings
+
+    args = argparse.Namespace(
+        algorithm="maml", ways=5, shots=1, epochs=None, test_episodes=None, eval_ways=None,
+        time_budget=None, resample=None, init=None, test_rotations=None, trainval=False,
+        eval_only=False, choose_eval_steps=None, lr_drop=None)
+    assert _settings({}, args)["train_shots"] == 1
+    assert _settings({"maml": {"train_shots": 4}}, args)["train_shots"] == 4
