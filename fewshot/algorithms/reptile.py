@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from fewshot.algorithms.maml import MAML
 from fewshot.episodes.episode import QUERY_Y
+from fewshot.validation import check_int
 
 
 @keras.saving.register_keras_serializable(package="fewshot")
@@ -28,6 +29,14 @@ class Reptile(MAML):
         inner_lr: step size of the inner SGD. Default 0.01.
         inner_steps: inner steps per task; Reptile needs more than one
             (with one step it is joint training). Default 5.
+        inner_batch_size: support examples per inner step in meta-training,
+            or None (the default) for the whole support set at every step.
+            With ``b``, each task's support set is shuffled once per
+            meta-update and the inner steps walk through it ``b`` examples
+            at a time (wrapping around), so successive steps see different
+            examples, as in Nichol et al.'s Omniglot runs (10-shot training
+            tasks, batches of 10, 5 steps). Evaluation and `adapt` always
+            use the whole support set.
         adapt_layers, vectorize, batch_norm: as in `fewshot.MAML`.
         **kwargs: passed to `keras.Model`.
 
@@ -45,7 +54,9 @@ class Reptile(MAML):
         Algorithms", arXiv:1803.02999, 2018.
     """
 
-    def __init__(self, backbone, inner_lr=0.01, inner_steps=5, **kwargs):
+    _traced_settings = MAML._traced_settings + ("inner_batch_size",)
+
+    def __init__(self, backbone, inner_lr=0.01, inner_steps=5, inner_batch_size=None, **kwargs):
         kwargs.pop("first_order", None)  # Reptile is first order by nature.
         if kwargs.get("tasks_per_chunk") is not None:
             raise ValueError(
@@ -54,11 +65,30 @@ class Reptile(MAML):
                 f"tasks_per_chunk={kwargs['tasks_per_chunk']!r}"
             )
         super().__init__(backbone, inner_lr=inner_lr, inner_steps=inner_steps, first_order=True, **kwargs)
+        self.inner_batch_size = inner_batch_size
 
     def get_config(self):
         config = super().get_config()
         config.pop("first_order", None)
+        config["inner_batch_size"] = self.inner_batch_size
         return config
+
+    def _check_setting(self, name, value):
+        if name == "inner_batch_size" and value is not None:
+            return check_int("inner_batch_size", value, minimum=1)
+        return super()._check_setting(name, value)
+
+    def _adapt_in_batches(self, params, support_x, support_y, steps):
+        """`steps` inner steps, each on the next `inner_batch_size` shuffled support examples."""
+        size = self.inner_batch_size
+        count = tf.shape(support_x)[0]
+        order = tf.random.shuffle(tf.range(count))
+        for step in range(steps):
+            rows = tf.gather(order, tf.math.floormod(tf.range(step * size, (step + 1) * size), count))
+            params, _ = self.adapt_parameters(
+                params, tf.gather(support_x, rows), tf.gather(support_y, rows), 1, True
+            )
+        return params
 
     def train_step(self, data):
         episodes = self._unpack(data)
@@ -66,7 +96,10 @@ class Reptile(MAML):
 
         def task_fn(task, params):
             sx, sy, qx, _ = task
-            adapted, _ = self.adapt_parameters(params, sx, sy, steps, True)
+            if self.inner_batch_size is None:
+                adapted, _ = self.adapt_parameters(params, sx, sy, steps, True)
+            else:
+                adapted = self._adapt_in_batches(params, sx, sy, steps)
             adapted = [tf.stop_gradient(p) for p in adapted]
             return tuple(adapted) + (self._forward(adapted, qx),)
 

@@ -66,7 +66,7 @@ def build_learner(s, input_shape):
         learner = ANIL(backbone, first_order=s.get("first_order", False), **common)
     elif algorithm == "reptile":
         common.pop("tasks_per_chunk")  # its update is not a meta-gradient
-        learner = Reptile(backbone, **common)
+        learner = Reptile(backbone, inner_batch_size=s.get("inner_batch_size"), **common)
     else:
         learner = TaskRetrieval(backbone, memory_size=s.get("memory_size", 64), first_order=True, **common)
     if algorithm == "reptile":

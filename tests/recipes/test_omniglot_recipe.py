@@ -428,10 +428,13 @@ def test_choose_eval_steps_defaults_to_500_validation_episodes():
 
 def test_train_shots_give_training_episodes_more_support_and_are_recorded(setup, capsys):
     recipe, data, out = setup
-    recipe.write_text(RECIPE + "[reptile]\ntrain_shots = 3\ninner_steps = 2\n")
+    import keras
+
+    recipe.write_text(RECIPE + "[reptile]\ntrain_shots = 3\ninner_steps = 2\ninner_batch_size = 4\n")
     assert _run(recipe, data, out, "--algorithm", "reptile") == 0
     cell = json.loads((out / "results.json").read_text())["config"]["cells"]["reptile_3w1s"]
-    assert cell["train_shots"] == 3 and cell["shots"] == 1
+    assert cell["train_shots"] == 3 and cell["shots"] == 1 and cell["inner_batch_size"] == 4
+    assert keras.models.load_model(out / "reptile_3w1s" / "best.keras").inner_batch_size == 4
     assert set(cell["test"]) == {"acc_3w1s"}
     for value in ("0", "1.5", "true"):
         recipe.write_text(RECIPE + f"[reptile]\ntrain_shots = {value}\n")
