@@ -82,7 +82,7 @@ class Reptile(MAML):
         """`steps` inner steps, each on the next `inner_batch_size` shuffled support examples."""
         size = self.inner_batch_size
         count = tf.shape(support_x)[0]
-        order = tf.random.shuffle(tf.range(count))
+        order = tf.argsort(tf.random.uniform([count]))  # a shuffle that tf.vectorized_map can batch
         for step in range(steps):
             rows = tf.gather(order, tf.math.floormod(tf.range(step * size, (step + 1) * size), count))
             params, _ = self.adapt_parameters(

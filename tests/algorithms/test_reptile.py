@@ -7,10 +7,12 @@ import pytest
 import fewshot
 
 
-def _learner(inner_batch_size=None, steps=1):
+def _learner(inner_batch_size=None, steps=1, vectorize=False):
     keras.utils.set_random_seed(3)
     backbone = fewshot.models.mlp(input_shape=(2,), hidden=(4,), outputs=1)
-    reptile = fewshot.Reptile(backbone, inner_lr=0.1, inner_steps=steps, inner_batch_size=inner_batch_size, vectorize=False)
+    reptile = fewshot.Reptile(
+        backbone, inner_lr=0.1, inner_steps=steps, inner_batch_size=inner_batch_size, vectorize=vectorize
+    )
     reptile.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss="mse")
     return reptile
 
@@ -39,12 +41,13 @@ def test_a_batch_of_the_whole_support_is_the_full_batch_update():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_each_inner_step_takes_the_next_examples_of_a_shuffle():
+@pytest.mark.parametrize("vectorize", [False, True])
+def test_each_inner_step_takes_the_next_examples_of_a_shuffle(vectorize):
     # One step on a batch of one is one SGD step on one support example;
     # which one is drawn by the shuffle, so the update is one of three.
     candidates = [_after_one_update(_learner(None), _episode(SX[i:i + 1], SY[i:i + 1])) for i in range(3)]
     seen = set()
-    reptile = _learner(1)
+    reptile = _learner(1, vectorize=vectorize)
     start = [v.numpy() for v in reptile.backbone.trainable_variables]
     for _ in range(12):
         for v, value in zip(reptile.backbone.trainable_variables, start):
@@ -57,7 +60,7 @@ def test_each_inner_step_takes_the_next_examples_of_a_shuffle():
     assert len(seen) > 1
     # Two steps of one example each are never the same example twice in a row
     # (a shuffle of three, walked in order), unlike two steps on the whole set.
-    two = _after_one_update(_learner(1, steps=2), _episode(SX, SY))
+    two = _after_one_update(_learner(1, steps=2, vectorize=vectorize), _episode(SX, SY))
     whole = _after_one_update(_learner(None, steps=2), _episode(SX, SY))
     assert not all(np.allclose(a, b, atol=1e-6) for a, b in zip(two, whole))
 
