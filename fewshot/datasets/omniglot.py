@@ -29,6 +29,7 @@ import io
 import os
 import pathlib
 import re
+import tempfile
 import zipfile
 
 import numpy as np
@@ -214,9 +215,20 @@ def load_omniglot(data_dir=None, cache_dir=None, use_tfds=None, resample="lanczo
         )
     stacked = np.stack([np.stack(x) for x in images])
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, images=stacked, alphabets=np.array(alphabets), characters=np.array(characters))
-    os.replace(tmp, cached)
+    # A temporary file of this process's own, renamed into place: runs that
+    # decode the same zips at once (two cells started together) each write
+    # their own file, and the last rename wins with identical contents.
+    fd, tmp = tempfile.mkstemp(dir=cache, prefix=f"{cached.stem}.", suffix=".tmp.npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(
+                f, images=stacked, alphabets=np.array(alphabets), characters=np.array(characters)
+            )
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
+        os.replace(tmp, cached)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
     return Omniglot(stacked, alphabets, characters, str(folder))
 
 

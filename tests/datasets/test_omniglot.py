@@ -53,6 +53,43 @@ def test_reads_zips_in_fixed_order_and_caches(tmp_path):
     np.testing.assert_array_equal(again.images, data.images)
 
 
+def test_two_runs_decoding_at_once_both_get_the_cache(tmp_path, monkeypatch):
+    # Session 22 started two cells together on an empty cache: both wrote the
+    # same temporary file and the second rename failed. Here a second load
+    # runs to completion between the first one's write and its rename.
+    data_dir = write_tiny_omniglot(tmp_path / "data")
+    cache = tmp_path / "cache"
+    real_save = np.savez_compressed
+    nested = []
+
+    def save_then_let_another_run_finish(file, **arrays):
+        real_save(file, **arrays)
+        if not nested:
+            nested.append(None)
+            nested[0] = load_omniglot(data_dir, cache_dir=cache)
+
+    monkeypatch.setattr(np, "savez_compressed", save_then_let_another_run_finish)
+    first = load_omniglot(data_dir, cache_dir=cache)
+    assert len(nested) == 1
+    np.testing.assert_array_equal(first.images, nested[0].images)
+    assert [p.name for p in cache.iterdir()] == [p.name for p in cache.glob("omniglot-28-*.npz")]
+    assert len(list(cache.iterdir())) == 1
+    monkeypatch.undo()
+    np.testing.assert_array_equal(load_omniglot(data_dir, cache_dir=cache).images, first.images)
+
+
+def test_a_failed_cache_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    data_dir = write_tiny_omniglot(tmp_path / "data")
+
+    def full_disk(file, **arrays):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez_compressed", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        load_omniglot(data_dir, cache_dir=tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
 def test_nearest_resampling_gives_binary_images_in_their_own_cache(tmp_path):
     data_dir = write_tiny_omniglot(tmp_path / "data")
     smooth = load_omniglot(data_dir, cache_dir=tmp_path / "cache")
