@@ -6,6 +6,7 @@ import numbers
 import tensorflow as tf
 
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
+from fewshot.episodes.seeds import stateless_seed
 from fewshot.episodes.stream import EpisodeStream
 from fewshot.validation import check_int
 
@@ -30,10 +31,6 @@ def _check_range(name, value, low_limit=None):
             f"Received: {name}={value!r}"
         )
     return (float(value[0]), float(value[1]))
-
-
-def _check_count(name, value, minimum=1):
-    return check_int(name, value, minimum)
 
 
 class Sinusoid:
@@ -75,8 +72,8 @@ class Sinusoid:
         self.amplitude_range = _check_range("amplitude_range", amplitude_range)
         self.phase_range = _check_range("phase_range", phase_range)
         self.x_range = _check_range("x_range", x_range)
-        self.support_shots = _check_count("support_shots", support_shots)
-        self.query_shots = _check_count("query_shots", query_shots)
+        self.support_shots = check_int("support_shots", support_shots, minimum=1)
+        self.query_shots = check_int("query_shots", query_shots, minimum=1)
 
     def get_config(self):
         return {
@@ -89,7 +86,7 @@ class Sinusoid:
 
     def sample_parameters(self, num_tasks, seed):
         """Draws ``(amplitude, phase)``, each ``[num_tasks]``, from a seed."""
-        seed = _as_seed(seed)
+        seed = stateless_seed(seed)
         keys = tf.random.experimental.stateless_split(seed, 2)
         amplitude = tf.random.stateless_uniform(
             [num_tasks], keys[0], *self.amplitude_range
@@ -113,8 +110,8 @@ class Sinusoid:
             A dict with ``support_x``/``query_x`` of shape ``[T, K, 1]`` and
             matching ``support_y``/``query_y``, all float32.
         """
-        _check_count("num_tasks", num_tasks)
-        keys = tf.random.experimental.stateless_split(_as_seed(seed), 3)
+        check_int("num_tasks", num_tasks, minimum=1)
+        keys = tf.random.experimental.stateless_split(stateless_seed(seed), 3)
         amplitude, phase = self.sample_parameters(num_tasks, keys[0])
         amplitude = amplitude[:, None, None]
         phase = phase[:, None, None]
@@ -133,7 +130,7 @@ class Sinusoid:
 
     def stream(self, meta_batch_size=25, batches_per_epoch=100, seed=0):
         """An `EpisodeStream` of batches of `meta_batch_size` tasks."""
-        _check_count("meta_batch_size", meta_batch_size)
+        check_int("meta_batch_size", meta_batch_size, minimum=1)
         return EpisodeStream(
             lambda s: self.sample(meta_batch_size, s), batches_per_epoch, seed
         )
@@ -145,26 +142,10 @@ class Sinusoid:
         comes from a freshly drawn task: the "pretrained on all tasks jointly"
         baseline of Finn et al.
         """
-        _check_count("batch_size", batch_size)
+        check_int("batch_size", batch_size, minimum=1)
 
         def draw(index):
             batch = self.sample(batch_size, tf.stack([tf.constant(seed, tf.int64), index]))
             return batch[SUPPORT_X][:, 0], batch[SUPPORT_Y][:, 0]
 
         return tf.data.Dataset.counter().map(draw).prefetch(tf.data.AUTOTUNE)
-
-
-def _as_seed(seed):
-    """An int (NumPy's too) or a ``[2]`` integer tensor as a stateless ``[2]`` int64 seed."""
-    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
-        return tf.constant([int(seed), 0], tf.int64)
-    try:
-        tensor = None if isinstance(seed, (bool, str, bytes)) else tf.convert_to_tensor(seed)
-    except (TypeError, ValueError):
-        tensor = None
-    if tensor is None or not tensor.dtype.is_integer or not tensor.shape.is_compatible_with([2]):
-        raise ValueError(
-            "Invalid value received for argument `seed`. Expected an integer or "
-            f"a [2] integer tensor (a stateless seed). Received: seed={seed!r}"
-        )
-    return tf.cast(tensor, tf.int64)

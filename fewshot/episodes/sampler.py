@@ -4,9 +4,9 @@ import numpy as np
 import tensorflow as tf
 
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
-from fewshot.episodes.regression import _as_seed, _check_count
+from fewshot.episodes.seeds import stateless_seed
 from fewshot.episodes.stream import EpisodeStream
-from fewshot.validation import check_finite_rows, first_few
+from fewshot.validation import check_finite_rows, check_int, first_few
 
 
 class EpisodeSampler:
@@ -52,9 +52,9 @@ class EpisodeSampler:
             )
         check_finite_rows("x", x)
         self.classes, counts, index = group_rows(y, "y", "labels")
-        self.ways = _check_count("ways", ways, minimum=1)
-        self.shots = _check_count("shots", shots, minimum=1)
-        self.queries = _check_count("queries", queries, minimum=0)
+        self.ways = check_int("ways", ways, minimum=1)
+        self.shots = check_int("shots", shots, minimum=1)
+        self.queries = check_int("queries", queries, minimum=0)
         if len(self.classes) < ways:
             raise ValueError(
                 f"Invalid value received for argument `ways`: there are only "
@@ -112,9 +112,9 @@ class EpisodeSampler:
             ``support_x [T, N*K, ...]``, ``support_y [T, N*K]`` (int32),
             ``query_x [T, N*Q, ...]``, ``query_y [T, N*Q]``.
         """
-        _check_count("num_tasks", num_tasks)
+        check_int("num_tasks", num_tasks, minimum=1)
         n, k, q = self.ways, self.shots, self.queries
-        keys = tf.random.experimental.stateless_split(_as_seed(seed), 2)
+        keys = tf.random.experimental.stateless_split(stateless_seed(seed), 2)
         num_classes = tf.shape(self._counts, out_type=tf.int64)[0]
         # N distinct classes per task: the N smallest of uniform scores.
         scores = tf.random.stateless_uniform([num_tasks, num_classes], keys[0])
@@ -150,7 +150,7 @@ class EpisodeSampler:
 
     def stream(self, meta_batch_size=32, batches_per_epoch=100, seed=0):
         """An `EpisodeStream` of batches of `meta_batch_size` episodes."""
-        _check_count("meta_batch_size", meta_batch_size)
+        check_int("meta_batch_size", meta_batch_size, minimum=1)
         return EpisodeStream(
             lambda s: self.sample(meta_batch_size, s), batches_per_epoch, seed
         )

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_X, SUPPORT_Y
-from fewshot.episodes.regression import _as_seed
+from fewshot.episodes.seeds import stateless_seed
 from fewshot.episodes.sampler import group_rows
 from fewshot.episodes.stream import EpisodeStream
 from fewshot.validation import check_finite_rows, check_int, first_few
@@ -141,7 +141,7 @@ class TaskSampler:
         """
         check_int("num_tasks", num_tasks, minimum=1)
         k, q = self.shots, self.queries
-        keys = tf.random.experimental.stateless_split(_as_seed(seed), 2)
+        keys = tf.random.experimental.stateless_split(stateless_seed(seed), 2)
         chosen = tf.random.stateless_uniform(
             [num_tasks], keys[0], minval=0, maxval=len(self.tasks), dtype=tf.int64
         )
