@@ -12,7 +12,6 @@ protocol: for each test assay, 20 supports of 10 actives + 10 inactives (and
 
 import json
 import pathlib
-import sys
 import time
 
 import keras
@@ -34,6 +33,7 @@ from fewshot.datasets.moleculenet import TOX21_URL, load_moleculenet, split_task
 from fewshot.models.fingerprint import fingerprint_encoder
 from fewshot.models.graph import gin_encoder
 from fewshot.predict_molecules import save_molecule_model
+from fewshot.recipes.console import say
 from fewshot.recipes.results import markdown_table, write_results
 
 METHODS = (
@@ -121,7 +121,7 @@ def run(config, args):
     featurizer = Featurizer(**settings["features"])
     molecules = featurize_table(table, featurizer, cache_dir=args.cache_dir)
     write_report(molecules.report, out)
-    _say(args, _data_summary(table, molecules, split))
+    say(args, _data_summary(table, molecules, split))
     index = {k: [molecules.task_index(t) for t in v] for k, v in split.items()}
     y = molecules.labels
     _check_evaluation_tasks(split, index, y, max(settings["eval"]["shots"]))
@@ -130,7 +130,7 @@ def run(config, args):
     if any(m.endswith(GIN_SUFFIX) for m in settings["methods"]):
         featurizers["graph"], inputs["graph"] = _graph_inputs(table, molecules, settings, args)
         settings["graph_features"] = featurizers["graph"].get_config()  # "auto" resolved
-        _say(args, f"molecular graphs: {featurizers['graph'].get_config()}")
+        say(args, f"molecular graphs: {featurizers['graph'].get_config()}")
 
     def evaluate(score_fns, tasks, draws, seed_, on_draw=None, max_query=None, x=None):
         x = inputs["fingerprint"] if x is None else x
@@ -166,7 +166,7 @@ def run(config, args):
     for method in methods:
         if method == "ensemble":
             continue
-        _say(args, f"\n== {method} ==")
+        say(args, f"\n== {method} ==")
         kind = "graph" if method.endswith(GIN_SUFFIX) else "fingerprint"
         x = inputs[kind]
         started = time.perf_counter()
@@ -201,7 +201,7 @@ def run(config, args):
                     metrics[method][f"{metric}_{shots}shot_{molecules.tasks[task]}"] = (
                         float(np.mean(values)), None)
         curves[method] = pooled
-        _say(args, "  test: " + ", ".join(
+        say(args, "  test: " + ", ".join(
             f"{k}={v[0]:.3f}" for k, v in metrics[method].items() if k.count("_") <= 3
         ) + f"  ({timings[method]} s train, {timings[method + '_eval']} s eval)")
 
@@ -210,7 +210,7 @@ def run(config, args):
         if len(members) >= 2:
             by_size = settings["ensemble"].get("validation_roc_auc_by_size")
             chosen = f"; validation ROC-AUC by size: {by_size}" if by_size else ""
-            _say(args, f"\n== ensemble of {members} (best validation ROC-AUC{chosen}) ==")
+            say(args, f"\n== ensemble of {members} (best validation ROC-AUC{chosen}) ==")
             metrics["ensemble"], curves["ensemble"] = ensemble_metrics(
                 [curves[m] for m in members], molecules.tasks)
             settings["ensemble"]["members"] = members
@@ -755,9 +755,3 @@ def _data_summary(table, molecules, split):
 def _say_verbose(verbose, text):
     if verbose:
         print(text, flush=True)
-
-
-def _say(args, text):
-    if not args.quiet:
-        print(text, flush=True)
-        sys.stdout.flush()

@@ -37,6 +37,7 @@ from fewshot.datasets.tfds_classes import load_tfds_classes
 from fewshot.episodes.sampler import EpisodeSampler
 from fewshot.episodes.splits import split_classes
 from fewshot.metrics import mean_ci95
+from fewshot.recipes.console import say
 from fewshot.recipes.episodic import (
     CurveLogger,
     CurvePatience,
@@ -139,7 +140,7 @@ def run(config, args):
     s["val_ways"] = min(s["ways"], len(val_c)) if s["algorithm"] in METRIC_LEARNERS else s["ways"]
     _check_splits(s, store, splits)
     _check_same_run(out, s, dataset, len(labels))
-    _say(args, f"{dataset}: {len(labels)} classes -> {len(train_c)} meta-train, {len(val_c)} validation, "
+    say(args, f"{dataset}: {len(labels)} classes -> {len(train_c)} meta-train, {len(val_c)} validation, "
                f"{len(test_c)} test (seed {s['seed']}); {sum(len(v) for v in store.values())} images of "
                f"{s['image_size'][0]}x{s['image_size'][1]}x{s['channels']}")
     train_x, train_y = _arrays(store, train_c)
@@ -171,7 +172,7 @@ def run(config, args):
     )
     plot = plot_learning_curve(out / "curve.csv", out / "learning_curve.png", s)
     print("\n" + table + f"\n\n{s['algorithm']} minus pixels, paired: {gain[0]:+.2f} ± {gain[1]:.2f}", flush=True)
-    _say(args, f"Wrote {out / 'results.json'}, {out / 'results.md'}"
+    say(args, f"Wrote {out / 'results.json'}, {out / 'results.md'}"
                + (f", {plot}" if plot else "") + f" and {out / 'models' / (s['algorithm'] + '.keras')}")
     return metrics
 
@@ -277,12 +278,12 @@ def _train(s, train_x, train_y, val_x, val_y, out, args):
         patience = CurvePatience(curve, "val_accuracy", s["patience"])
         callbacks.append(patience)
         if patience.exhausted(CurveLogger.epochs_done(out / "clock.json")) and best_path.is_file():
-            _say(args, f"stopped earlier (patience {s['patience']}): testing its best model")
+            say(args, f"stopped earlier (patience {s['patience']}): testing its best model")
             return keras.models.load_model(best_path)
     if s["time_budget"] is not None:
         callbacks.append(TimeBudget(60.0 * s["time_budget"]))
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
-    _say(args, f"\n== training {s['algorithm']}: {s['train_ways']}-way {s['shots']}-shot "
+    say(args, f"\n== training {s['algorithm']}: {s['train_ways']}-way {s['shots']}-shot "
                f"{s['train_queries']}-query episodes, up to {s['epochs']} epochs of {s['batches_per_epoch']} "
                f"batches; validation: {num_val * s['eval_batch']} {s['val_ways']}-way episodes ==")
     learner.fit(stream, epochs=s["epochs"], validation_data=val_data, callbacks=callbacks, verbose=verbose)
@@ -478,8 +479,3 @@ def plot_learning_curve(curve, path, s):
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def _say(args, text):
-    if not args.quiet:
-        print(text, flush=True)

@@ -41,6 +41,7 @@ from fewshot.callbacks import TimeBudget
 from fewshot.datasets.omniglot import RESAMPLES, load_omniglot, omniglot_splits
 from fewshot.episodes.sampler import EpisodeSampler
 from fewshot.metrics import mean_ci95
+from fewshot.recipes.console import say
 from fewshot.recipes.episodic import (
     METRIC_LEARNERS,
     MONITORS,
@@ -170,7 +171,7 @@ def run(config, args):
         train_idx = np.concatenate([train_idx, val_idx])
     test_rotations = (0, 1, 2, 3) if settings["test_rotations"] else (0,)
     test_x, test_y = data.arrays(test_idx, rotations=test_rotations)
-    _say(args, f"Omniglot from {data.source}: {len(train_idx)} meta-train characters x 4 rotations"
+    say(args, f"Omniglot from {data.source}: {len(train_idx)} meta-train characters x 4 rotations"
                f"{'' if settings['trainval'] else f', {len(val_idx)} validation'}, {len(test_idx)} test "
                f"characters ({len(np.unique(test_y))} test classes)")
 
@@ -185,7 +186,7 @@ def run(config, args):
         scores = validation_accuracy_by_steps(learner, val_x, val_y, settings)
         settings["eval_steps"] = max(scores, key=lambda steps: (scores[steps], -steps))
         settings["eval_steps_validation"] = {str(k): v for k, v in scores.items()}
-        _say(args, "validation accuracy by inner steps: "
+        say(args, "validation accuracy by inner steps: "
                    + ", ".join(f"{k}: {v:.2f}" for k, v in scores.items())
                    + f"; testing with {settings['eval_steps']}")
     if settings["algorithm"] == "task_retrieval":
@@ -198,7 +199,7 @@ def run(config, args):
         )
         name = f"acc_{ways}w{settings['shots']}s"
         metrics[name] = mean_ci95(100.0 * accs)
-        _say(args, f"test {name}: {metrics[name][0]:.2f} ± {metrics[name][1]:.2f} "
+        say(args, f"test {name}: {metrics[name][0]:.2f} ± {metrics[name][1]:.2f} "
                    f"({len(accs)} episodes)")
     minutes = CurveLogger.total_minutes(work / "clock.json")
     _merge_results(out, settings, metrics, minutes)
@@ -242,9 +243,9 @@ def _train(settings, data, train_idx, val_idx, work, cell, args, verbose):
             patience = CurvePatience(curve, monitor, settings["patience"])
             callbacks.append(patience)  # after CurveLogger, whose row it reads
             if patience.exhausted(_epochs_done(work)) and best_path.is_file():
-                _say(args, f"{work.name} stopped earlier (patience {settings['patience']}): testing its best model")
+                say(args, f"{work.name} stopped earlier (patience {settings['patience']}): testing its best model")
                 return keras.models.load_model(best_path)
-    _say(args, f"\n== training {work.name}: {settings['train_ways']}-way {settings['train_shots']}-shot "
+    say(args, f"\n== training {work.name}: {settings['train_ways']}-way {settings['train_shots']}-shot "
                f"{settings['train_queries']}-query, up to {settings['epochs']} epochs of "
                f"{settings['batches_per_epoch']} batches ==")
     learner.fit(stream, epochs=settings["epochs"], validation_data=val_data, callbacks=callbacks, verbose=verbose)
@@ -497,10 +498,6 @@ def _positive(flag, value):
         raise ValueError(f"Invalid value received for --{flag}. Expected a positive integer. Received: {value}")
     return value
 
-
-def _say(args, text):
-    if not args.quiet:
-        print(text, flush=True)
 
 
 # --------------------------------------------------------------- evaluation

@@ -27,6 +27,7 @@ from fewshot.datasets.user_tasks import RatingFeatures, episode_stream, user_tas
 from fewshot.models.recommender import decision_layer_names, recommender
 from fewshot.metrics import mean_ci95
 from fewshot.model_catalog import write_ensemble_record
+from fewshot.recipes.console import say
 from fewshot.recipes.results import markdown_table, write_results
 from fewshot.recsys.adapter import TaskPredictor, UserAdapter
 from fewshot.recsys.baselines import BASELINES, BiasModel
@@ -91,9 +92,9 @@ def run(config, args):
         heavy = user_tasks(data, features, settings["data"]["max_ratings"] + 1, 10**9,
                            settings["data"]["query_size"])
         train = train.concat(heavy)
-        _say(args, f"+ {len(heavy)} users with > {settings['data']['max_ratings']} ratings "
+        say(args, f"+ {len(heavy)} users with > {settings['data']['max_ratings']} ratings "
                    "as extra training users")
-    _say(args, f"{data}: {len(tasks)} eligible users -> {len(train)} train, "
+    say(args, f"{data}: {len(tasks)} eligible users -> {len(train)} train, "
                f"{len(val)} validation, {len(test)} test")
     _, train_items, train_ratings = train.ratings()
 
@@ -102,7 +103,7 @@ def run(config, args):
         model = BASELINES[name]() if name != "bias" else BiasModel(**settings["bias"])
         predictors[name] = model.fit(train_items, train_ratings)
 
-    _say(args, "\n== pretraining the same network on all training ratings ==")
+    say(args, "\n== pretraining the same network on all training ratings ==")
     sizes, seed, ev = settings["ensemble_seeds"], settings["seed"], settings["eval"]
     start = time.perf_counter()
     # One pretrained network per member of pretrained_finetune and of every
@@ -121,12 +122,12 @@ def run(config, args):
     )
 
     for method in settings["methods"]:
-        _say(args, f"\n== meta-training {method} ==")
+        say(args, f"\n== meta-training {method} ==")
         start = time.perf_counter()
         members = []
         for i in range(sizes[method]):
             if sizes[method] > 1:
-                _say(args, f"-- member {i} (seed {seed + i}) --")
+                say(args, f"-- member {i} (seed {seed + i}) --")
             learner = train_member(method, i, features, train, val, settings, pretrained, out, verbose)
             steps_grid = [learner.inner_steps * f for f in ev["meta_step_factors"]]
             adapter, info = _finish_member(learner, val, steps_grid, [None],
@@ -152,7 +153,7 @@ def run(config, args):
         print(f"\nWrote {out / 'validation.json'} (--validation-only: no test user scored)")
         return {name: {"val_mae": values["val_mae"]} for name, values in chosen.items()}
 
-    _say(args, f"\n== scoring {len(test)} new (test) users ==")
+    say(args, f"\n== scoring {len(test)} new (test) users ==")
     metrics, per_user = {}, {}
     for name, predictor in predictors.items():
         per_user[name] = user_scores(test.query_y, predict_tasks(predictor, test))
@@ -348,10 +349,6 @@ def _load(args):
         )
     return load_movielens(args.data_dir)
 
-
-def _say(args, text):
-    if not args.quiet:
-        print(text, flush=True)
 
 
 # ------------------------------------------------------------------ training

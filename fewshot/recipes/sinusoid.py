@@ -14,6 +14,7 @@ from fewshot.episodes.regression import Sinusoid
 from fewshot.episodes.stream import EpisodeStream
 from fewshot.metrics import mean_ci95
 from fewshot.models.mlp import mlp
+from fewshot.recipes.console import say
 from fewshot.recipes.results import markdown_table, write_results
 from fewshot.threads import set_task_parallel_threads_or_warn
 
@@ -50,13 +51,13 @@ def run(config, args):
 
     learners, timings = {}, {}
     for method, first_order in (("maml", False), ("fomaml", True)):
-        _say(args, f"\n== meta-training {method} ({settings['meta_steps']} meta-steps) ==")
+        say(args, f"\n== meta-training {method} ({settings['meta_steps']} meta-steps) ==")
         start = time.perf_counter()
         learners[method] = train_maml(family, settings, first_order, out, verbose, seed)
         timings[method] = time.perf_counter() - start
         learners[method].save(out / "models" / f"{method}.keras")
 
-    _say(args, f"\n== pretraining the joint baseline ({settings['baseline_steps']} steps) ==")
+    say(args, f"\n== pretraining the joint baseline ({settings['baseline_steps']} steps) ==")
     start = time.perf_counter()
     pretrained = train_pretrained(family, settings, verbose, seed)
     timings["pretrained_finetune"] = time.perf_counter() - start
@@ -65,7 +66,7 @@ def run(config, args):
     baseline.compile(loss="mse")
     learners["pretrained_finetune"] = baseline
 
-    _say(args, f"\n== evaluating on {settings['eval_tasks']} fresh tasks ==")
+    say(args, f"\n== evaluating on {settings['eval_tasks']} fresh tasks ==")
     metrics, diverged = {}, {}
     for method, learner in learners.items():
         metrics[method], diverged[method] = evaluate_steps(
@@ -163,10 +164,6 @@ def _positive(flag, value):
         raise ValueError(f"Invalid value received for `{flag}`. Expected a positive integer. "
                          f"Received: {flag}={value}")
 
-
-def _say(args, text):
-    if not args.quiet:
-        print(text, flush=True)
 
 
 def train_maml(family, settings, first_order, out, verbose, seed):
