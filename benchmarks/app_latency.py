@@ -77,15 +77,21 @@ def _files(args, folder):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models-dir", required=True)
-    parser.add_argument("--domain", choices=["regression", "molecules", "ratings"], default="regression")
+    parser.add_argument("--models-dir", required=True,
+                        help="folder the app lists trained models from (its --models-dir), e.g. runs")
+    parser.add_argument("--domain", choices=["regression", "molecules", "ratings"], default="regression",
+                        help="which of the app's tabs to time (default regression)")
     parser.add_argument("--model", default="", help="a substring of the model's label to pick")
-    parser.add_argument("--tox21", default="/work/shared/data/tox21/tox21.csv.gz")
-    parser.add_argument("--assay", default="SR-p53")
-    parser.add_argument("--movielens", default=os.environ.get("FEWSHOT_MOVIELENS_DIR", "/work/shared/data/movielens-100k"))
-    parser.add_argument("--presses", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--screenshot", default=None)
+    parser.add_argument("--tox21", default="/work/shared/data/tox21/tox21.csv.gz",
+                        help="Tox21 CSV the molecules' support and queries come from (default %(default)s)")
+    parser.add_argument("--assay", default="SR-p53", help="the Tox21 assay column to label them by (default SR-p53)")
+    parser.add_argument("--movielens", default=os.environ.get("FEWSHOT_MOVIELENS_DIR", "/work/shared/data/movielens-100k"),
+                        help="MovieLens-100K folder the user's ratings come from (default $FEWSHOT_MOVIELENS_DIR, "
+                             "else %(default)s)")
+    parser.add_argument("--presses", type=int, default=4,
+                        help="times to press Adapt; the first includes tracing the graph (default 4)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the support and query draw (default 0)")
+    parser.add_argument("--screenshot", default=None, help="also save a PNG of the page after the last press here")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 

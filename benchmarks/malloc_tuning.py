@@ -92,7 +92,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of both settings (default 3)")
     parser.add_argument("--steps", type=int, default=20, help="timed meta-steps per process (default 20)")
-    parser.add_argument("--workloads", nargs="+", choices=sorted(WORKLOADS), default=["mlp", "conv4"])
+    parser.add_argument("--workloads", nargs="+", choices=sorted(WORKLOADS), default=["mlp", "conv4"],
+                        help="workloads to time (default mlp conv4)")
     parser.add_argument("--child", choices=sorted(WORKLOADS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

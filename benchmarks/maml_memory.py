@@ -95,7 +95,7 @@ def main():
     parser.add_argument("--tasks", type=int, default=32, help="meta-batch size")
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 5, 10], help="inner steps")
     parser.add_argument("--meta-steps", type=int, default=3, help="timed meta-steps per configuration")
-    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where MAML runs (default cpu)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per configuration")
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS),
                         metavar="NAME", help=f"configurations to run (default all: {list(CONFIGS)})")

@@ -58,16 +58,45 @@ def table(results_path):
     return "\n".join(lines)
 
 
+def _cell(spec):
+    """argparse type of --cells: ``algorithm:ways:shots`` -> ``(algorithm, ways, shots)``."""
+    parts = spec.split(":")
+    if len(parts) != 3 or parts[0] not in PAPERS or not all(p.isdigit() and int(p) > 0 for p in parts[1:]):
+        raise argparse.ArgumentTypeError(
+            f"expected algorithm:ways:shots with an algorithm of {list(PAPERS)} and positive "
+            f"integer ways and shots, e.g. protonet:5:1. Received: {spec!r}"
+        )
+    return parts[0], parts[1], parts[2]
+
+
+def _minutes(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of minutes. Received: {text!r}")
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--out", default="runs/omniglot")
-    parser.add_argument("--cells", nargs="*", default=[], help="algorithm:ways:shots")
-    parser.add_argument("--budget", type=float, default=5.0, help="minutes per cell")
-    parser.add_argument("--eval-ways", nargs="*", default=None)
+    parser.add_argument("--data-dir", default=None,
+                        help="folder with images_background.zip and images_evaluation.zip "
+                             "(default $FEWSHOT_OMNIGLOT_DIR, else tfds.load('omniglot'))")
+    parser.add_argument("--out", default="runs/omniglot",
+                        help="the recipe's output folder: checkpoints to resume and results.json "
+                             "(default runs/omniglot)")
+    parser.add_argument("--cells", nargs="*", default=[], type=_cell, metavar="ALGORITHM:WAYS:SHOTS",
+                        help="cells to train and test in turn, e.g. protonet:5:1 maml:20:1; none: "
+                             "only print the table of OUT/results.json")
+    parser.add_argument("--budget", type=_minutes, default=5.0,
+                        help="minutes of training per cell in this run (default 5)")
+    parser.add_argument("--eval-ways", nargs="*", default=None, metavar="N",
+                        help="ProtoNet and Siamese cells: also test at these ways, e.g. 5 20")
     args = parser.parse_args(argv)
-    for spec in args.cells:
-        algorithm, ways, shots = spec.split(":")
+    failed = []
+    for algorithm, ways, shots in args.cells:
         command = ["run", "recipes/omniglot", "--algorithm", algorithm, "--ways", ways,
                    "--shots", shots, "--out", args.out, "--time-budget", str(args.budget)]
         if args.data_dir:
@@ -77,11 +106,16 @@ def main(argv=None):
         print(f"== fewshot {' '.join(command)}", flush=True)
         code = cli.main(command)
         if code:
-            print(f"cell {spec} failed with exit code {code}", file=sys.stderr)
+            failed.append(f"{algorithm}:{ways}:{shots}")
+            print(f"cell {failed[-1]} failed with exit code {code}", file=sys.stderr)
     path = pathlib.Path(args.out) / "results.json"
     if path.is_file():
         print(table(path))
+    elif not args.cells:
+        print(f"No results to show: {path} does not exist. Give --cells to train some.", file=sys.stderr)
+        return 2
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -416,8 +416,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median reported)")
     parser.add_argument("--seconds", type=float, default=4.0, help="timed seconds per worker per round")
-    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
-    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where every framework runs (default cpu)")
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS), metavar="NAME",
+                        help=f"workloads to time (default all: {list(WORKLOADS)})")
     parser.add_argument("--frameworks", nargs="+", choices=list(FRAMEWORKS),
                         default=[f for f in FRAMEWORKS if not f.startswith(
                             ("fewshot task loop", "fewshot chunked", "fewshot parallel"))],

@@ -67,7 +67,7 @@ def main():
     parser.add_argument("--steps", type=int, default=300, help="timed meta-steps per compiled round")
     parser.add_argument("--eager-steps", type=int, default=15, help="timed meta-steps per eager round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
-    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where the meta-steps run (default cpu)")
     args = parser.parse_args()
     if args.device == "cpu":
         tf.config.set_visible_devices([], "GPU")

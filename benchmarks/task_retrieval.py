@@ -30,10 +30,10 @@ def _points(amplitude, phase, n, rng):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--meta-steps", type=int, default=2000)
-    parser.add_argument("--known", type=int, default=20)
-    parser.add_argument("--new", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--meta-steps", type=int, default=2000, help="meta-training steps of the MAML inside (default 2000)")
+    parser.add_argument("--known", type=int, default=20, help="tasks solved once and remembered (default 20)")
+    parser.add_argument("--new", type=int, default=200, help="new tasks scored, recurring and fresh each (default 200)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the tasks (default 0)")
     args = parser.parse_args(argv)
     keras.utils.set_random_seed(args.seed)
     start = time.perf_counter()
