@@ -15,6 +15,7 @@ import pathlib
 
 import numpy as np
 
+from fewshot.datasets.cache_files import write_atomically
 from fewshot.datasets.moleculenet import default_cache_dir
 from fewshot.validation import check_int
 
@@ -200,9 +201,8 @@ def featurize_cached(smiles, featurizer, cache_dir=None):
             pass  # a damaged cache entry is recomputed
     features, valid, errors = featurizer(smiles)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.stem + ".part.npz")
-    np.savez_compressed(partial, features=features, valid=valid, errors=json.dumps(errors))
-    partial.replace(path)
+    with write_atomically(path) as f:
+        np.savez_compressed(f, features=features, valid=valid, errors=json.dumps(errors))
     return features, valid, errors
 
 
@@ -316,9 +316,8 @@ def _canonical_cached(smiles, cache_dir):
             pass
     canon = canonical_smiles(smiles)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    partial.write_text(json.dumps(canon))
-    partial.replace(path)
+    with write_atomically(path) as f:
+        f.write(json.dumps(canon).encode())
     return canon
 
 

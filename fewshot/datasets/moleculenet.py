@@ -19,6 +19,7 @@ import urllib.request
 
 import numpy as np
 
+from fewshot.datasets.cache_files import write_atomically
 from fewshot.tables import read_strings
 
 # The publisher's copy (DeepChem's S3 bucket, the MoleculeNet download).
@@ -114,7 +115,6 @@ def fetch(url, cache_dir=None, local_copy=None):
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
     if local_copy is not None:
         local_copy = pathlib.Path(local_copy)
         if not local_copy.is_file():
@@ -122,18 +122,18 @@ def fetch(url, cache_dir=None, local_copy=None):
                 "Invalid value received for argument `local_copy`: no such file. "
                 f"Received: local_copy={str(local_copy)!r}"
             )
-        shutil.copyfile(local_copy, partial)
-    else:
+        with write_atomically(target) as out, open(local_copy, "rb") as source:
+            shutil.copyfileobj(source, out)
+        return target
+    with write_atomically(target) as out:
         try:
-            with urllib.request.urlopen(str(url), timeout=60) as response, open(partial, "wb") as out:
+            with urllib.request.urlopen(str(url), timeout=60) as response:
                 shutil.copyfileobj(response, out)
         except OSError as error:
-            partial.unlink(missing_ok=True)
             raise FileNotFoundError(
                 f"Could not download {url!r} ({error}). Offline? Pass the path "
                 "of a local copy instead (for example --data-dir)."
             ) from None
-    partial.replace(target)
     return target
 
 

@@ -29,10 +29,11 @@ import io
 import os
 import pathlib
 import re
-import tempfile
 import zipfile
 
 import numpy as np
+
+from fewshot.datasets.cache_files import write_atomically
 
 ZIP_NAMES = ("images_background.zip", "images_evaluation.zip")
 IMAGE_SIZE = 28
@@ -215,20 +216,8 @@ def load_omniglot(data_dir=None, cache_dir=None, use_tfds=None, resample="lanczo
         )
     stacked = np.stack([np.stack(x) for x in images])
     cache.mkdir(parents=True, exist_ok=True)
-    # A temporary file of this process's own, renamed into place: runs that
-    # decode the same zips at once (two cells started together) each write
-    # their own file, and the last rename wins with identical contents.
-    fd, tmp = tempfile.mkstemp(dir=cache, prefix=f"{cached.stem}.", suffix=".tmp.npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(
-                f, images=stacked, alphabets=np.array(alphabets), characters=np.array(characters)
-            )
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
-        os.replace(tmp, cached)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
+    with write_atomically(cached) as f:
+        np.savez_compressed(f, images=stacked, alphabets=np.array(alphabets), characters=np.array(characters))
     return Omniglot(stacked, alphabets, characters, str(folder))
 
 

@@ -70,6 +70,7 @@ def test_download_path_uses_a_local_copy_and_then_the_cache(tmp_path, csv_path):
 def test_download_failure_offline_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="Could not download"):
         fetch("file:///nonexistent/dir/toy.csv", cache_dir=tmp_path)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []  # no partial download left
 
 
 def test_task_specs_by_name_and_last_n():

@@ -1,0 +1,52 @@
+"""Files written whole or not at all: the on-disk caches' one way to write.
+
+Decoded Omniglot images, featurised molecules and downloaded CSVs are cached
+under ``$FEWSHOT_CACHE``. Two runs started together (two recipe cells, two
+test workers) can fill the same entry at once, and a run can be stopped half
+way. `write_atomically` gives each writer a temporary file of its own in the
+entry's folder and renames it into place only once it is complete, so a
+reader sees the old entry, or none, or a whole new one; with two writers the
+last rename wins, and both wrote the same thing.
+"""
+
+import contextlib
+import os
+import pathlib
+import tempfile
+
+
+@contextlib.contextmanager
+def write_atomically(path):
+    """Opens a binary file that becomes `path` when the ``with`` block ends without error.
+
+    The file is a fresh temporary one beside `path` (`tempfile.mkstemp`),
+    made readable by others as a plain ``open`` would (mode 0644), then
+    renamed onto `path` (`os.replace`). If the block raises, the temporary
+    file is removed and `path` is left as it was.
+
+    Args:
+        path: where the finished file goes; its folder must exist.
+
+    Yields:
+        The temporary file, open for writing bytes.
+
+    Example:
+
+    >>> import pathlib, tempfile
+    >>> from fewshot.datasets.cache_files import write_atomically
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "entry.json"
+    >>> with write_atomically(path) as f:
+    ...     _ = f.write(b'{"a": 1}')
+    >>> path.read_text(), [p.name for p in path.parent.iterdir()]
+    ('{"a": 1}', ['entry.json'])
+    """
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
