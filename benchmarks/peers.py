@@ -77,8 +77,8 @@ SIN_SHOTS = 10
 
 
 # ------------------------------------------------------------------ data
-def make_batches(model, tasks, queries=None, count=4, seed=0):
-    """Meta-batches as numpy dicts (the same for every framework)."""
+def make_batches(model, tasks, queries, count=4, seed=0):
+    """Meta-batches as numpy dicts (the same for every framework); `queries` per class for Conv4."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
