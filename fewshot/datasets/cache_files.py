@@ -1,4 +1,4 @@
-"""Files written whole or not at all: the on-disk caches' one way to write.
+"""The on-disk caches' folder, and their one way to write: whole or not at all.
 
 Decoded Omniglot images, featurised molecules and downloaded CSVs are cached
 under ``$FEWSHOT_CACHE``. Two runs started together (two recipe cells, two
@@ -6,13 +6,38 @@ test workers) can fill the same entry at once, and a run can be stopped half
 way. `write_atomically` gives each writer a temporary file of its own in the
 entry's folder and renames it into place only once it is complete, so a
 reader sees the old entry, or none, or a whole new one; with two writers the
-last rename wins, and both wrote the same thing.
+last rename wins, and both wrote the same thing. `default_cache_dir` is the
+folder every cache lives under unless a caller passes its own.
 """
 
 import contextlib
 import os
 import pathlib
 import tempfile
+
+
+def default_cache_dir():
+    """The folder the caches live under: ``$FEWSHOT_CACHE``, or ``~/.cache/fewshot``.
+
+    An unset or empty ``$FEWSHOT_CACHE`` means the default. Each cache keeps a
+    subfolder of its own (``omniglot``, ``features``, ``downloads``).
+
+    Returns:
+        A `pathlib.Path`; it may not exist yet.
+
+    Example:
+
+    >>> import os, pathlib
+    >>> from fewshot.datasets.cache_files import default_cache_dir
+    >>> os.environ["FEWSHOT_CACHE"] = "/tmp/fewshot-cache"
+    >>> str(default_cache_dir())
+    '/tmp/fewshot-cache'
+    >>> os.environ["FEWSHOT_CACHE"] = ""
+    >>> default_cache_dir() == pathlib.Path.home() / ".cache" / "fewshot"
+    True
+    >>> del os.environ["FEWSHOT_CACHE"]
+    """
+    return pathlib.Path(os.environ.get("FEWSHOT_CACHE") or pathlib.Path.home() / ".cache" / "fewshot")
 
 
 @contextlib.contextmanager

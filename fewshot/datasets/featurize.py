@@ -15,8 +15,7 @@ import pathlib
 
 import numpy as np
 
-from fewshot.datasets.cache_files import write_atomically
-from fewshot.datasets.moleculenet import default_cache_dir
+from fewshot.datasets.cache_files import default_cache_dir, write_atomically
 from fewshot.validation import check_int
 
 KINDS = ("morgan_count", "morgan_bits")

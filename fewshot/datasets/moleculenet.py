@@ -11,7 +11,6 @@ into meta-train, validation and test groups.
 
 import dataclasses
 import hashlib
-import os
 import pathlib
 import shutil
 import urllib.parse
@@ -19,7 +18,7 @@ import urllib.request
 
 import numpy as np
 
-from fewshot.datasets.cache_files import write_atomically
+from fewshot.datasets.cache_files import default_cache_dir, write_atomically
 from fewshot.tables import read_strings
 
 # The publisher's copy (DeepChem's S3 bucket, the MoleculeNet download).
@@ -34,11 +33,6 @@ TOX21_TEST_TASKS = ("SR-HSE", "SR-MMP", "SR-p53")
 
 _SMILES_NAMES = ("smiles", "canonical_smiles", "smile", "mol", "molecule")
 _ID_NAMES = ("mol_id", "id", "molecule_id", "compound_id", "name", "cmpd_chemblid", "chembl_id")
-
-
-def default_cache_dir():
-    """Where downloads and features are cached: ``$FEWSHOT_CACHE`` or ~/.cache/fewshot."""
-    return pathlib.Path(os.environ.get("FEWSHOT_CACHE") or pathlib.Path.home() / ".cache" / "fewshot")
 
 
 @dataclasses.dataclass

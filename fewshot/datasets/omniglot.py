@@ -33,7 +33,7 @@ import zipfile
 
 import numpy as np
 
-from fewshot.datasets.cache_files import write_atomically
+from fewshot.datasets.cache_files import default_cache_dir, write_atomically
 
 ZIP_NAMES = ("images_background.zip", "images_evaluation.zip")
 IMAGE_SIZE = 28
@@ -188,11 +188,7 @@ def load_omniglot(data_dir=None, cache_dir=None, use_tfds=None, resample="lanczo
             "Expected images_background.zip and images_evaluation.zip (from "
             "github.com/brendenlake/omniglot, python/)."
         )
-    cache = pathlib.Path(
-        cache_dir or os.environ.get("FEWSHOT_CACHE", pathlib.Path.home() / ".cache" / "fewshot")
-    )
-    if cache_dir is None:
-        cache = cache / "omniglot"
+    cache = pathlib.Path(cache_dir) if cache_dir else default_cache_dir() / "omniglot"
     key = hashlib.sha256(
         "|".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths).encode()
     ).hexdigest()[:16]

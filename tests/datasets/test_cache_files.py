@@ -2,7 +2,7 @@ import stat
 
 import pytest
 
-from fewshot.datasets.cache_files import write_atomically
+from fewshot.datasets.cache_files import default_cache_dir, write_atomically
 
 
 def test_the_file_appears_whole_when_the_block_ends(tmp_path):
@@ -36,3 +36,13 @@ def test_a_failed_write_leaves_the_old_entry_and_no_temporary_file(tmp_path):
             raise OSError(28, "No space left on device")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["entry.csv"]
+
+
+def test_the_default_folder_is_fewshot_cache_unless_it_is_unset_or_empty(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "elsewhere"))
+    assert default_cache_dir() == tmp_path / "elsewhere"
+    monkeypatch.setenv("FEWSHOT_CACHE", "")
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "fewshot"
+    monkeypatch.delenv("FEWSHOT_CACHE")
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "fewshot"

@@ -53,6 +53,20 @@ def test_reads_zips_in_fixed_order_and_caches(tmp_path):
     np.testing.assert_array_equal(again.images, data.images)
 
 
+@pytest.mark.parametrize("setting", ["set", "empty"])
+def test_the_default_cache_is_under_fewshot_cache_or_home(tmp_path, monkeypatch, setting):
+    # The same rule as the molecule caches: an empty $FEWSHOT_CACHE means the
+    # default folder (this loader used to cache into the working directory then).
+    data_dir = write_tiny_omniglot(tmp_path / "data")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "shared") if setting == "set" else "")
+    monkeypatch.chdir(tmp_path)
+    load_omniglot(data_dir)
+    root = tmp_path / "shared" if setting == "set" else tmp_path / "home" / ".cache" / "fewshot"
+    assert len(list((root / "omniglot").glob("*.npz"))) == 1
+    assert not list(tmp_path.glob("*.npz")) and not (tmp_path / "omniglot").exists()
+
+
 def test_two_runs_decoding_at_once_both_get_the_cache(tmp_path, monkeypatch):
     # Session 22 started two cells together on an empty cache: both wrote the
     # same temporary file and the second rename failed. Here a second load
