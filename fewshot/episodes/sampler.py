@@ -65,9 +65,9 @@ class EpisodeSampler:
         if len(short):
             shown = first_few(short)
             raise ValueError(
-                f"Invalid value received for argument `shots`: shots + queries "
-                f"= {need} examples per class are needed, but {len(short)} "
-                f"classes have fewer ({shown}; smallest has {counts.min()}). "
+                f"{len(short)} of {len(self.classes)} classes have fewer than shots + queries = "
+                f"{need} examples ({shown}; the smallest has {counts.min()}). Keep only classes "
+                f"with at least {need} examples, or lower `shots` or `queries`. "
                 f"Received: shots={shots}, queries={queries}"
             )
         self._x = tf.constant(x)

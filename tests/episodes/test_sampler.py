@@ -59,7 +59,10 @@ def test_from_classes_and_seed():
 
 def test_too_few_examples_for_the_shots():
     x, y = _data(classes=6, per_class=4)
-    with pytest.raises(ValueError, match=r"shots \+ queries = 5 examples per class.*Received: shots=2, queries=3"):
+    # The same wording as TaskSampler's: how many are short, of how many, and what to do.
+    with pytest.raises(ValueError, match=r"6 of 6 classes have fewer than shots \+ queries = 5 examples "
+                                         r"\(.*; the smallest has 4\)\. Keep only classes with at least 5 "
+                                         r"examples, or lower `shots` or `queries`\. Received: shots=2, queries=3"):
         EpisodeSampler(x, y, ways=3, shots=2, queries=3)
 
 
