@@ -37,6 +37,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fewshot.algorithms.maml import MAML
+from fewshot.algorithms.task_retrieval import TaskRetrieval
 from fewshot.callbacks import TimeBudget
 from fewshot.datasets.omniglot import RESAMPLES, load_omniglot, omniglot_splits
 from fewshot.episodes.sampler import EpisodeSampler
@@ -132,6 +134,17 @@ def add_arguments(parser):
         "need not repeat them; a later run may add a drop, at or after the epochs already trained",
     )
     parser.add_argument(
+        "--meta-init",
+        default=None,
+        metavar="MODEL",
+        help="task_retrieval only: take the meta-initialisation from a trained maml or fomaml "
+        "cell's model (e.g. OUT/fomaml_5w1s/best.keras) instead of training one. TaskRetrieval "
+        "meta-trains exactly as first-order MAML does (its memory plays no part), so with a "
+        "fomaml model the cell only fills its memory and is tested on the same test episodes "
+        "as that model: the difference is what retrieval adds. The folder keeps the source "
+        "(meta_init.txt); its training minutes are the source's",
+    )
+    parser.add_argument(
         "--init",
         choices=INITS,
         default=None,
@@ -175,8 +188,14 @@ def run(config, args):
                f"{'' if settings['trainval'] else f', {len(val_idx)} validation'}, {len(test_idx)} test "
                f"characters ({len(np.unique(test_y))} test classes)")
 
+    if settings["algorithm"] == "task_retrieval":
+        meta_init = _folder_meta_init(work, settings.pop("meta_init", None))
+        if meta_init is not None:
+            settings["meta_init"] = meta_init
     if settings["eval_only"]:
         learner = keras.models.load_model(model_path)
+    elif "meta_init" in settings:
+        learner = _from_meta_init(settings, data.arrays(train_idx[:1])[0].shape[1:], work, args)
     else:
         learner = _train(settings, data, train_idx, val_idx, work, cell, args, verbose)
         if learner is None:
@@ -201,7 +220,9 @@ def run(config, args):
         metrics[name] = mean_ci95(100.0 * accs)
         say(args, f"test {name}: {metrics[name][0]:.2f} ± {metrics[name][1]:.2f} "
                    f"({len(accs)} episodes)")
-    minutes = CurveLogger.total_minutes(work / "clock.json")
+    # A --meta-init cell was trained where its source was.
+    clock = pathlib.Path(settings["meta_init"]).parent if settings.get("meta_init") else work
+    minutes = CurveLogger.total_minutes(clock / "clock.json")
     _merge_results(out, settings, metrics, minutes)
     return metrics
 
@@ -392,9 +413,28 @@ def _settings(config, args):
     s["trainval"], s["eval_only"] = bool(args.trainval), bool(args.eval_only)
     s["choose_eval_steps"] = _parse_choose_eval_steps(args.choose_eval_steps, s)
     s["lr_drop"] = _parse_lr_drop(args.lr_drop, s)
+    if args.meta_init is not None:  # recorded in results.json only when given
+        s["meta_init"] = _parse_meta_init(args.meta_init, s)
     if args.time_budget is not None and not args.time_budget > 0:
         raise ValueError(f"Invalid value received for --time-budget. Expected positive minutes. Received: {args.time_budget}")
     return s
+
+
+def _parse_meta_init(path, s):
+    """--meta-init: an existing file, for a task_retrieval cell that is not a refit."""
+    if s["algorithm"] != "task_retrieval" or s["trainval"] or s["lr_drop"]:
+        given = "--trainval" if s["trainval"] else "--lr-drop" if s["lr_drop"] else f"--algorithm {s['algorithm']}"
+        raise ValueError(
+            "--meta-init gives a task_retrieval cell its meta-initialisation instead of training "
+            f"one, so it goes with --algorithm task_retrieval and no training options. "
+            f"Received: --meta-init {path} with {given}"
+        )
+    resolved = pathlib.Path(path).expanduser().resolve()
+    if not resolved.exists():
+        raise FileNotFoundError(
+            f"Invalid value received for --meta-init: no such model. Received: --meta-init {path}"
+        )
+    return str(resolved)
 
 
 def _parse_choose_eval_steps(values, s):
@@ -520,6 +560,75 @@ def validation_accuracy_by_steps(learner, val_x, val_y, s):
         )
         scores[steps] = round(100.0 * float(np.mean(accs)), 4)
     return scores
+
+
+def _folder_meta_init(work, given):
+    """The cell's --meta-init source: `given`, or the one its folder keeps (None: trained here).
+
+    A folder holds one kind of task_retrieval cell: one trained in it
+    (``clock.json``) or one whose weights came from a source model
+    (``meta_init.txt``, written once the source has been read), and then
+    always the same source.
+    """
+    marker = work / "meta_init.txt"
+    before = marker.read_text().strip() if marker.is_file() else None
+    if given is None:
+        return before
+    if before is None and (work / "clock.json").is_file():
+        raise ValueError(
+            f"Invalid value received for --meta-init: {work} holds a task_retrieval model "
+            f"trained there. Give another --out. Received: --meta-init {given}"
+        )
+    if before is not None and before != given:
+        raise ValueError(
+            f"Invalid value received for --meta-init: {work} holds a model whose "
+            f"meta-initialisation came from {before}. Give another --out. Received: --meta-init {given}"
+        )
+    return given
+
+
+def _from_meta_init(s, input_shape, work, args):
+    """A TaskRetrieval learner whose meta-weights are those of the model at `s["meta_init"]`.
+
+    The source must adapt as this cell does: a `fewshot.MAML` (either
+    order) or TaskRetrieval with the same inner step size, BatchNorm mode
+    and adapted layers, and a backbone of the same shapes (the same N-way
+    head). The learner is saved as the cell's ``best.keras``.
+    """
+    source_path = s["meta_init"]
+    try:
+        source = keras.models.load_model(source_path)
+    except Exception as error:  # a file Keras cannot read: say which, and why
+        raise ValueError(
+            f"Invalid value received for --meta-init: {source_path} is not a saved Keras model "
+            f"({type(error).__name__}: {error}). Received: --meta-init {source_path}"
+        ) from None
+    learner = build_learner(s, input_shape=input_shape)
+    kind = type(source).__name__
+    problem = None
+    if type(source) not in (MAML, TaskRetrieval):
+        problem = f"it is a {kind}, not a MAML or first-order MAML model"
+    else:
+        for name in ("inner_lr", "batch_norm", "adapt_layers"):
+            mine, theirs = getattr(learner, name), getattr(source, name)
+            if mine != theirs:
+                problem = f"its {name} is {theirs!r}, this cell's {mine!r}"
+                break
+        else:
+            shapes = [tuple(w.shape) for w in source.backbone.weights]
+            if shapes != [tuple(w.shape) for w in learner.backbone.weights]:
+                problem = (f"its backbone's weights do not match this cell's {s['ways']}-way "
+                           "Conv4 (another N-way head?)")
+    if problem:
+        raise ValueError(
+            f"Invalid value received for --meta-init: {problem}. Received: --meta-init {source_path}"
+        )
+    learner.backbone.set_weights(source.backbone.get_weights())
+    say(args, f"{work.name}: meta-initialisation from {source_path} ({kind}, "
+               f"first_order={source.first_order}); not trained here")
+    learner.save(work / "best.keras")
+    (work / "meta_init.txt").write_text(source_path + "\n")  # once the source is known good
+    return learner
 
 
 def _fill_memory(learner, sampler, s):

@@ -446,11 +446,82 @@ def test_train_shots_give_training_episodes_more_support_and_are_recorded(setup,
 def test_train_shots_default_to_the_cells_shots():
     import argparse
 
-    from fewshot.recipes.omniglot import _settings
+    from fewshot.recipes.omniglot import _settings, add_arguments
 
-    args = argparse.Namespace(
-        algorithm="maml", ways=5, shots=1, epochs=None, test_episodes=None, eval_ways=None,
-        time_budget=None, resample=None, init=None, test_rotations=None, trainval=False,
-        eval_only=False, choose_eval_steps=None, lr_drop=None)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--algorithm", "maml"])  # every option at its default
     assert _settings({}, args)["train_shots"] == 1
     assert _settings({"maml": {"train_shots": 4}}, args)["train_shots"] == 4
+
+
+def _save_learner(path, algorithm, ways=3, **overrides):
+    """An untrained learner of the recipe's kind, saved where --meta-init can read it."""
+    from fewshot.recipes.episodic import build_learner
+
+    settings = {"algorithm": algorithm, "ways": ways, "inner_lr": 0.4, "inner_steps": 1, "vectorize": False,
+                "tasks_per_chunk": 1, "outer_lr": 0.001, **overrides}
+    learner = build_learner(settings, input_shape=(28, 28, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    learner.save(path)
+    return learner
+
+
+def test_meta_init_gives_task_retrieval_a_trained_cells_weights_without_training(setup, capsys):
+    import keras
+    import numpy as np
+
+    recipe, data, out = setup
+    source = _save_learner(out / "fomaml_3w1s" / "best.keras", "fomaml")
+    (out / "fomaml_3w1s" / "clock.json").write_text('{"epoch": 40, "minutes": 12.5}')
+    assert _run(recipe, data, out, "--algorithm", "task_retrieval", "--meta-init",
+                str(out / "fomaml_3w1s" / "best.keras")) == 0
+    work = out / "task_retrieval_3w1s"
+    assert not (work / "curve.csv").exists() and not (work / "backup").exists()  # not trained
+    saved = keras.models.load_model(work / "best.keras")
+    for mine, theirs in zip(saved.backbone.get_weights(), source.backbone.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    cell = json.loads((out / "results.json").read_text())["config"]["cells"]["task_retrieval_3w1s"]
+    assert cell["meta_init"] == str((out / "fomaml_3w1s" / "best.keras").resolve())
+    assert cell["train_minutes"] == 12.5  # the source's training
+    assert "acc_3w1s" in cell["test"]
+    # The folder keeps its source: --eval-only needs no --meta-init, another source is refused.
+    assert _run(recipe, data, out, "--algorithm", "task_retrieval", "--eval-only") == 0
+    cell = json.loads((out / "results.json").read_text())["config"]["cells"]["task_retrieval_3w1s"]
+    assert cell["meta_init"].endswith("best.keras") and cell["train_minutes"] == 12.5
+    other = out / "maml_3w1s" / "best.keras"
+    _save_learner(other, "maml")
+    assert _run(recipe, data, out, "--algorithm", "task_retrieval", "--meta-init", str(other)) == 2
+    assert "holds a model whose meta-initialisation came from" in capsys.readouterr().err
+
+
+def test_meta_init_refuses_what_would_not_adapt_as_the_cell_does(setup, capsys):
+    recipe, data, out = setup
+
+    def refused(path, *extra):
+        assert _run(recipe, data, out, "--algorithm", "task_retrieval", "--meta-init", str(path), *extra) == 2
+        return capsys.readouterr().err
+
+    _save_learner(out / "src" / "protonet.keras", "protonet")
+    assert "it is a PrototypicalNetwork, not a MAML or first-order MAML model" in refused(out / "src" / "protonet.keras")
+    _save_learner(out / "src" / "step.keras", "fomaml", inner_lr=0.1)
+    assert "its inner_lr is 0.1, this cell's 0.4" in refused(out / "src" / "step.keras")
+    _save_learner(out / "src" / "five.keras", "fomaml", ways=5)
+    assert "do not match this cell's 3-way Conv4" in refused(out / "src" / "five.keras")
+    (out / "src" / "junk.keras").write_text("not a model")
+    assert "is not a saved Keras model" in refused(out / "src" / "junk.keras")
+    assert "no such model. Received: --meta-init" in refused(out / "src" / "missing.keras")
+    assert _run(recipe, data, out, "--algorithm", "fomaml", "--meta-init", str(out / "src" / "five.keras")) == 2
+    assert "goes with --algorithm task_retrieval" in capsys.readouterr().err
+    # Nothing refused was kept: the folder is still free for any source.
+    assert not (out / "task_retrieval_3w1s" / "best.keras").exists()
+    assert not (out / "task_retrieval_3w1s" / "meta_init.txt").exists()
+
+
+def test_meta_init_is_refused_for_a_folder_that_trained_its_own(setup, capsys):
+    recipe, data, out = setup
+    (out / "task_retrieval_3w1s").mkdir(parents=True)
+    (out / "task_retrieval_3w1s" / "clock.json").write_text('{"epoch": 1, "minutes": 0.1}')
+    _save_learner(out / "src" / "fomaml.keras", "fomaml")
+    assert _run(recipe, data, out, "--algorithm", "task_retrieval", "--meta-init", str(out / "src" / "fomaml.keras")) == 2
+    assert "holds a task_retrieval model trained there. Give another --out" in capsys.readouterr().err
