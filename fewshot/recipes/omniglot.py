@@ -60,9 +60,9 @@ from fewshot.validation import is_int
 
 METHODS = ("maml", "fomaml", "metasgd", "reptile", "anil", "protonet", "siamese", "task_retrieval")
 INITS = ("keras", "pytorch")
-_VALIDATION_SEED = 1_000_003
-_TEST_SEED = 2_000_003
-_CHOICE_SEED = 3_000_003
+VALIDATION_SEED = 1_000_003
+TEST_SEED = 2_000_003
+CHOICE_SEED = 3_000_003
 
 
 def add_arguments(parser):
@@ -156,7 +156,7 @@ def add_arguments(parser):
 
 
 def run(config, args):
-    settings = _settings(config, args)
+    settings = recipe_settings(config, args)
     _set_threads(settings)
     out = pathlib.Path(args.out)
     cell = f"{settings['algorithm']}_{settings['ways']}w{settings['shots']}s"
@@ -209,12 +209,12 @@ def run(config, args):
                    + ", ".join(f"{k}: {v:.2f}" for k, v in scores.items())
                    + f"; testing with {settings['eval_steps']}")
     if settings["algorithm"] == "task_retrieval":
-        _fill_memory(learner, _validation_sampler(settings, data, val_idx), settings)
+        fill_memory(learner, validation_sampler(settings, data, val_idx), settings)
     metrics = {}
     for ways in settings["eval_ways"]:
         accs = evaluate_accuracy(
             learner, test_x, test_y, ways, settings["shots"],
-            settings["test_episodes"], settings, seed=settings["seed"] + _TEST_SEED,
+            settings["test_episodes"], settings, seed=settings["seed"] + TEST_SEED,
         )
         name = f"acc_{ways}w{settings['shots']}s"
         metrics[name] = mean_ci95(100.0 * accs)
@@ -249,8 +249,8 @@ def _train(settings, data, train_idx, val_idx, work, cell, args, verbose):
     val_data = None
     best_path = work / "best.keras"
     if not settings["trainval"]:
-        val_stream = _validation_sampler(settings, data, val_idx).stream(
-            settings["eval_batch"], 1, seed=settings["seed"] + _VALIDATION_SEED
+        val_stream = validation_sampler(settings, data, val_idx).stream(
+            settings["eval_batch"], 1, seed=settings["seed"] + VALIDATION_SEED
         )
         num_val = max(1, settings["validation_episodes"] // settings["eval_batch"])
         val_data = tf.data.Dataset.from_tensor_slices(stack_batches(val_stream.take(num_val)))
@@ -332,7 +332,8 @@ def _drop_flags(drops):
     return " ".join(f"--lr-drop {epoch} {lr:g}" for epoch, lr in drops)
 
 
-def _validation_sampler(settings, data, val_idx):
+def validation_sampler(settings, data, val_idx):
+    """Episodes of the cell's N-way K-shot on the validation characters (unrotated)."""
     val_x, val_y = data.arrays(val_idx)
     return EpisodeSampler(val_x, val_y, ways=settings["ways"], shots=settings["shots"], queries=settings["eval_queries"])
 
@@ -354,7 +355,20 @@ def _trainval_epochs(curve, cell, settings):
 
 
 # ----------------------------------------------------------------- settings
-def _settings(config, args):
+def recipe_settings(config, args):
+    """One cell's settings: recipe.toml's sections (the algorithm's last), then the command line.
+
+    Example:
+
+    >>> import argparse
+    >>> from fewshot.recipes.config import load_recipe
+    >>> from fewshot.recipes.omniglot import add_arguments, recipe_settings
+    >>> parser = argparse.ArgumentParser()
+    >>> add_arguments(parser)
+    >>> s = recipe_settings(load_recipe("recipes/omniglot"), parser.parse_args(["--algorithm", "reptile"]))
+    >>> s["ways"], s["shots"], s["train_shots"], s["meta_batch_size"], s["eval_steps"]
+    (5, 1, 10, 5, 10)
+    """
     algorithm = args.algorithm
     s = {"seed": int(config.get("seed", 0)), "algorithm": algorithm}
     s.update(config.get("data", {}))
@@ -556,7 +570,7 @@ def validation_accuracy_by_steps(learner, val_x, val_y, s):
     for steps in s["choose_eval_steps"]:
         accs = evaluate_accuracy(
             learner, val_x, val_y, s["ways"], s["shots"], s["choice_episodes"],
-            {**s, "eval_steps": steps}, seed=s["seed"] + _CHOICE_SEED,
+            {**s, "eval_steps": steps}, seed=s["seed"] + CHOICE_SEED,
         )
         scores[steps] = round(100.0 * float(np.mean(accs)), 4)
     return scores
@@ -587,15 +601,24 @@ def _folder_meta_init(work, given):
     return given
 
 
-def _from_meta_init(s, input_shape, work, args):
-    """A TaskRetrieval learner whose meta-weights are those of the model at `s["meta_init"]`.
+def task_retrieval_from(s, source_path, input_shape):
+    """The recipe's TaskRetrieval learner, with the meta-weights of the model at `source_path`.
 
-    The source must adapt as this cell does: a `fewshot.MAML` (either
+    The source must adapt as the cell does: a `fewshot.MAML` (either
     order) or TaskRetrieval with the same inner step size, BatchNorm mode
     and adapted layers, and a backbone of the same shapes (the same N-way
-    head). The learner is saved as the cell's ``best.keras``.
+    head). The memory starts empty, so until `fill_memory` the learner
+    adapts exactly as the source does.
+
+    Args:
+        s: the cell's settings (`recipe_settings`).
+        source_path: a saved ``.keras`` model.
+        input_shape: one image's shape, ``(28, 28, 1)``.
+
+    Raises:
+        ValueError: naming --meta-init, if the file is not a Keras model or
+            the model does not adapt as the cell does.
     """
-    source_path = s["meta_init"]
     try:
         source = keras.models.load_model(source_path)
     except Exception as error:  # a file Keras cannot read: say which, and why
@@ -603,11 +626,10 @@ def _from_meta_init(s, input_shape, work, args):
             f"Invalid value received for --meta-init: {source_path} is not a saved Keras model "
             f"({type(error).__name__}: {error}). Received: --meta-init {source_path}"
         ) from None
-    learner = build_learner(s, input_shape=input_shape)
-    kind = type(source).__name__
+    learner = build_learner({**s, "algorithm": "task_retrieval"}, input_shape=input_shape)
     problem = None
     if type(source) not in (MAML, TaskRetrieval):
-        problem = f"it is a {kind}, not a MAML or first-order MAML model"
+        problem = f"it is a {type(source).__name__}, not a MAML or first-order MAML model"
     else:
         for name in ("inner_lr", "batch_norm", "adapt_layers"):
             mine, theirs = getattr(learner, name), getattr(source, name)
@@ -624,17 +646,26 @@ def _from_meta_init(s, input_shape, work, args):
             f"Invalid value received for --meta-init: {problem}. Received: --meta-init {source_path}"
         )
     learner.backbone.set_weights(source.backbone.get_weights())
-    say(args, f"{work.name}: meta-initialisation from {source_path} ({kind}, "
-               f"first_order={source.first_order}); not trained here")
-    learner.save(work / "best.keras")
-    (work / "meta_init.txt").write_text(source_path + "\n")  # once the source is known good
     return learner
 
 
-def _fill_memory(learner, sampler, s):
-    """Remembers `memory_size` validation tasks, adapted with `eval_steps` steps."""
+def _from_meta_init(s, input_shape, work, args):
+    """`task_retrieval_from` the cell's --meta-init, saved as the cell's ``best.keras``."""
+    learner = task_retrieval_from(s, s["meta_init"], input_shape)
+    say(args, f"{work.name}: meta-initialisation from {s['meta_init']}; not trained here")
+    learner.save(work / "best.keras")
+    (work / "meta_init.txt").write_text(s["meta_init"] + "\n")  # once the source is known good
+    return learner
+
+
+def fill_memory(learner, sampler, s):
+    """Remembers `memory_size` validation tasks, adapted with `eval_steps` steps.
+
+    The tasks are drawn from `sampler` (`validation_sampler`) with a seed of
+    their own, so every run with the same settings remembers the same ones.
+    """
     learner.forget()
-    batch = sampler.sample(learner.memory_size, tf.constant([s["seed"] + _VALIDATION_SEED, 99], tf.int64))
+    batch = sampler.sample(learner.memory_size, tf.constant([s["seed"] + VALIDATION_SEED, 99], tf.int64))
     for i in range(learner.memory_size):
         learner.remember(batch["support_x"][i], batch["support_y"][i], steps=s.get("eval_steps", learner.inner_steps))
 

@@ -446,13 +446,13 @@ def test_train_shots_give_training_episodes_more_support_and_are_recorded(setup,
 def test_train_shots_default_to_the_cells_shots():
     import argparse
 
-    from fewshot.recipes.omniglot import _settings, add_arguments
+    from fewshot.recipes.omniglot import add_arguments, recipe_settings
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     args = parser.parse_args(["--algorithm", "maml"])  # every option at its default
-    assert _settings({}, args)["train_shots"] == 1
-    assert _settings({"maml": {"train_shots": 4}}, args)["train_shots"] == 4
+    assert recipe_settings({}, args)["train_shots"] == 1
+    assert recipe_settings({"maml": {"train_shots": 4}}, args)["train_shots"] == 4
 
 
 def _save_learner(path, algorithm, ways=3, **overrides):
