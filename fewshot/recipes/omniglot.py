@@ -607,7 +607,9 @@ def task_retrieval_from(s, source_path, input_shape):
     The source must adapt as the cell does: a `fewshot.MAML` (either
     order) or TaskRetrieval with the same inner step size, BatchNorm mode
     and adapted layers, and a backbone of the same shapes (the same N-way
-    head). The memory starts empty, so until `fill_memory` the learner
+    head); if it sits in a recipe cell's folder, that cell's images and
+    layer defaults (``resample.txt``, ``init.txt``) must be the cell's
+    settings too. The memory starts empty, so until `fill_memory` the learner
     adapts exactly as the source does.
 
     Args:
@@ -641,6 +643,11 @@ def task_retrieval_from(s, source_path, input_shape):
             if shapes != [tuple(w.shape) for w in learner.backbone.weights]:
                 problem = (f"its backbone's weights do not match this cell's {s['ways']}-way "
                            "Conv4 (another N-way head?)")
+    for name in ("resample", "init"):  # what the source's cell folder says it was trained with
+        marker = pathlib.Path(source_path).parent / f"{name}.txt"
+        if problem is None and marker.is_file() and marker.read_text().strip() != s[name]:
+            problem = (f"its cell was {_FOLDER_SETTINGS[name][1].format(marker.read_text().strip())}, "
+                       f"this cell uses {s[name]!r} ({_FOLDER_SETTINGS[name][2]})")
     if problem:
         raise ValueError(
             f"Invalid value received for --meta-init: {problem}. Received: --meta-init {source_path}"

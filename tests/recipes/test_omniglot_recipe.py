@@ -508,6 +508,10 @@ def test_meta_init_refuses_what_would_not_adapt_as_the_cell_does(setup, capsys):
     assert "its inner_lr is 0.1, this cell's 0.4" in refused(out / "src" / "step.keras")
     _save_learner(out / "src" / "five.keras", "fomaml", ways=5)
     assert "do not match this cell's 3-way Conv4" in refused(out / "src" / "five.keras")
+    _save_learner(out / "nearest" / "best.keras", "fomaml")
+    (out / "nearest" / "resample.txt").write_text("nearest\n")  # as the recipe's cell folders keep it
+    assert "its cell was trained on 'nearest' images, this cell uses 'lanczos' (--resample)" in refused(
+        out / "nearest" / "best.keras")
     (out / "src" / "junk.keras").write_text("not a model")
     assert "is not a saved Keras model" in refused(out / "src" / "junk.keras")
     assert "no such model. Received: --meta-init" in refused(out / "src" / "missing.keras")
