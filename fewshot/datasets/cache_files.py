@@ -29,13 +29,17 @@ def default_cache_dir():
 
     >>> import os, pathlib
     >>> from fewshot.datasets.cache_files import default_cache_dir
+    >>> before = os.environ.get("FEWSHOT_CACHE")
     >>> os.environ["FEWSHOT_CACHE"] = "/tmp/fewshot-cache"
     >>> str(default_cache_dir())
     '/tmp/fewshot-cache'
     >>> os.environ["FEWSHOT_CACHE"] = ""
     >>> default_cache_dir() == pathlib.Path.home() / ".cache" / "fewshot"
     True
-    >>> del os.environ["FEWSHOT_CACHE"]
+    >>> if before is None:
+    ...     del os.environ["FEWSHOT_CACHE"]
+    ... else:
+    ...     os.environ["FEWSHOT_CACHE"] = before
     """
     return pathlib.Path(os.environ.get("FEWSHOT_CACHE") or pathlib.Path.home() / ".cache" / "fewshot")
 
