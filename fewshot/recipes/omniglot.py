@@ -195,7 +195,7 @@ def run(config, args):
     if settings["eval_only"]:
         learner = keras.models.load_model(model_path)
     elif "meta_init" in settings:
-        learner = _from_meta_init(settings, data.arrays(train_idx[:1])[0].shape[1:], work, args)
+        learner = _from_meta_init(settings, test_x.shape[1:], work, args)
     else:
         learner = _train(settings, data, train_idx, val_idx, work, cell, args, verbose)
         if learner is None:
@@ -517,17 +517,21 @@ def _check_folder_setting(work, name, value):
     ``keras`` layer defaults, best checkpoint by ``val_accuracy``).
     """
     default, held, given = _FOLDER_SETTINGS[name]
-    marker = work / f"{name}.txt"
-    if marker.is_file():
-        before = marker.read_text().strip()
-    else:
-        before = default if (work / "clock.json").is_file() else None
+    before = _folder_value(work, name)
+    if before is None and (work / "clock.json").is_file():
+        before = default
     if before is not None and before != value:
         raise ValueError(
             f"Invalid value received for {given}: {work} holds a model {held.format(before)}. "
             f"Give another --out. Received: {given} {value}"
         )
-    marker.write_text(value + "\n")
+    (work / f"{name}.txt").write_text(value + "\n")
+
+
+def _folder_value(folder, name):
+    """The value a cell's folder keeps for `name` (``<name>.txt``), or None if it keeps none."""
+    marker = pathlib.Path(folder) / f"{name}.txt"
+    return marker.read_text().strip() if marker.is_file() else None
 
 
 # Settings a cell's folder is tied to: (the value before it was recorded, what the folder
@@ -584,8 +588,7 @@ def _folder_meta_init(work, given):
     (``meta_init.txt``, written once the source has been read), and then
     always the same source.
     """
-    marker = work / "meta_init.txt"
-    before = marker.read_text().strip() if marker.is_file() else None
+    before = _folder_value(work, "meta_init")
     if given is None:
         return before
     if before is None and (work / "clock.json").is_file():
@@ -644,9 +647,9 @@ def task_retrieval_from(s, source_path, input_shape):
                 problem = (f"its backbone's weights do not match this cell's {s['ways']}-way "
                            "Conv4 (another N-way head?)")
     for name in ("resample", "init"):  # what the source's cell folder says it was trained with
-        marker = pathlib.Path(source_path).parent / f"{name}.txt"
-        if problem is None and marker.is_file() and marker.read_text().strip() != s[name]:
-            problem = (f"its cell was {_FOLDER_SETTINGS[name][1].format(marker.read_text().strip())}, "
+        held = _folder_value(pathlib.Path(source_path).parent, name)
+        if problem is None and held is not None and held != s[name]:
+            problem = (f"its cell was {_FOLDER_SETTINGS[name][1].format(held)}, "
                        f"this cell uses {s[name]!r} ({_FOLDER_SETTINGS[name][2]})")
     if problem:
         raise ValueError(
