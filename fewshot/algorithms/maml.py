@@ -104,7 +104,9 @@ class MAML(MetaLearner):
         tasks_per_chunk: accumulate the meta-gradient over chunks of this
             many tasks, one chunk at a time, instead of differentiating the
             whole meta-batch at once: the same update, with the peak memory
-            of one chunk. None (the default) takes the whole batch at once.
+            of one chunk. Tasks left over when a batch is not a multiple of
+            it (a partial last batch) are taken one at a time. None (the
+            default) takes the whole batch at once.
         support_shrinkage: ``c >= 0``: the inner loop's support loss is
             ``sum(w * loss) / (sum(w) + c)`` (`per_task_loss`). Default 0.0
             (the mean).
@@ -400,7 +402,8 @@ class MAML(MetaLearner):
         if num_tasks is None:
             raise ValueError(
                 "With `vectorize=False` the number of tasks per batch must be "
-                "static; batch the episode dataset with drop_remainder=True. "
+                "static; batch the episode dataset with drop_remainder=True, or set "
+                "`tasks_per_chunk` (each chunk has a static size). "
                 f"Received: support_x.shape={tensors[0].shape}"
             )
         outputs = [task_fn([t[i] for t in tensors], params) for i in range(num_tasks)]

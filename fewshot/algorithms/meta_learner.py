@@ -1,7 +1,5 @@
 """The base class of every algorithm: a `keras.Model` whose step is a meta-update."""
 
-import math
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -307,66 +305,76 @@ class MetaLearner(keras.Model):
         """The meta-update of `train_step`, accumulated over chunks of tasks.
 
         A `tf.while_loop` (one iteration at a time) takes the meta-gradient
-        of `chunk` tasks per iteration and sums them, weighted by each
-        chunk's share of the batch: the same update as one pass over the
-        whole batch, but only one chunk's activations (and, for second-order
-        MAML, inner-loop graph) are alive at a time, so peak memory does not
-        grow with the meta-batch size. The task count must be a multiple of
-        `chunk`.
+        of `chunk` tasks per iteration; the tasks left over when the batch
+        is not a multiple of `chunk` (a partial last batch, or a batch split
+        unevenly over replicas) follow one at a time in a second loop. Each
+        piece's gradient is weighted by its share of the batch's tasks and
+        the pieces are summed: the same update as one pass over the whole
+        batch, but only one piece's activations (and, for second-order MAML,
+        inner-loop graph) are alive at a time, so peak memory does not grow
+        with the meta-batch size. Every piece a loop indexes has a fixed
+        size, as XLA needs.
         """
         support_x = episodes[SUPPORT_X]
         num_tasks = tf.shape(support_x)[0]
         static_tasks = support_x.shape[0]
-        if static_tasks is not None and static_tasks % chunk:
-            raise ValueError(
-                f"The number of tasks per batch ({static_tasks}) must be a multiple of "
-                f"`tasks_per_chunk`. Received: tasks_per_chunk={chunk}"
-            )
-        if static_tasks is None:
-            # A batch size known only at run time: fail with a message, not
-            # in the reshape. (`fit` checks arrays and datasets before this
-            # step, as XLA drops the assertion; this covers other callers.)
-            check = _assert_chunks_split(num_tasks, chunk)
-            with tf.control_dependencies([check]):
-                num_tasks = tf.identity(num_tasks)
         variables = self.trainable_variables
         num_chunks = num_tasks // chunk
-
-        # [T, ...] -> [T / chunk, chunk, ...]: a chunk is one (XLA-friendly) index.
-        chunked = {
-            key: tf.reshape(value, tf.concat([[num_chunks, chunk], tf.shape(value)[1:]], 0))
-            for key, value in episodes.items()
-        }
-
-        def body(i, total, grads, predictions):
-            part = {
-                key: tf.ensure_shape(value[i], [chunk] + episodes[key].shape[1:])
-                for key, value in chunked.items()
-            }
-            with tf.GradientTape() as tape:
-                loss, pred = self.meta_loss(part, training=True)
-                share = loss / tf.cast(num_chunks, loss.dtype)
-                # As in `train_step`: the optimizer sums across replicas.
-                scaled = share / tf.cast(_num_replicas(), share.dtype)
-            step = tape.gradient(scaled, variables)
-            grads = [g if d is None else g + d for g, d in zip(grads, step)]
-            pred_shape[:] = pred.shape.as_list()
-            # The accumulators are in the learner's dtype; a float64 backbone's are cast.
-            predictions = predictions.write(i, tf.cast(pred, predictions.dtype))
-            return i + 1, total + tf.cast(share, total.dtype), grads, predictions
-
+        num_single = num_tasks - num_chunks * chunk
         pred_shape = []
-        zeros = [tf.zeros_like(v) for v in variables]
-        predictions = tf.TensorArray(self.compute_dtype, size=num_chunks, infer_shape=False)
-        _, loss, grads, predictions = tf.while_loop(
-            lambda i, *_: i < num_chunks,
-            body,
-            (tf.constant(0), tf.constant(0.0, self.compute_dtype), zeros, predictions),
-            parallel_iterations=1,
+
+        def accumulate(size, count, start, state):
+            """Adds the meta-gradients of `count` pieces of `size` tasks from task `start` on."""
+            # [count * size, ...] -> [count, size, ...]: a piece is one (XLA-friendly) index.
+            # XLA compiles the body even when a loop runs no piece, and refuses to index an
+            # empty axis: then one piece of repeated tasks stands in, and is never read.
+            rows = tf.maximum(count, 1)
+            index = tf.minimum(start + tf.range(rows * size), num_tasks - 1)
+            stacked = {
+                key: tf.reshape(tf.gather(value, index),
+                                tf.concat([[rows, size], tf.shape(value)[1:]], 0))
+                for key, value in episodes.items()
+            }
+
+            def body(i, total, grads, predictions):
+                part = {
+                    key: tf.ensure_shape(value[i], [size] + episodes[key].shape[1:])
+                    for key, value in stacked.items()
+                }
+                with tf.GradientTape() as tape:
+                    loss, pred = self.meta_loss(part, training=True)
+                    share = loss * tf.cast(size, loss.dtype) / tf.cast(num_tasks, loss.dtype)
+                    # As in `train_step`: the optimizer sums across replicas.
+                    scaled = share / tf.cast(_num_replicas(), share.dtype)
+                step = tape.gradient(scaled, variables)
+                grads = [g if d is None else g + d for g, d in zip(grads, step)]
+                pred_shape[:] = pred.shape.as_list()
+                # The accumulators are in the learner's dtype; a float64 backbone's are cast.
+                pred = tf.cast(pred, predictions.dtype)
+                for k in range(size):  # (XLA has no TensorArray scatter)
+                    predictions = predictions.write(start + i * size + k, pred[k])
+                return i + 1, total + tf.cast(share, total.dtype), grads, predictions
+
+            _, *state = tf.while_loop(
+                lambda i, *_: i < count, body, (tf.constant(0), *state), parallel_iterations=1
+            )
+            return tuple(state)
+
+        state = (
+            tf.constant(0.0, self.compute_dtype),
+            [tf.zeros_like(v) for v in variables],
+            # One entry per task, so that both loops write entries of one shape (as XLA needs).
+            tf.TensorArray(self.compute_dtype, size=num_tasks),
         )
+        # A batch size known when tracing skips a loop that would run no piece.
+        if static_tasks is None or static_tasks >= chunk:
+            state = accumulate(chunk, num_chunks, 0, state)
+        if static_tasks is None or static_tasks % chunk:
+            state = accumulate(1, num_single, num_chunks * chunk, state)
+        loss, grads, predictions = state
         self.optimizer.apply(grads, variables)
-        query_pred = predictions.concat()
-        # [T, Q, ...]: the prediction's trailing shape is that of the chunks.
+        query_pred = predictions.stack()
+        # [T, Q, ...]: the prediction's trailing shape is that of the pieces.
         query_pred.set_shape([static_tasks] + pred_shape[1:])
         return self._update_metrics(loss, episodes[QUERY_Y], query_pred)
 
@@ -389,7 +397,6 @@ class MetaLearner(keras.Model):
             validation_data = validation_data.dataset
         if not any(isinstance(c, StopOnNaN) for c in callbacks):
             callbacks.append(StopOnNaN())
-        x = self._check_last_batch(x, kwargs)
         # Episode streams are seeded per batch; Keras' shuffle does not apply.
         kwargs.setdefault("shuffle", False)
         return super().fit(
@@ -428,47 +435,6 @@ class MetaLearner(keras.Model):
             self._symbolic_build(data_batch=data_batch)
 
     # ---------------------------------------------------------------- helpers
-    def _check_last_batch(self, x, fit_kwargs):
-        """Checks that `tasks_per_chunk` can split every batch of `x`; returns `x`.
-
-        Keras batches arrays itself and ends an epoch with a partial batch.
-        The train step's run-time check names that problem for any input,
-        but XLA (`jit_compile=True`) drops run-time assertions. So arrays,
-        whose task count is known, are refused here, before training; a
-        `tf.data.Dataset` whose batch size is known only at run time gets
-        the check as a map in its own pipeline, which XLA does not compile.
-        Under a `tf.distribute` strategy of R replicas each batch is split
-        evenly over them, so a batch must hold a multiple of
-        ``tasks_per_chunk * R`` tasks (any count when ``tasks_per_chunk``
-        is 1).
-        """
-        chunk = self.tasks_per_chunk
-        if chunk is None or chunk == 1:
-            return x
-        replicas = self.distribute_strategy.num_replicas_in_sync
-        if isinstance(x, tf.data.Dataset):
-            return _with_chunk_check(x, chunk, replicas)
-        if not isinstance(x, dict) or fit_kwargs.get("steps_per_epoch") is not None:
-            return x
-        num_tasks = next(iter(x.values())).shape[0]
-        if num_tasks is None:
-            return x
-        split = fit_kwargs.get("validation_split") or 0.0
-        num_tasks = math.ceil(num_tasks * (1.0 - split))  # the training part, as Keras splits
-        batch_size = fit_kwargs.get("batch_size") or 32  # Keras' default for arrays
-        unit, name, over, received = _chunk_unit(chunk, replicas)
-        last = num_tasks % batch_size
-        if last % unit or (num_tasks >= batch_size and batch_size % unit):
-            held = f"The last batch of `x` would hold {last} tasks" if last % unit else \
-                f"A batch of `x` would hold {batch_size} tasks"
-            raise ValueError(
-                f"{held} ({num_tasks} tasks in batches of {batch_size}{over}), not a multiple of "
-                f"{name}. Give `fit` a `batch_size` that leaves a multiple of {unit} tasks for "
-                f"every batch, or `steps_per_epoch`. Received: tasks_per_chunk={chunk}, "
-                f"batch_size={batch_size}{received}"
-            )
-        return x
-
     def _require_compiled(self):
         if self.task_loss is None:
             raise RuntimeError(
@@ -547,61 +513,6 @@ class MetaLearner(keras.Model):
     def _input_dtype(self):
         variables = self.backbone.trainable_variables
         return variables[0].dtype if variables else "float32"
-
-
-def _chunk_unit(chunk, replicas):
-    """What a batch's task count must be a multiple of, and how messages say it.
-
-    Returns:
-        ``(unit, name, over, received)``: ``chunk * replicas``; the unit as
-        messages name it (`tasks_per_chunk`, or `tasks_per_chunk` x replicas);
-        and the words " over R replicas" and ", replicas=R", both empty on
-        one replica.
-    """
-    if replicas == 1:
-        return chunk, "`tasks_per_chunk`", "", ""
-    return chunk * replicas, "`tasks_per_chunk` x replicas", f" over {replicas} replicas", f", replicas={replicas}"
-
-
-def _assert_chunks_split(num_tasks, chunk, replicas=1):
-    """A run-time assertion that each of `replicas` gets a multiple of `chunk` of `num_tasks`."""
-    unit, name, _, _ = _chunk_unit(chunk, replicas)
-    which = name + (f" (replicas={replicas})" if replicas > 1 else "")
-    return tf.debugging.Assert(
-        tf.equal(num_tasks % unit, 0),
-        [f"The number of tasks per batch must be a multiple of {which} "
-         f"(a partial last batch? batch the episodes with drop_remainder=True, "
-         f"or give `fit` a batch_size that divides the number of tasks). "
-         f"Received: tasks_per_chunk={chunk}, tasks in the batch:", num_tasks],
-    )
-
-
-def _with_chunk_check(dataset, chunk, replicas=1):
-    """`dataset`, whose batches fail `_assert_chunks_split` in the pipeline.
-
-    A batch size fixed in the dataset's spec is checked here, before
-    training (on one device the train step's trace would also catch it;
-    split over replicas it may not be); a size known only at run time (a
-    partial last batch) gets the check in the pipeline, which runs outside
-    any XLA-compiled step.
-    """
-    first = tf.nest.flatten(dataset.element_spec)[0]
-    if first.shape.rank and first.shape[0] is not None:
-        unit, name, over, received = _chunk_unit(chunk, replicas)
-        if first.shape[0] % unit:
-            raise ValueError(
-                f"The dataset's batches hold {first.shape[0]} tasks{over}, not a multiple of "
-                f"{name} ({unit}). Received: tasks_per_chunk={chunk}{received}"
-            )
-        return dataset
-
-    def check(*element):
-        tasks = tf.shape(tf.nest.flatten(element)[0])[0]
-        with tf.control_dependencies([_assert_chunks_split(tasks, chunk, replicas)]):
-            element = tf.nest.map_structure(tf.identity, element)
-        return element if len(element) > 1 else element[0]
-
-    return dataset.map(check)
 
 
 def _num_replicas():

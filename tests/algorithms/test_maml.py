@@ -400,33 +400,32 @@ def test_a_plain_layer_backbone_is_refused_by_name():
         fewshot.MAML(layer)
 
 
-def test_a_partial_batch_under_tasks_per_chunk_names_the_problem():
-    # 5 tasks in batches of 4: the last batch holds 1 task, not a multiple of 2.
+def test_tasks_per_chunk_trains_on_a_partial_last_batch():
+    """A batch that is not a multiple of `tasks_per_chunk` gets the whole batch's update.
+
+    5 tasks in batches of 4: the last batch holds 1 task, fewer than a chunk
+    of 2 (the first holds two chunks). Arrays, a dataset whose batch size is
+    known only at run time, and the same under XLA each end the epoch with
+    the weights of `tasks_per_chunk=None`.
+    """
     episodes = fewshot.episodes.Sinusoid().sample(5, seed=2)
-    learner = _learner(tasks_per_chunk=2)
-    before = [w.copy() for w in learner.get_weights()]
-    # Arrays are refused before training (XLA would drop the train step's run-time check).
-    with pytest.raises(ValueError, match=r"The last batch of `x` would hold 1 tasks \(5 tasks in batches "
-                       r"of 4\), not a multiple of `tasks_per_chunk`.*Received: tasks_per_chunk=2, batch_size=4"):
-        learner.fit(episodes, batch_size=4, epochs=1, verbose=0)
-    assert all(np.array_equal(a, b) for a, b in zip(before, learner.get_weights()))
-    # A batch size fixed in the dataset is checked before training.
-    fixed = tf.data.Dataset.from_tensor_slices(episodes).batch(3, drop_remainder=True)
-    with pytest.raises(ValueError, match=r"The dataset's batches hold 3 tasks, not a multiple of "
-                       r"`tasks_per_chunk` \(2\). Received: tasks_per_chunk=2$"):
-        learner.fit(fixed, epochs=1, verbose=0)
-    # A dataset's partial batch meets the run-time check.
     batches = tf.data.Dataset.from_tensor_slices(episodes).batch(4)
-    with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=r"multiple of `tasks_per_chunk`.*tasks_per_chunk=2, tasks in the batch:\] \[1\]"):
-        learner.fit(batches, epochs=1, verbose=0)
-    # So does one under XLA, which drops the train step's assertions: the dataset checks itself.
-    compiled = _learner(tasks_per_chunk=2)
-    compiled.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", jit_compile=True)
-    with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=r"multiple of `tasks_per_chunk`.*tasks_per_chunk=2, tasks in the batch:\] \[1\]"):
-        compiled.fit(batches, epochs=1, verbose=0)
-    compiled.fit(batches.take(1), epochs=1, verbose=0)
-    learner.fit(episodes, batch_size=4, steps_per_epoch=1, epochs=1, verbose=0)
-    # The check counts the training part of a validation split: 4 of the 5 tasks, one batch.
-    learner.fit(episodes, batch_size=4, validation_split=0.2, epochs=1, verbose=0)
+    assert batches.element_spec["support_x"].shape[0] is None
+    results = {}
+    for name, chunk, x, jit in (("whole", None, batches, False), ("arrays", 2, episodes, False),
+                                ("dataset", 2, batches, False), ("xla", 2, batches, True)):
+        keras.utils.set_random_seed(0)
+        learner = fewshot.MAML(fewshot.models.mlp(hidden=(8,)), inner_lr=0.1, inner_steps=2,
+                               tasks_per_chunk=chunk)
+        learner.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=jit)
+        history = learner.fit(x, batch_size=4 if name == "arrays" else None, epochs=1, verbose=0)
+        results[name] = history.history["loss"][0], _weights(learner)
+    keras.utils.set_random_seed(0)
+    initial = _weights(fewshot.models.mlp(hidden=(8,)))
+    whole_loss, whole = results["whole"]
+    assert max(float(np.abs(w - i).max()) for w, i in zip(whole, initial)) > 1e-3
+    for name in ("arrays", "dataset", "xla"):
+        loss, weights = results[name]
+        np.testing.assert_allclose(loss, whole_loss, rtol=1e-5, err_msg=name)
+        for a, b in zip(weights, whole):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-5, err_msg=name)
