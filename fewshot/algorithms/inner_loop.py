@@ -8,6 +8,7 @@ gradient flows through every inner update (second order). With
 first-order MAML.
 """
 
+import keras
 import tensorflow as tf
 
 
@@ -15,6 +16,61 @@ def functional_forward(model, params, non_trainable, x, training):
     """Runs `model` on `x` with trainable weights `params` (no assignment)."""
     outputs, _ = model.stateless_call(params, non_trainable, x, training=training)
     return outputs
+
+
+def split_at_adapted(model, mask):
+    """Splits a `keras.Sequential` before its first layer with an adapted weight.
+
+    The layers before it (ANIL's body) see no change in the inner loop, so
+    their output on a task's support set is the same at every step: it can
+    be computed once and only the rest of the model stepped through.
+
+    Args:
+        model: the backbone.
+        mask: one bool per trainable variable of `model`: adapted or not.
+
+    Returns:
+        ``(body, head)``, two `LayerRun`s, or None when `model` is not a
+        `keras.Sequential` or its first layer holds an adapted weight.
+    """
+    if not isinstance(model, keras.Sequential):
+        return None
+    adapted = {id(v) for v, m in zip(model.trainable_variables, mask) if m}
+    layers = list(model.layers)
+    first = next(
+        (i for i, layer in enumerate(layers) if any(id(v) in adapted for v in layer.trainable_variables)),
+        0,
+    )
+    if first == 0:
+        return None
+    return LayerRun(model, layers[:first]), LayerRun(model, layers[first:])
+
+
+class LayerRun:
+    """A run of consecutive layers of `model`, called on explicit weights.
+
+    The layers read their variables from the model-wide lists of trainable
+    and non-trainable values, matched by identity, inside a
+    `keras.StatelessScope` (as `keras.Model.stateless_call` does for the
+    whole model), and each is called as a layer (its `training` argument,
+    dtype casting and masks as usual).
+    """
+
+    def __init__(self, model, layers):
+        self.layers = list(layers)
+        trainable = {id(v): i for i, v in enumerate(model.trainable_variables)}
+        fixed = {id(v): i for i, v in enumerate(model.non_trainable_variables)}
+        self._trainable = [(v, trainable[id(v)]) for l in self.layers for v in l.trainable_variables]
+        self._fixed = [(v, fixed[id(v)]) for l in self.layers for v in l.non_trainable_variables]
+
+    def __call__(self, params, non_trainable, x, training):
+        """The layers' output on `x` with the model-wide `params` and `non_trainable` values."""
+        mapping = [(v, params[i]) for v, i in self._trainable]
+        mapping += [(v, non_trainable[i]) for v, i in self._fixed]
+        with keras.StatelessScope(state_mapping=mapping):
+            for layer in self.layers:
+                x = layer(x, training=training)
+        return x
 
 
 def advance_seeds(non_trainable, positions, step):

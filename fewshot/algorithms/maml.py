@@ -8,7 +8,7 @@ import warnings
 import keras
 import tensorflow as tf
 
-from fewshot.algorithms.inner_loop import functional_forward, gradient_steps
+from fewshot.algorithms.inner_loop import functional_forward, gradient_steps, split_at_adapted
 from fewshot.algorithms.meta_learner import MetaLearner, _all_layers, _random_layers
 from fewshot.episodes.episode import QUERY_X, QUERY_Y, SUPPORT_WEIGHT, SUPPORT_X, SUPPORT_Y
 from fewshot.validation import check_bool, check_int, check_positive_float
@@ -315,6 +315,30 @@ class MAML(MetaLearner):
         training = bool(training) and self.batch_norm == "transductive"
         return functional_forward(self.backbone, params, self._non_trainable(), x, training)
 
+    def _inner_forward(self, params, x):
+        """The inner loop's forward pass, and the input it takes, for inputs `x`.
+
+        When the first layers of a `keras.Sequential` backbone hold no adapted
+        weight (ANIL's body), their output is the same at every inner step:
+        it is computed here once, from `params`, and each step runs only the
+        layers after them. The outer gradient still reaches the body through
+        those features, so the update is unchanged. Otherwise (and under
+        `recompute_inner`, whose checkpointed steps differentiate only their
+        explicit inputs) every step runs the whole backbone.
+
+        Returns:
+            ``(forward, inputs)``: ``forward(params, inputs)`` is the
+            backbone's output on `x`.
+        """
+        split = None if self.recompute_inner else split_at_adapted(self.backbone, self._adapt_mask)
+        if split is None:
+            return self._forward, x
+        body, head = split
+        training = self.batch_norm == "transductive"
+        fixed = self._non_trainable()
+        features = body(params, fixed, x, training)
+        return (lambda p, h: head(p, fixed, h, training)), features
+
     def train_step(self, data):
         logs = super().train_step(data)
         if self.batch_norm == "running" and self.backbone.non_trainable_variables:
@@ -338,9 +362,10 @@ class MAML(MetaLearner):
             ``(adapted_params, support_losses)``.
         """
         lrs = self.inner_learning_rates() if learning_rates is None else learning_rates
+        forward, inputs = self._inner_forward(params, support_x)
 
         def support_loss(p):
-            return self.support_loss(support_y, self._forward(p, support_x), support_weight)
+            return self.support_loss(support_y, forward(p, inputs), support_weight)
 
         return gradient_steps(
             support_loss,
