@@ -39,8 +39,8 @@ def _meta_gradient(learner, episodes):
     return float(loss), [g.numpy() for g in grads]
 
 
-@pytest.mark.parametrize("first_order", [False, True], ids=["second_order", "first_order"])
-@pytest.mark.parametrize("vectorize", [True, False], ids=["vectorized", "task_loop"])
+@pytest.mark.parametrize("first_order,vectorize", [(False, True), (True, False)],
+                         ids=["second_order_vectorized", "first_order_task_loop"])
 def test_head_only_steps_give_the_whole_backbone_gradient(monkeypatch, first_order, vectorize):
     """Features computed once give the meta-gradient of running the whole Conv4 at every step."""
     episodes = _conv_episodes()
