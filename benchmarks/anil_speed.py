@@ -26,25 +26,24 @@ import os
 import time
 
 
-def _positive_ints(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer. Received: {text!r}")
-    return value
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shots", type=_positive_ints, nargs="+", default=[1, 5],
+    parser.add_argument("--shots", type=int, nargs="+", default=[1, 5],
                         help="K of the 5-way tasks (default 1 5)")
-    parser.add_argument("--steps", type=_positive_ints, nargs="+", default=[1, 5],
+    parser.add_argument("--steps", type=int, nargs="+", default=[1, 5],
                         help="inner steps (default 1 5)")
-    parser.add_argument("--tasks", type=_positive_ints, default=8, help="meta-batch size (default 8)")
-    parser.add_argument("--rounds", type=_positive_ints, default=3,
+    parser.add_argument("--tasks", type=int, default=8, help="meta-batch size (default 8)")
+    parser.add_argument("--rounds", type=int, default=3,
                         help="interleaved timing rounds per configuration (default 3)")
-    parser.add_argument("--meta-steps", type=_positive_ints, default=2,
+    parser.add_argument("--meta-steps", type=int, default=2,
                         help="meta-updates timed per round (default 2)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    given = {"--shots": args.shots, "--steps": args.steps, "--tasks": [args.tasks],
+             "--rounds": [args.rounds], "--meta-steps": [args.meta_steps]}
+    for flag, values in given.items():
+        if min(values) < 1:
+            parser.error(f"argument {flag}: expected positive integers. Received: {values}")
+    return args
 
 
 def main(argv=None):
