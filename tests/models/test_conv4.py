@@ -60,14 +60,14 @@ def test_maml_on_conv4_vectorized_matches_loop():
         results[vectorize] = (float(value), [g.numpy() for g in grads])
     assert results[True][0] == pytest.approx(results[False][0], rel=1e-4)
     paths = [v.path for v in learner.trainable_variables]
-    kernel_scale = {}
-    for path, grad in zip(paths, results[False][1]):
-        layer, name = path.split("/")[-2:]
-        if layer.startswith("conv") and name == "kernel":
-            kernel_scale[layer] = np.abs(grad).max()
+    layer_and_name = [path.split("/")[-2:] for path in paths]
+    kernel_scale = {
+        layer: np.abs(grad).max()
+        for (layer, name), grad in zip(layer_and_name, results[False][1])
+        if layer.startswith("conv") and name == "kernel"
+    }
     assert len(kernel_scale) == 4 and min(kernel_scale.values()) > 1e-2
-    for path, a, b in zip(paths, results[True][1], results[False][1]):
-        layer, name = path.split("/")[-2:]
+    for path, (layer, name), a, b in zip(paths, layer_and_name, results[True][1], results[False][1]):
         if layer in kernel_scale and name == "bias":
             assert np.abs(a).max() < 1e-4 * kernel_scale[layer], path
             assert np.abs(b).max() < 1e-4 * kernel_scale[layer], path
