@@ -111,7 +111,8 @@ def add_arguments(parser):
         metavar="STEPS",
         help="MAML family: test with the inner step count among these that scores best on "
         "choice_episodes (500) validation episodes, e.g. --choose-eval-steps 1 2 3 5 (default: "
-        "[eval] choose_eval_steps; without it, eval_steps, 3); recorded in results.json",
+        "the recipe's choose_eval_steps, ANIL's [1, 2, 3, 5]; without it, or under --trainval, "
+        "eval_steps, 3); recorded in results.json",
     )
     parser.add_argument("--cache-dir", default=None, help="where decoded images are cached")
     parser.add_argument(
@@ -368,6 +369,13 @@ def recipe_settings(config, args):
     >>> s = recipe_settings(load_recipe("recipes/omniglot"), parser.parse_args(["--algorithm", "reptile"]))
     >>> s["ways"], s["shots"], s["train_shots"], s["meta_batch_size"], s["eval_steps"]
     (5, 1, 10, 5, 10)
+    >>> anil = parser.parse_args(["--algorithm", "anil", "--ways", "20"])
+    >>> recipe_settings(load_recipe("recipes/omniglot"), anil)["choose_eval_steps"]
+    [1, 2, 3, 5]
+    >>> anil.trainval = True  # no validation characters left: the recipe's eval_steps
+    >>> s = recipe_settings(load_recipe("recipes/omniglot"), anil)
+    >>> s["choose_eval_steps"], s["eval_steps"]
+    (None, 5)
     """
     algorithm = args.algorithm
     s = {"seed": int(config.get("seed", 0)), "algorithm": algorithm}
@@ -452,7 +460,11 @@ def _parse_meta_init(path, s):
 
 
 def _parse_choose_eval_steps(values, s):
-    """`--choose-eval-steps` (or `choose_eval_steps`) as a sorted list of step counts, or None."""
+    """`--choose-eval-steps` (or `choose_eval_steps`) as a sorted list of step counts, or None.
+
+    A `--trainval` refit has no validation characters left to choose on: the flag is refused
+    there, while the recipe's key (a default, e.g. ANIL's) gives way to `eval_steps`.
+    """
     given = "--choose-eval-steps" if values is not None else "choose_eval_steps"
     values = s.get("choose_eval_steps") if values is None else values
     if not values:
@@ -469,6 +481,8 @@ def _parse_choose_eval_steps(values, s):
             f"{given} chooses the MAML family's test-time inner steps on validation episodes; "
             f"{s['algorithm']} has none to choose ({why}). Received: --algorithm {s['algorithm']}"
         )
+    if s["trainval"] and given == "choose_eval_steps":
+        return None
     if s["trainval"]:
         raise ValueError(
             f"{given} needs the validation characters, which --trainval trains on. "

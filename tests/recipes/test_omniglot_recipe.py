@@ -420,6 +420,13 @@ def test_choose_eval_steps_defaults_to_500_validation_episodes():
     s = {"algorithm": "metasgd", "trainval": False}
     assert _parse_choose_eval_steps([5, 1, 3, 1], s) == [1, 3, 5] and s["choice_episodes"] == 500
     assert _parse_choose_eval_steps(None, {"algorithm": "maml", "trainval": True}) is None
+    # Under --trainval the recipe's key gives way to eval_steps; the flag is refused (above).
+    s = {"algorithm": "anil", "trainval": True, "choose_eval_steps": [1, 5]}
+    assert _parse_choose_eval_steps(None, s) is None and "choice_episodes" not in s
+    with pytest.raises(ValueError, match="--choose-eval-steps needs the validation characters"):
+        _parse_choose_eval_steps([1, 5], s)
+    with pytest.raises(ValueError, match=r"choose_eval_steps. Expected a list of positive integers"):
+        _parse_choose_eval_steps(None, {"algorithm": "anil", "trainval": True, "choose_eval_steps": [0]})
     with pytest.raises(ValueError, match="choice_episodes. Expected a positive integer .* Received: 0"):
         _parse_choose_eval_steps([1], {"algorithm": "maml", "trainval": False, "choice_episodes": 0})
     with pytest.raises(ValueError, match=r"its memory holds the validation tasks\)"):
