@@ -174,7 +174,7 @@ def run(config, args):
     work.mkdir(parents=True, exist_ok=True)
     for name in _FOLDER_SETTINGS:
         if not (name == "monitor" and settings["trainval"]):  # a refit validates nothing
-            _check_folder_setting(work, name, settings[name])
+            _check_folder_setting(work, name, settings[name] or "none")
     settings["lr_drop"] = _folder_lr_drop(work, settings["lr_drop"])
 
     data = load_omniglot(args.data_dir, cache_dir=args.cache_dir, resample=settings["resample"])
@@ -359,6 +359,9 @@ def _trainval_epochs(curve, cell, settings):
 def recipe_settings(config, args):
     """One cell's settings: recipe.toml's sections (the algorithm's last), then the command line.
 
+    A section's ``[SECTION.N-way]`` table overrides that section's keys for N-way cells
+    (`ways_table` names it): the recipe gives MAML Finn et al.'s 20-way settings this way.
+
     Example:
 
     >>> import argparse
@@ -376,14 +379,20 @@ def recipe_settings(config, args):
     >>> s = recipe_settings(load_recipe("recipes/omniglot"), anil)
     >>> s["choose_eval_steps"], s["eval_steps"]
     (None, 5)
+    >>> maml = parser.parse_args(["--algorithm", "maml", "--ways", "20"])
+    >>> s = recipe_settings(load_recipe("recipes/omniglot"), maml)
+    >>> s["ways_table"], s["inner_lr"], s["inner_steps"], s["eval_steps"], s["meta_batch_size"]
+    ('maml.20-way', 0.1, 5, 5, 16)
     """
     algorithm = args.algorithm
     s = {"seed": int(config.get("seed", 0)), "algorithm": algorithm}
-    s.update(config.get("data", {}))
-    s.update(config.get("train", {}))
-    s.update(config.get("eval", {}))
-    s.update(config.get(algorithm, {}))
-    s["ways"], s["shots"] = _positive("ways", args.ways), _positive("shots", args.shots)
+    ways = _positive("ways", args.ways)
+    s["ways_table"] = None
+    for section in ("data", "train", "eval", algorithm):
+        table = config.get(section, {})
+        s.update({k: v for k, v in table.items() if not isinstance(v, dict)})
+        s.update(_ways_table(section, table, ways, s))
+    s["ways"], s["shots"] = ways, _positive("shots", args.shots)
     s.setdefault("train_ways", s["ways"])
     if s["train_ways"] < s["ways"]:
         s["train_ways"] = s["ways"]
@@ -440,6 +449,28 @@ def recipe_settings(config, args):
     if args.time_budget is not None and not args.time_budget > 0:
         raise ValueError(f"Invalid value received for --time-budget. Expected positive minutes. Received: {args.time_budget}")
     return s
+
+
+def _ways_table(section, table, ways, s):
+    """The keys of `table`'s ``[SECTION.N-way]`` sub-table for this cell's N, or {}.
+
+    Such a table overrides its section's keys for N-way cells only (e.g. Finn et al.'s 20-way
+    MAML settings); `s["ways_table"]` names the last one used. Any other sub-table is an error.
+    """
+    chosen = {}
+    for name, value in table.items():
+        if not isinstance(value, dict):
+            continue
+        n = name[: -len("-way")] if name.endswith("-way") else ""
+        if not (n.isdigit() and int(n) > 0) or any(isinstance(v, dict) for v in value.values()):
+            raise ValueError(
+                f"Invalid table received in recipe.toml: [{section}.{name}]. Expected a section's "
+                f"settings or one [SECTION.N-way] table of them per N (e.g. [maml.20-way])."
+            )
+        if int(n) == ways:
+            chosen = value
+            s["ways_table"] = f"{section}.{name}"
+    return chosen
 
 
 def _parse_meta_init(path, s):
@@ -528,7 +559,8 @@ def _check_folder_setting(work, name, value):
 
     The folder keeps the value in ``<name>.txt``. Folders from before the
     setting existed were trained with its default (``lanczos`` images,
-    ``keras`` layer defaults, best checkpoint by ``val_accuracy``).
+    ``keras`` layer defaults, best checkpoint by ``val_accuracy``, no
+    ``[SECTION.N-way]`` table).
     """
     default, held, given = _FOLDER_SETTINGS[name]
     before = _folder_value(work, name)
@@ -554,6 +586,8 @@ _FOLDER_SETTINGS = {
     "resample": ("lanczos", "trained on {!r} images", "--resample"),
     "init": ("keras", "trained with {!r} layer defaults", "--init"),
     "monitor": ("val_accuracy", "chosen by {!r}", "monitor (recipe.toml)"),
+    "ways_table": ("none", "trained with the recipe's N-way table {!r}",
+                   "[SECTION.N-way] (recipe.toml), whose keys override its section's"),
 }
 
 

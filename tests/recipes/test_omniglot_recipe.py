@@ -462,6 +462,44 @@ def test_train_shots_default_to_the_cells_shots():
     assert recipe_settings({"maml": {"train_shots": 4}}, args)["train_shots"] == 4
 
 
+def test_an_n_way_table_overrides_its_section_for_n_way_cells_only():
+    import argparse
+
+    from fewshot.recipes.omniglot import add_arguments, recipe_settings
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = {"train": {"inner_lr": 0.4, "inner_steps": 1, "20-way": {"inner_steps": 3, "inner_lr": 0.3}},
+              "maml": {"20-way": {"inner_lr": 0.1}}, "fomaml": {"inner_lr": 0.2}}
+    five = recipe_settings(config, parser.parse_args(["--algorithm", "maml", "--ways", "5"]))
+    assert (five["inner_lr"], five["inner_steps"], five["ways_table"]) == (0.4, 1, None)
+    twenty = recipe_settings(config, parser.parse_args(["--algorithm", "maml", "--ways", "20"]))
+    assert (twenty["inner_lr"], twenty["inner_steps"], twenty["ways_table"]) == (0.1, 3, "maml.20-way")
+    assert "20-way" not in twenty
+    # A section's table sits under the next section's keys: [fomaml] keeps its own inner_lr.
+    other = recipe_settings(config, parser.parse_args(["--algorithm", "fomaml", "--ways", "20"]))
+    assert (other["inner_lr"], other["inner_steps"], other["ways_table"]) == (0.2, 3, "train.20-way")
+    for bad in ({"maml": {"twenty": {"inner_lr": 0.1}}}, {"maml": {"0-way": {}}},
+                {"maml": {"20-way": {"deeper": {"inner_lr": 0.1}}}}):
+        with pytest.raises(ValueError, match=r"Invalid table received in recipe.toml: \[maml\.\w+-?\w*\]"):
+            recipe_settings(bad, parser.parse_args(["--algorithm", "maml", "--ways", "20"]))
+
+
+def test_a_cell_folder_keeps_the_n_way_table_it_was_trained_with(setup, capsys):
+    recipe, data, out = setup
+    assert _run(recipe, data, out, "--algorithm", "protonet") == 0
+    tabled = recipe.parent / "tabled.toml"
+    tabled.write_text(RECIPE + "[protonet.3-way]\nvalidation_episodes = 2\n")
+    # The folder trained without the table refuses it; a new folder takes it and records it.
+    capsys.readouterr()
+    assert _run(tabled, data, out, "--algorithm", "protonet", "--eval-only") == 2
+    assert "holds a model trained with the recipe's N-way table 'none'" in capsys.readouterr().err
+    assert _run(tabled, data, out / "new", "--algorithm", "protonet") == 0
+    cell = json.loads((out / "new" / "results.json").read_text())["config"]["cells"]["protonet_3w1s"]
+    assert cell["ways_table"] == "protonet.3-way" and cell["validation_episodes"] == 2
+    assert (out / "new" / "protonet_3w1s" / "ways_table.txt").read_text() == "protonet.3-way\n"
+
+
 def _save_learner(path, algorithm, ways=3, **overrides):
     """An untrained learner of the recipe's kind, saved where --meta-init can read it."""
     from fewshot.recipes.episodic import build_learner
