@@ -360,7 +360,8 @@ def recipe_settings(config, args):
     """One cell's settings: recipe.toml's sections (the algorithm's last), then the command line.
 
     A section's ``[SECTION.N-way]`` table overrides that section's keys for N-way cells
-    (`ways_table` names it): the recipe gives MAML Finn et al.'s 20-way settings this way.
+    (`ways_table` names it): the recipe gives MAML Finn et al.'s 20-way settings this way, and
+    Reptile Nichol et al.'s one pass over each 20-way training task.
 
     Example:
 
@@ -383,6 +384,10 @@ def recipe_settings(config, args):
     >>> s = recipe_settings(load_recipe("recipes/omniglot"), maml)
     >>> s["ways_table"], s["inner_lr"], s["inner_steps"], s["eval_steps"], s["meta_batch_size"]
     ('maml.20-way', 0.1, 5, 5, 16)
+    >>> reptile = parser.parse_args(["--algorithm", "reptile", "--ways", "20"])
+    >>> s = recipe_settings(load_recipe("recipes/omniglot"), reptile)
+    >>> s["ways_table"], s["train_shots"], s["inner_batch_size"], s["inner_steps"]
+    ('reptile.20-way', 10, 20, 10)
     """
     algorithm = args.algorithm
     s = {"seed": int(config.get("seed", 0)), "algorithm": algorithm}
